@@ -1,0 +1,573 @@
+//! The config file: raw serde types that mirror the YAML, and their validation into the
+//! `Config` the rest of rgate uses. Nothing outside this module sees an unvalidated value.
+//!
+//! Every error names the file, the field (as a path such as `routes[1].backend`) and why;
+//! the binary turns a `ConfigError` into exit code 2.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+// ----- raw: exactly what the YAML may say -----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    routes: Vec<RawRoute>,
+    #[serde(default)]
+    default_response: Option<RawDefaultResponse>,
+    #[serde(default)]
+    backends: Vec<RawBackend>,
+    #[serde(default)]
+    timeouts: Option<RawTimeouts>,
+    #[serde(default)]
+    stats: Option<RawStats>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    path_prefix: String,
+    backend: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaultResponse {
+    body: String,
+    status_code: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    name: String,
+    #[serde(default)]
+    match_labels: Vec<String>,
+    #[serde(default)]
+    addresses: Vec<String>,
+}
+
+/// All in milliseconds; each has a production default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTimeouts {
+    connect_ms: Option<u64>,
+    response_header_ms: Option<u64>,
+    body_idle_ms: Option<u64>,
+    client_head_ms: Option<u64>,
+    keepalive_idle_ms: Option<u64>,
+    pool_idle_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStats {
+    interval_ms: Option<u64>,
+    retention_days: Option<u64>,
+    path: Option<String>,
+    metrics_path: Option<String>,
+}
+
+// ----- validated -----
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub routes: Vec<Route>,
+    pub default_response: DefaultResponse,
+    pub backends: Vec<BackendSpec>,
+    pub timeouts: Timeouts,
+    pub stats: StatsSettings,
+}
+
+/// One `path_prefix` → backend rule. `backend` indexes `Config::backends`.
+#[derive(Debug, Clone)]
+pub struct Route {
+    pub prefix: String,
+    pub backend: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DefaultResponse {
+    pub body: String,
+    pub status: u16,
+}
+
+/// How a backend's instances are found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Discovery {
+    /// Running Docker containers carrying every one of these `(key, value)` labels.
+    DockerLabels(Vec<(String, String)>),
+    /// Fixed addresses, for services outside Docker.
+    Static(Vec<SocketAddr>),
+}
+
+#[derive(Debug, Clone)]
+pub struct BackendSpec {
+    pub name: String,
+    pub discovery: Discovery,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Connecting to a backend; past it the backend counts as unreachable (503).
+    pub connect: Duration,
+    /// From the request sent to the backend's response head; past it, 504.
+    pub response_header: Duration,
+    /// Longest silence while a body streams, either way; past it the exchange is abandoned.
+    pub body_idle: Duration,
+    /// From a request's first byte to its complete head; past it, 408.
+    pub client_head: Duration,
+    /// How long an idle keep-alive client connection is kept open.
+    pub keepalive_idle: Duration,
+    /// How long an idle pooled backend connection is kept.
+    pub pool_idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(3),
+            response_header: Duration::from_secs(60),
+            body_idle: Duration::from_secs(60),
+            client_head: Duration::from_secs(30),
+            keepalive_idle: Duration::from_secs(60),
+            pool_idle: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StatsSettings {
+    /// How often the stats thread collects the cores' counters into SQLite.
+    pub interval: Duration,
+    /// How long per-minute history rows are kept.
+    pub retention: Duration,
+    /// The path answered with the JSON statistics.
+    pub path: String,
+    /// The path answered with Prometheus text.
+    pub metrics_path: String,
+}
+
+impl Default for StatsSettings {
+    fn default() -> Self {
+        StatsSettings {
+            interval: Duration::from_secs(1),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            path: "/stats".into(),
+            metrics_path: "/metrics".into(),
+        }
+    }
+}
+
+/// A config that cannot be used: which file, which field, and why.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub field: String,
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}: {}", self.file.display(), self.reason)
+        } else {
+            write!(
+                f,
+                "{}: {}: {}",
+                self.file.display(),
+                self.field,
+                self.reason
+            )
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Config {
+    /// Reads and validates the config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            field: String::new(),
+            reason: format!("cannot read the file: {e}"),
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and validates config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+            // serde_yaml reports "field.path: reason at line L column C"; split the path off
+            // so the message reads like every other config error.
+            let msg = e.to_string();
+            let (field, reason) = match msg.split_once(": ") {
+                Some((f, r)) if !f.contains(' ') => (f.to_string(), r.to_string()),
+                _ => (String::new(), msg),
+            };
+            ConfigError {
+                file: path.to_path_buf(),
+                field,
+                reason,
+            }
+        })?;
+        Validator { file: path }.validate(raw)
+    }
+}
+
+struct Validator<'a> {
+    file: &'a Path,
+}
+
+impl Validator<'_> {
+    fn err(&self, field: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.file.to_path_buf(),
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    fn validate(&self, raw: RawConfig) -> Result<Config, ConfigError> {
+        let backends = self.backends(raw.backends)?;
+        let routes = self.routes(raw.routes, &backends)?;
+        let default_response = match raw.default_response {
+            None => DefaultResponse {
+                body: "Not Found".into(),
+                status: 404,
+            },
+            Some(d) => DefaultResponse {
+                body: d.body,
+                status: self.status_code("default_response.status_code", d.status_code)?,
+            },
+        };
+        let timeouts = self.timeouts(raw.timeouts)?;
+        let stats = self.stats(raw.stats)?;
+        Ok(Config {
+            path: self.file.to_path_buf(),
+            routes,
+            default_response,
+            backends,
+            timeouts,
+            stats,
+        })
+    }
+
+    fn backends(&self, raw: Vec<RawBackend>) -> Result<Vec<BackendSpec>, ConfigError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, b) in raw.into_iter().enumerate() {
+            let field = format!("backends[{i}]");
+            if b.name.trim().is_empty() {
+                return Err(self.err(format!("{field}.name"), "must not be empty"));
+            }
+            if !seen.insert(b.name.clone()) {
+                return Err(self.err(
+                    format!("{field}.name"),
+                    format!("duplicate backend name {:?}", b.name),
+                ));
+            }
+            let discovery = match (b.match_labels.is_empty(), b.addresses.is_empty()) {
+                (true, true) => {
+                    return Err(self.err(
+                        field,
+                        format!(
+                            "backend {:?} has neither match_labels nor addresses",
+                            b.name
+                        ),
+                    ))
+                }
+                (false, false) => {
+                    return Err(self.err(
+                        field,
+                        format!(
+                            "backend {:?} has both match_labels and addresses; give one",
+                            b.name
+                        ),
+                    ))
+                }
+                (false, true) => Discovery::DockerLabels(self.labels(&field, &b.match_labels)?),
+                (true, false) => Discovery::Static(self.addresses(&field, &b.addresses)?),
+            };
+            out.push(BackendSpec {
+                name: b.name,
+                discovery,
+            });
+        }
+        Ok(out)
+    }
+
+    fn labels(&self, field: &str, raw: &[String]) -> Result<Vec<(String, String)>, ConfigError> {
+        raw.iter()
+            .enumerate()
+            .map(|(j, label)| match label.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Ok((k.to_string(), v.to_string())),
+                _ => Err(self.err(
+                    format!("{field}.match_labels[{j}]"),
+                    format!("{label:?} is not of the form key=value"),
+                )),
+            })
+            .collect()
+    }
+
+    fn addresses(&self, field: &str, raw: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+        raw.iter()
+            .enumerate()
+            .map(|(j, a)| {
+                let field = format!("{field}.addresses[{j}]");
+                if let Ok(addr) = a.parse::<SocketAddr>() {
+                    return Ok(addr);
+                }
+                a.to_socket_addrs()
+                    .ok()
+                    .and_then(|mut it| it.next())
+                    .ok_or_else(|| self.err(field, format!("{a:?} is not a host:port address")))
+            })
+            .collect()
+    }
+
+    fn routes(
+        &self,
+        raw: Vec<RawRoute>,
+        backends: &[BackendSpec],
+    ) -> Result<Vec<Route>, ConfigError> {
+        let mut seen = HashSet::new();
+        let mut out = Vec::with_capacity(raw.len());
+        for (i, r) in raw.into_iter().enumerate() {
+            let field = format!("routes[{i}]");
+            if !r.path_prefix.starts_with('/') {
+                return Err(self.err(
+                    format!("{field}.path_prefix"),
+                    format!("{:?} must start with '/'", r.path_prefix),
+                ));
+            }
+            if r.path_prefix.bytes().any(|b| b <= b' ' || b == 0x7f) {
+                return Err(self.err(
+                    format!("{field}.path_prefix"),
+                    format!(
+                        "{:?} contains whitespace or control characters",
+                        r.path_prefix
+                    ),
+                ));
+            }
+            if !seen.insert(r.path_prefix.clone()) {
+                return Err(self.err(
+                    format!("{field}.path_prefix"),
+                    format!("duplicate path_prefix {:?}", r.path_prefix),
+                ));
+            }
+            let Some(backend) = backends.iter().position(|b| b.name == r.backend) else {
+                let known: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
+                return Err(self.err(
+                    format!("{field}.backend"),
+                    format!(
+                        "unknown backend {:?} (backends defined: {})",
+                        r.backend,
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    ),
+                ));
+            };
+            out.push(Route {
+                prefix: r.path_prefix,
+                backend,
+            });
+        }
+        Ok(out)
+    }
+
+    fn status_code(&self, field: &str, code: u32) -> Result<u16, ConfigError> {
+        if (100..=599).contains(&code) {
+            Ok(code as u16)
+        } else {
+            Err(self.err(
+                field,
+                format!("{code} is not an HTTP status code (100..=599)"),
+            ))
+        }
+    }
+
+    fn timeouts(&self, raw: Option<RawTimeouts>) -> Result<Timeouts, ConfigError> {
+        let mut t = Timeouts::default();
+        let Some(raw) = raw else { return Ok(t) };
+        let fields = [
+            ("connect_ms", raw.connect_ms, &mut t.connect),
+            (
+                "response_header_ms",
+                raw.response_header_ms,
+                &mut t.response_header,
+            ),
+            ("body_idle_ms", raw.body_idle_ms, &mut t.body_idle),
+            ("client_head_ms", raw.client_head_ms, &mut t.client_head),
+            (
+                "keepalive_idle_ms",
+                raw.keepalive_idle_ms,
+                &mut t.keepalive_idle,
+            ),
+            ("pool_idle_ms", raw.pool_idle_ms, &mut t.pool_idle),
+        ];
+        for (name, value, slot) in fields {
+            if let Some(ms) = value {
+                *slot = self.positive_ms(&format!("timeouts.{name}"), ms)?;
+            }
+        }
+        Ok(t)
+    }
+
+    fn stats(&self, raw: Option<RawStats>) -> Result<StatsSettings, ConfigError> {
+        let mut s = StatsSettings::default();
+        let Some(raw) = raw else { return Ok(s) };
+        if let Some(ms) = raw.interval_ms {
+            s.interval = self.positive_ms("stats.interval_ms", ms)?;
+        }
+        if let Some(days) = raw.retention_days {
+            if days == 0 {
+                return Err(self.err("stats.retention_days", "must be at least 1"));
+            }
+            s.retention = Duration::from_secs(days.saturating_mul(24 * 3600));
+        }
+        for (name, value, slot) in [
+            ("stats.path", raw.path, &mut s.path),
+            ("stats.metrics_path", raw.metrics_path, &mut s.metrics_path),
+        ] {
+            if let Some(p) = value {
+                if !p.starts_with('/') {
+                    return Err(self.err(name, format!("{p:?} must start with '/'")));
+                }
+                *slot = p;
+            }
+        }
+        Ok(s)
+    }
+
+    fn positive_ms(&self, field: &str, ms: u64) -> Result<Duration, ConfigError> {
+        if ms == 0 {
+            Err(self.err(field, "must be greater than 0"))
+        } else {
+            Ok(Duration::from_millis(ms))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("test.yml"), text)
+    }
+
+    const SEED: &str = "
+routes:
+  - path_prefix: /api/payment
+    backend: payment
+default_response:
+  body: This is not reachable
+  status_code: 403
+backends:
+  - name: payment
+    match_labels: [app_name=payment, env=production]
+";
+
+    #[test]
+    fn seed_format_parses() {
+        let c = parse(SEED).unwrap();
+        assert_eq!(c.routes.len(), 1);
+        assert_eq!(c.routes[0].prefix, "/api/payment");
+        assert_eq!(c.routes[0].backend, 0);
+        assert_eq!(c.default_response.status, 403);
+        assert_eq!(c.default_response.body, "This is not reachable");
+        assert_eq!(
+            c.backends[0].discovery,
+            Discovery::DockerLabels(vec![
+                ("app_name".into(), "payment".into()),
+                ("env".into(), "production".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn static_addresses_parse() {
+        let c = parse(
+            "routes: [{path_prefix: /, backend: a}]\nbackends: [{name: a, addresses: ['127.0.0.1:9001']}]",
+        )
+        .unwrap();
+        assert_eq!(
+            c.backends[0].discovery,
+            Discovery::Static(vec!["127.0.0.1:9001".parse().unwrap()])
+        );
+    }
+
+    fn expect_err(text: &str, field: &str, reason_part: &str) {
+        let e = parse(text).unwrap_err();
+        assert_eq!(e.field, field, "{e}");
+        assert!(e.reason.contains(reason_part), "{e}");
+        assert!(e.to_string().starts_with("test.yml: "), "{e}");
+    }
+
+    #[test]
+    fn rejects_bad_configs_naming_the_field() {
+        expect_err(
+            "routes: [{path_prefix: /a, backend: nope}]\nbackends: [{name: a, addresses: ['127.0.0.1:1']}]",
+            "routes[0].backend",
+            "unknown backend \"nope\"",
+        );
+        expect_err(
+            "routes: [{path_prefix: /a, backend: a}, {path_prefix: /a, backend: a}]\nbackends: [{name: a, addresses: ['127.0.0.1:1']}]",
+            "routes[1].path_prefix",
+            "duplicate",
+        );
+        expect_err(
+            "backends: [{name: a, addresses: ['127.0.0.1:1']}, {name: a, addresses: ['127.0.0.1:1']}]",
+            "backends[1].name",
+            "duplicate",
+        );
+        expect_err(
+            "backends: [{name: a, match_labels: [novalue]}]",
+            "backends[0].match_labels[0]",
+            "key=value",
+        );
+        expect_err(
+            "default_response: {body: x, status_code: 700}",
+            "default_response.status_code",
+            "100..=599",
+        );
+        expect_err(
+            "routes: [{path_prefix: api, backend: a}]\nbackends: [{name: a, addresses: ['127.0.0.1:1']}]",
+            "routes[0].path_prefix",
+            "must start with '/'",
+        );
+        expect_err("backends: [{name: a}]", "backends[0]", "neither");
+        expect_err(
+            "backends: [{name: a, addresses: ['not an address']}]",
+            "backends[0].addresses[0]",
+            "host:port",
+        );
+        expect_err(
+            "timeouts: {connect_ms: 0}",
+            "timeouts.connect_ms",
+            "greater than 0",
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_keys() {
+        let e = parse("routes: []\nbogus: 1\n").unwrap_err();
+        assert!(e.reason.contains("unknown field `bogus`"), "{e}");
+        let e = parse("routes: [{path_prefix: /a, backend: a, extra: 1}]").unwrap_err();
+        assert_eq!(e.field, "routes[0]", "{e}");
+        assert!(e.reason.contains("unknown field `extra`"), "{e}");
+    }
+}

@@ -1,0 +1,145 @@
+//! Responses rgate makes itself. Every error has one JSON shape,
+//! `{"status": 503, "error": "no_instances", "message": "..."}`, with Content-Type and
+//! Content-Length set; the configured default response is sent exactly as configured.
+
+use std::io::Write as _;
+
+use super::Version;
+
+/// The error codes rgate answers with; each is one stable string in the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    BadRequest,
+    RequestTimeout,
+    UriTooLong,
+    HeadersTooLarge,
+    ExpectationFailed,
+    NotImplemented,
+    NoInstances,
+    BackendUnavailable,
+    BadGateway,
+    GatewayTimeout,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::UriTooLong => "uri_too_long",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::ExpectationFailed => "expectation_failed",
+            ErrorCode::NotImplemented => "not_implemented",
+            ErrorCode::NoInstances => "no_instances",
+            ErrorCode::BackendUnavailable => "backend_unavailable",
+            ErrorCode::BadGateway => "bad_gateway",
+            ErrorCode::GatewayTimeout => "gateway_timeout",
+        }
+    }
+}
+
+/// The JSON body of a gateway error.
+pub fn error_body(status: u16, code: ErrorCode, message: &str) -> Vec<u8> {
+    // Written by hand to keep the field order stable; the message is escaped by serde_json.
+    let message = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
+    format!(
+        "{{\"status\":{status},\"error\":\"{}\",\"message\":{message}}}",
+        code.as_str()
+    )
+    .into_bytes()
+}
+
+/// Appends a complete response made by rgate. `head_only` omits the body (HEAD requests).
+pub fn write_response(
+    out: &mut Vec<u8>,
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    client_version: Version,
+    keep_alive: bool,
+    head_only: bool,
+) {
+    let _ = write!(
+        out,
+        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
+        reason_phrase(status),
+        body.len()
+    );
+    if !keep_alive {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_version == Version::Http10 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    if !head_only {
+        out.extend_from_slice(body);
+    }
+}
+
+/// The standard reason phrase, or an empty one (allowed: RFC 9112 §4).
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_response_shape() {
+        let body = error_body(
+            503,
+            ErrorCode::NoInstances,
+            "Backend available but no Service URLs discovered",
+        );
+        let mut out = Vec::new();
+        write_response(
+            &mut out,
+            503,
+            "application/json",
+            &body,
+            Version::Http11,
+            false,
+            false,
+        );
+        let text = String::from_utf8(out).unwrap();
+        assert!(text
+            .starts_with("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"));
+        assert!(text.contains(&format!(
+            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )));
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status"], 503);
+        assert_eq!(v["error"], "no_instances");
+        assert_eq!(
+            v["message"],
+            "Backend available but no Service URLs discovered"
+        );
+    }
+}

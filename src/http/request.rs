@@ -1,0 +1,345 @@
+//! The client's request head: httparse does the tokenising; this module enforces rgate's
+//! limits and RFC 9112's rules and extracts what the proxy needs (framing, persistence,
+//! `Expect`, `Upgrade`, `Host`). The head stays borrowed from the connection's buffer.
+
+use std::fmt;
+
+use super::framing::{BodyFraming, FramingError, FramingHeaders};
+use super::{ConnectionTokens, Version, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
+
+/// The longest request line we wait for: target plus method, version and spaces.
+const MAX_REQUEST_LINE_BYTES: usize = MAX_TARGET_BYTES + 64;
+
+/// A parsed, validated request head.
+#[derive(Debug)]
+pub struct RequestHead<'h, 'b> {
+    pub method: &'b str,
+    pub target: &'b str,
+    pub version: Version,
+    pub headers: &'h [httparse::Header<'b>],
+    /// Bytes of the head, including the final CRLF; the body (if any) starts here.
+    pub head_len: usize,
+    pub framing: BodyFraming,
+    pub connection: ConnectionTokens,
+    pub expect_continue: bool,
+    /// The `Upgrade` value, when `Connection: upgrade` asks for one.
+    pub upgrade: Option<&'b [u8]>,
+    pub host: Option<&'b [u8]>,
+}
+
+impl RequestHead<'_, '_> {
+    pub fn is_head(&self) -> bool {
+        self.method == "HEAD"
+    }
+
+    /// Methods whose repetition has no further effect (RFC 9110 §9.2.2).
+    pub fn is_idempotent(&self) -> bool {
+        matches!(
+            self.method,
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        )
+    }
+
+    /// Whether the client wants the connection kept after this exchange.
+    pub fn wants_keep_alive(&self) -> bool {
+        self.connection.persistent(self.version)
+    }
+}
+
+/// Why a request head was refused. Each maps to the status the client gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not HTTP/1.x, bad tokens, obs-fold, whitespace before a colon… (400)
+    Malformed(&'static str),
+    /// Request line or target over the limit (414).
+    TargetTooLong,
+    /// Head over `MAX_HEAD_BYTES` (431).
+    HeadTooLarge,
+    /// More than `MAX_HEADERS` fields (431).
+    TooManyHeaders,
+    /// Ambiguous or unsupported body framing (400, or 501 for an unknown coding).
+    Framing(FramingError),
+    /// An `Expect` other than 100-continue (417).
+    UnsupportedExpectation,
+}
+
+impl RequestError {
+    pub fn status(&self) -> u16 {
+        match self {
+            RequestError::Malformed(_) => 400,
+            RequestError::TargetTooLong => 414,
+            RequestError::HeadTooLarge | RequestError::TooManyHeaders => 431,
+            RequestError::Framing(FramingError::UnsupportedCoding) => 501,
+            RequestError::Framing(_) => 400,
+            RequestError::UnsupportedExpectation => 417,
+        }
+    }
+}
+
+impl fmt::Display for RequestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RequestError::Malformed(why) => write!(f, "malformed request: {why}"),
+            RequestError::TargetTooLong => {
+                write!(f, "request target longer than {MAX_TARGET_BYTES} bytes")
+            }
+            RequestError::HeadTooLarge => {
+                write!(f, "request head larger than {MAX_HEAD_BYTES} bytes")
+            }
+            RequestError::TooManyHeaders => {
+                write!(f, "more than {} header fields", super::MAX_HEADERS)
+            }
+            RequestError::Framing(e) => write!(f, "{}", e.reason()),
+            RequestError::UnsupportedExpectation => {
+                write!(f, "only the 100-continue expectation is supported")
+            }
+        }
+    }
+}
+
+/// Parses a request head from the start of `buf`. `Ok(None)`: need more input.
+pub fn parse_request<'h, 'b>(
+    buf: &'b [u8],
+    headers: &'h mut [httparse::Header<'b>],
+) -> Result<Option<RequestHead<'h, 'b>>, RequestError> {
+    let mut req = httparse::Request::new(headers);
+    let head_len = match req.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            check_partial(buf)?;
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(RequestError::TooManyHeaders),
+        Err(e) => {
+            // A head over the limit is reported as such even when httparse also dislikes it.
+            check_partial(buf)?;
+            return Err(RequestError::Malformed(httparse_reason(e)));
+        }
+    };
+    if head_len > MAX_HEAD_BYTES {
+        return Err(RequestError::HeadTooLarge);
+    }
+    let (Some(method), Some(target), Some(minor)) = (req.method, req.path, req.version) else {
+        return Err(RequestError::Malformed("incomplete request line"));
+    };
+    if target.len() > MAX_TARGET_BYTES {
+        return Err(RequestError::TargetTooLong);
+    }
+    let version = Version::from_minor(minor);
+    let headers: &'h [httparse::Header<'b>] = req.headers;
+
+    let mut framing = FramingHeaders::default();
+    let mut connection = ConnectionTokens::default();
+    let mut expect_continue = false;
+    let mut upgrade = None;
+    let mut host = None;
+    for h in headers {
+        if framing.observe(h.name, h.value) {
+            continue;
+        }
+        if h.name.eq_ignore_ascii_case("connection") {
+            connection.add(h.value);
+        } else if h.name.eq_ignore_ascii_case("host") {
+            if host.is_some() {
+                return Err(RequestError::Malformed("more than one Host header"));
+            }
+            host = Some(h.value);
+        } else if h.name.eq_ignore_ascii_case("expect") {
+            if h.value.eq_ignore_ascii_case(b"100-continue") {
+                expect_continue = true;
+            } else {
+                return Err(RequestError::UnsupportedExpectation);
+            }
+        } else if h.name.eq_ignore_ascii_case("upgrade") {
+            upgrade = Some(h.value);
+        }
+    }
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
+    if version == Version::Http11 && host.is_none() {
+        return Err(RequestError::Malformed("missing Host header"));
+    }
+    let framing = framing
+        .request_framing(version)
+        .map_err(RequestError::Framing)?;
+    if !connection.upgrade || version == Version::Http10 {
+        upgrade = None;
+    }
+    // 100-continue only means something for a request with a body from an HTTP/1.1 client.
+    let expect_continue =
+        expect_continue && version == Version::Http11 && framing != BodyFraming::None;
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        head_len,
+        framing,
+        connection,
+        expect_continue,
+        upgrade,
+        host,
+    }))
+}
+
+/// Limits that apply while a head is still incomplete.
+fn check_partial(buf: &[u8]) -> Result<(), RequestError> {
+    let line_end = buf.iter().position(|&b| b == b'\n');
+    match line_end {
+        None if buf.len() > MAX_REQUEST_LINE_BYTES => Err(RequestError::TargetTooLong),
+        Some(n) if n > MAX_REQUEST_LINE_BYTES => Err(RequestError::TargetTooLong),
+        _ if buf.len() > MAX_HEAD_BYTES => Err(RequestError::HeadTooLarge),
+        _ => Ok(()),
+    }
+}
+
+pub(crate) fn httparse_reason(e: httparse::Error) -> &'static str {
+    match e {
+        httparse::Error::HeaderName => "invalid header name (whitespace before ':' or obs-fold?)",
+        httparse::Error::HeaderValue => "invalid header value",
+        httparse::Error::NewLine => "invalid line ending",
+        httparse::Error::Status => "invalid status",
+        httparse::Error::Token => "invalid token in request line",
+        httparse::Error::TooManyHeaders => "too many headers",
+        httparse::Error::Version => "unsupported HTTP version",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::MAX_HEADERS;
+
+    /// Parses `input` presented whole and cut at every byte offset: every prefix must ask
+    /// for more input (or fail the same way), and the whole must give the same result.
+    fn parse_all_ways(input: &[u8]) -> Result<(String, usize, BodyFraming), RequestError> {
+        let summary = |buf: &[u8]| {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            parse_request(buf, &mut storage)
+                .map(|o| o.map(|h| (format!("{} {}", h.method, h.target), h.head_len, h.framing)))
+        };
+        let whole = summary(input);
+        for cut in 0..input.len() {
+            match summary(&input[..cut]) {
+                Ok(None) => {}
+                Ok(Some(h)) => assert_eq!(Ok(Some(h.clone())), whole, "prefix {cut} complete"),
+                Err(e) => assert_eq!(Some(e), whole.clone().err(), "prefix {cut}"),
+            }
+        }
+        whole.map(|o| o.expect("complete"))
+    }
+
+    #[test]
+    fn parses_a_simple_get_at_every_split() {
+        let input = b"GET /api/x?q=1 HTTP/1.1\r\nHost: a\r\nX-A: b\r\n\r\nNEXT";
+        let (line, len, framing) = parse_all_ways(input).unwrap();
+        assert_eq!(line, "GET /api/x?q=1");
+        assert_eq!(len, input.len() - 4);
+        assert_eq!(framing, BodyFraming::None);
+    }
+
+    #[test]
+    fn post_with_length_and_chunked() {
+        let (_, _, f) =
+            parse_all_ways(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n").unwrap();
+        assert_eq!(f, BodyFraming::Length(12));
+        let (_, _, f) =
+            parse_all_ways(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+        assert_eq!(f, BodyFraming::Chunked);
+    }
+
+    fn parse(input: &[u8]) -> Result<(), RequestError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse_request(input, &mut storage).map(|h| {
+            h.expect("complete");
+        })
+    }
+
+    #[test]
+    fn refuses_malformed_heads() {
+        // obs-fold
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+        // whitespace before the colon
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost : a\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\n\r\n"),
+            Err(RequestError::Malformed("missing Host header"))
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+        assert!(matches!(
+            parse(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Err(RequestError::Malformed(_))
+        ));
+        assert_eq!(
+            parse(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            Err(RequestError::Framing(FramingError::LengthAndTransferEncoding))
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: magic\r\n\r\n").map_err(|e| e.status()),
+            Err(417)
+        );
+    }
+
+    #[test]
+    fn enforces_size_limits() {
+        let mut long_target = b"GET /".to_vec();
+        long_target.extend(std::iter::repeat_n(b'a', MAX_TARGET_BYTES + 100));
+        assert_eq!(
+            parse(&long_target).map_err(|e| e.status()),
+            Err(414),
+            "incomplete long line"
+        );
+        long_target.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(parse(&long_target).map_err(|e| e.status()), Err(414));
+
+        let mut big_head = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        while big_head.len() <= MAX_HEAD_BYTES {
+            big_head.extend_from_slice(b"X-Filler: ");
+            big_head.extend(std::iter::repeat_n(b'v', 1000));
+            big_head.extend_from_slice(b"\r\n");
+        }
+        assert_eq!(parse(&big_head).map_err(|e| e.status()), Err(431));
+
+        let mut many = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+        for i in 0..=MAX_HEADERS {
+            many.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&many).map_err(|e| e.status()), Err(431));
+    }
+
+    #[test]
+    fn http10_and_connection_tokens() {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let h = parse_request(b"GET / HTTP/1.0\r\n\r\n", &mut storage)
+            .unwrap()
+            .unwrap();
+        assert!(!h.wants_keep_alive());
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let h = parse_request(
+            b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n",
+            &mut storage,
+        )
+        .unwrap()
+        .unwrap();
+        assert!(h.wants_keep_alive());
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let h = parse_request(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade, X-Gone\r\nUpgrade: websocket\r\n\r\n",
+            &mut storage,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.upgrade, Some(&b"websocket"[..]));
+        assert_eq!(h.connection.extra, vec!["x-gone".to_string()]);
+    }
+}

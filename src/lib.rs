@@ -1,0 +1,30 @@
+//! rgate: a thread-per-core HTTP/1.1 gateway for services that run in Docker.
+//!
+//! # Layout
+//! * Control plane (plain threads, may block):
+//!   * `cli`, `config` — command line; YAML config parsed raw, then validated.
+//!   * `lifecycle` — start-up order, signals, drain, pid file.
+//!   * `discovery` — Docker containers → backend instances (docker-api on its own thread).
+//!   * `backends` — the versioned backend table and its per-core publication.
+//!   * `stats` — per-core counters collected into SQLite; `/stats`, `/metrics`.
+//! * Data plane (one monoio runtime per core, never blocks, shares no lock):
+//!   * `server` — core threads, runtime and driver choice, accept loops.
+//!   * `core` — one core's state: table reader, backend pool, counters, drain signal.
+//!   * `proxy` — the per-connection loop: head → route → backend → stream back.
+//!   * `http` — the HTTP/1.1 codec on byte buffers (no sockets).
+//!   * `router` — target normalisation and longest-prefix routing.
+//! * `listener`, `logging` — sockets owned by the process; the stderr logger.
+
+pub mod backends;
+pub mod cli;
+pub mod config;
+pub mod core;
+pub mod discovery;
+pub mod http;
+pub mod lifecycle;
+pub mod listener;
+pub mod logging;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod stats;

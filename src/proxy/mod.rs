@@ -1,0 +1,782 @@
+//! The proxy loop: one task per client connection, on the core that accepted it. It reads
+//! a request head, decides (synchronously, while the head is still borrowed from the read
+//! buffer) where it goes, then drives the exchange with a backend: send the head, stream
+//! the body, wait for the response head, stream the response back, pool the backend
+//! connection. Requests on one connection are answered in order (pipelining included).
+//!
+//! * `stream`   — buffered TCP stream with owned-buffer I/O.
+//! * `body`     — relaying a body in its framing, bounded memory.
+//! * `upstream` — the backend connection and its errors.
+//! * `pool`     — the per-core keep-alive pool.
+//! * `tunnel`   — the two-way byte copy after `101 Switching Protocols`.
+
+pub(crate) mod body;
+pub(crate) mod pool;
+pub(crate) mod stream;
+pub(crate) mod tunnel;
+pub(crate) mod upstream;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::net::TcpStream;
+
+use crate::core::Core;
+use crate::http::framing::BodyFraming;
+use crate::http::gateway::{self, ErrorCode};
+use crate::http::request::{parse_request, RequestError, RequestHead};
+use crate::http::response::{parse_response, ResponseError};
+use crate::http::writer::{write_request_head, write_response_head, RelayFraming};
+use crate::http::{Version, MAX_HEADERS};
+use crate::router::{normalize_target, RouteMatch};
+use crate::stats::{Endpoint, ErrorKind, RequestRecord};
+use body::{relay_body, ChunkedRelay, RelayError};
+use stream::{write_all, Buffered};
+use upstream::{BackendConn, ExchangeEnd, UpstreamError};
+
+/// A client connection's read buffer to start with; it grows for big heads and bodies.
+const CLIENT_BUFFER_BYTES: usize = 4 * 1024;
+/// A request body up to this size is read and dropped when rgate answers the request
+/// itself, so the connection can stay open; a bigger one closes the connection instead.
+const MAX_DISCARDED_BODY: u64 = 64 * 1024;
+/// After an error response, how long rgate keeps reading (and dropping) what the client
+/// still sends, so that closing does not reset the connection under the response.
+const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
+const LINGER_MAX_BYTES: usize = 1024 * 1024;
+
+/// The message of the seed for a route whose backend has no instance.
+pub const NO_INSTANCE_MESSAGE: &str = "Backend available but no Service URLs discovered";
+
+/// What happens to the client connection after an exchange.
+enum Next {
+    KeepAlive,
+    /// Close after a complete response (FIN, nothing unread expected).
+    Close,
+    /// Close after an error response: stop writing, read and drop what still arrives.
+    Linger,
+    /// Drop the connection now (the exchange was cut; nothing more can be said).
+    Abort,
+    /// `101 Switching Protocols` relayed: the connection becomes a tunnel.
+    Upgrade(BackendConn),
+}
+
+/// The parts of a request head that outlive its buffer.
+struct RequestInfo {
+    version: Version,
+    is_head: bool,
+    idempotent: bool,
+    keep_alive: bool,
+    framing: BodyFraming,
+    expect_continue: bool,
+    upgrade: bool,
+}
+
+impl RequestInfo {
+    fn of(head: &RequestHead<'_, '_>) -> RequestInfo {
+        RequestInfo {
+            version: head.version,
+            is_head: head.is_head(),
+            idempotent: head.is_idempotent(),
+            keep_alive: head.wants_keep_alive(),
+            framing: head.framing,
+            expect_continue: head.expect_continue,
+            upgrade: head.upgrade.is_some(),
+        }
+    }
+}
+
+/// Where a request goes, decided while its head is parsed.
+enum Decision {
+    Endpoint(Endpoint),
+    Default,
+    BadTarget(&'static str),
+    NoInstance(RouteMatch),
+    Forward(RouteMatch, SocketAddr),
+}
+
+/// Serves one client connection until it closes.
+pub(crate) async fn serve_client(core: Rc<Core>, io: TcpStream, peer: SocketAddr) {
+    let _ = io.set_nodelay(true);
+    core.open_connections.set(core.open_connections.get() + 1);
+    let conn = ClientConn {
+        core: core.clone(),
+        client: Buffered::new(io, CLIENT_BUFFER_BYTES),
+        peer,
+        head: Vec::with_capacity(512),
+        out: Vec::with_capacity(512),
+    };
+    conn.run().await;
+    core.open_connections.set(core.open_connections.get() - 1);
+}
+
+struct ClientConn {
+    core: Rc<Core>,
+    client: Buffered,
+    peer: SocketAddr,
+    /// The forwarded request head (kept until the exchange ends, for a retry).
+    head: Vec<u8>,
+    /// Heads written to the client.
+    out: Vec<u8>,
+}
+
+impl ClientConn {
+    async fn run(mut self) {
+        loop {
+            match self.serve_one().await {
+                Next::KeepAlive => self.client.shrink_when_idle(),
+                Next::Close => {
+                    let _ = self.client.io.shutdown().await;
+                    return;
+                }
+                Next::Linger => return linger(self.client).await,
+                Next::Abort => return,
+                Next::Upgrade(backend) => {
+                    return tunnel::run(self.client, backend.stream).await;
+                }
+            }
+        }
+    }
+
+    /// Waits for, reads and answers one request.
+    async fn serve_one(&mut self) -> Next {
+        let timeouts = self.core.shared.config.timeouts;
+        if self.client.data().is_empty() {
+            if self.core.drain.is_raised() {
+                return Next::Close;
+            }
+            let idle = monoio::time::timeout(timeouts.keepalive_idle, self.client.fill(0));
+            let read = monoio::select! {
+                read = idle => read,
+                _ = self.core.drain.wait() => return Next::Close,
+            };
+            match read {
+                Err(_) | Ok(Ok(0)) => return Next::Close,
+                Ok(Err(_)) => return Next::Abort,
+                Ok(Ok(_)) => {}
+            }
+        }
+        let started = Instant::now();
+        let deadline = monoio::time::Instant::now() + timeouts.client_head;
+        loop {
+            match self.decide() {
+                Ok(Some((info, decision, head_len))) => {
+                    self.client.consume(head_len);
+                    let mut record = RequestRecord {
+                        route: None,
+                        backend: None,
+                        instance: None,
+                        status: 0,
+                        bytes_in: head_len as u64,
+                        bytes_out: 0,
+                        latency: Duration::ZERO,
+                        error: None,
+                    };
+                    let next = self.handle(&info, decision, &mut record).await;
+                    // rgate's own endpoints leave status 0 and no error: not counted.
+                    if record.status != 0 || record.error.is_some() {
+                        record.latency = started.elapsed();
+                        self.core.counters.record(&record);
+                    }
+                    return next;
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    let code = match e.status() {
+                        414 => ErrorCode::UriTooLong,
+                        431 => ErrorCode::HeadersTooLarge,
+                        417 => ErrorCode::ExpectationFailed,
+                        501 => ErrorCode::NotImplemented,
+                        _ => ErrorCode::BadRequest,
+                    };
+                    let mut record = RequestRecord {
+                        route: None,
+                        backend: None,
+                        instance: None,
+                        status: e.status(),
+                        bytes_in: self.client.data().len() as u64,
+                        bytes_out: 0,
+                        latency: Duration::ZERO,
+                        error: Some(ErrorKind::Client),
+                    };
+                    self.reply_error(
+                        e.status(),
+                        code,
+                        &e.to_string(),
+                        Version::Http11,
+                        false,
+                        false,
+                        &mut record,
+                    )
+                    .await;
+                    record.latency = started.elapsed();
+                    self.core.counters.record(&record);
+                    return Next::Linger;
+                }
+            }
+            match monoio::time::timeout_at(deadline, self.client.fill(0)).await {
+                Ok(Ok(n)) if n > 0 => {}
+                Ok(_) => return Next::Abort,
+                Err(_) => {
+                    let mut record = RequestRecord {
+                        route: None,
+                        backend: None,
+                        instance: None,
+                        status: 408,
+                        bytes_in: 0,
+                        bytes_out: 0,
+                        latency: started.elapsed(),
+                        error: Some(ErrorKind::Client),
+                    };
+                    // The timed-out read took the buffer with it; answer and close.
+                    self.reply_error(
+                        408,
+                        ErrorCode::RequestTimeout,
+                        "request head not received in time",
+                        Version::Http11,
+                        false,
+                        false,
+                        &mut record,
+                    )
+                    .await;
+                    self.core.counters.record(&record);
+                    return Next::Close;
+                }
+            }
+        }
+    }
+
+    /// Parses the buffered head (if complete), routes it and writes the forwarded head.
+    /// Everything borrowed from the buffer ends here.
+    #[allow(clippy::type_complexity)]
+    fn decide(&mut self) -> Result<Option<(RequestInfo, Decision, usize)>, RequestError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let Some(head) = parse_request(self.client.data(), &mut storage)? else {
+            return Ok(None);
+        };
+        let info = RequestInfo::of(&head);
+        let head_len = head.head_len;
+        let shared = &self.core.shared;
+        let target = match normalize_target(head.target) {
+            Ok(t) => t,
+            Err(e) => return Ok(Some((info, Decision::BadTarget(e.reason()), head_len))),
+        };
+        let path = target.split_once('?').map_or(&*target, |(p, _)| p);
+        if path == shared.config.stats.path {
+            return Ok(Some((info, Decision::Endpoint(Endpoint::Stats), head_len)));
+        }
+        if path == shared.config.stats.metrics_path {
+            return Ok(Some((
+                info,
+                Decision::Endpoint(Endpoint::Metrics),
+                head_len,
+            )));
+        }
+        let Some(route) = shared.routes.route(&target) else {
+            return Ok(Some((info, Decision::Default, head_len)));
+        };
+        let table = self.core.table();
+        let Some(instance) = table.pick(route.backend) else {
+            return Ok(Some((info, Decision::NoInstance(route), head_len)));
+        };
+        let addr = instance.addr;
+        self.head.clear();
+        write_request_head(
+            &mut self.head,
+            &head,
+            &target,
+            self.peer.ip(),
+            &addr.to_string(),
+        );
+        Ok(Some((info, Decision::Forward(route, addr), head_len)))
+    }
+
+    async fn handle(
+        &mut self,
+        info: &RequestInfo,
+        decision: Decision,
+        record: &mut RequestRecord,
+    ) -> Next {
+        match decision {
+            Decision::Forward(route, addr) => {
+                record.route = Some(route.route);
+                record.backend = Some(route.backend);
+                record.instance = Some(addr);
+                self.forward(info, addr, record).await
+            }
+            Decision::NoInstance(route) => {
+                record.route = Some(route.route);
+                record.backend = Some(route.backend);
+                record.error = Some(ErrorKind::NoInstance);
+                self.answer_error(
+                    info,
+                    503,
+                    ErrorCode::NoInstances,
+                    NO_INSTANCE_MESSAGE,
+                    record,
+                )
+                .await
+            }
+            Decision::BadTarget(why) => {
+                record.error = Some(ErrorKind::Client);
+                self.reply_error(
+                    400,
+                    ErrorCode::BadRequest,
+                    why,
+                    info.version,
+                    false,
+                    info.is_head,
+                    record,
+                )
+                .await;
+                Next::Linger
+            }
+            Decision::Default => {
+                let config = &self.core.shared.config;
+                let (status, body) = (
+                    config.default_response.status,
+                    config.default_response.body.clone(),
+                );
+                self.answer(
+                    info,
+                    status,
+                    "text/plain; charset=utf-8",
+                    body.as_bytes(),
+                    record,
+                )
+                .await
+            }
+            Decision::Endpoint(endpoint) => {
+                let table = self.core.table();
+                let (content_type, body) = self.core.shared.stats.render(endpoint, &table);
+                let next = self.answer(info, 200, content_type, &body, record).await;
+                // rgate's own endpoints are not proxied traffic.
+                record.status = 0;
+                next
+            }
+        }
+    }
+
+    /// Answers a request rgate handles itself, keeping the connection when the request
+    /// body (if any) could be read and dropped.
+    async fn answer(
+        &mut self,
+        info: &RequestInfo,
+        status: u16,
+        content_type: &str,
+        body: &[u8],
+        record: &mut RequestRecord,
+    ) -> Next {
+        let body_read = match info.framing {
+            BodyFraming::None => true,
+            BodyFraming::Length(n) if n <= MAX_DISCARDED_BODY && !info.expect_continue => {
+                self.discard(n).await
+            }
+            _ => false,
+        };
+        let keep_alive = body_read && info.keep_alive && !self.core.drain.is_raised();
+        self.out.clear();
+        gateway::write_response(
+            &mut self.out,
+            status,
+            content_type,
+            body,
+            info.version,
+            keep_alive,
+            info.is_head,
+        );
+        record.status = status;
+        record.bytes_out = self.out.len() as u64;
+        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+        self.out = out;
+        match (res, keep_alive, body_read) {
+            (Err(_), ..) => Next::Abort,
+            (Ok(()), true, _) => Next::KeepAlive,
+            (Ok(()), false, true) => Next::Close,
+            (Ok(()), false, false) => Next::Linger,
+        }
+    }
+
+    async fn answer_error(
+        &mut self,
+        info: &RequestInfo,
+        status: u16,
+        code: ErrorCode,
+        message: &str,
+        record: &mut RequestRecord,
+    ) -> Next {
+        let body = gateway::error_body(status, code, message);
+        self.answer(info, status, "application/json", &body, record)
+            .await
+    }
+
+    /// Sends an error response and gives up on the connection.
+    #[allow(clippy::too_many_arguments)]
+    async fn reply_error(
+        &mut self,
+        status: u16,
+        code: ErrorCode,
+        message: &str,
+        version: Version,
+        keep_alive: bool,
+        head_only: bool,
+        record: &mut RequestRecord,
+    ) {
+        let body = gateway::error_body(status, code, message);
+        self.out.clear();
+        gateway::write_response(
+            &mut self.out,
+            status,
+            "application/json",
+            &body,
+            version,
+            keep_alive,
+            head_only,
+        );
+        record.status = status;
+        record.bytes_out = self.out.len() as u64;
+        let (_, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+        self.out = out;
+    }
+
+    /// Reads and drops `n` body bytes. False if the client did not send them in time.
+    async fn discard(&mut self, mut n: u64) -> bool {
+        let idle = self.core.shared.config.timeouts.body_idle;
+        while n > 0 {
+            if self.client.data().is_empty() {
+                match monoio::time::timeout(idle, self.client.fill(0)).await {
+                    Ok(Ok(k)) if k > 0 => {}
+                    _ => return false,
+                }
+            }
+            let k = (self.client.data().len() as u64).min(n);
+            self.client.consume(k as usize);
+            n -= k;
+        }
+        true
+    }
+
+    /// The exchange with a backend, with one retry on a fresh connection when a pooled
+    /// one turns out to be dead before any response byte (and a retry is safe).
+    async fn forward(
+        &mut self,
+        info: &RequestInfo,
+        addr: SocketAddr,
+        record: &mut RequestRecord,
+    ) -> Next {
+        let timeouts = self.core.shared.config.timeouts;
+        let mut sent_continue = false;
+        let mut body_started = false;
+        let mut request_complete = true;
+        let mut first_attempt = true;
+        let mut conn = loop {
+            let pooled = self.core.pool.borrow_mut().take(addr);
+            let mut conn = match pooled {
+                Some(c) => BackendConn::from_pool(c),
+                None => match BackendConn::connect(addr, timeouts.connect).await {
+                    Ok(c) => c,
+                    Err(e) => return self.upstream_failed(info, e, body_started, record).await,
+                },
+            };
+            let retry_allowed = conn.reused && first_attempt;
+            first_attempt = false;
+            if info.expect_continue && !sent_continue {
+                // The backend is reachable: tell the client to send its body.
+                let (res, out) = write_all(
+                    &mut self.client.io,
+                    b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
+                )
+                .await;
+                drop(out);
+                if res.is_err() {
+                    record.error = Some(ErrorKind::Client);
+                    return Next::Abort;
+                }
+                sent_continue = true;
+            }
+            let (res, head) = conn.send_head(std::mem::take(&mut self.head)).await;
+            self.head = head;
+            if let Err(e) = res {
+                if retry_allowed {
+                    continue;
+                }
+                return self.upstream_failed(info, e, body_started, record).await;
+            }
+            if info.framing != BodyFraming::None {
+                body_started = true;
+                match relay_body(
+                    &mut self.client,
+                    &mut conn.stream.io,
+                    info.framing,
+                    ChunkedRelay::PassThrough,
+                    timeouts.body_idle,
+                )
+                .await
+                {
+                    Ok(n) => record.bytes_in += n,
+                    Err(RelayError::Chunked(e)) => {
+                        record.error = Some(ErrorKind::Client);
+                        let msg = format!("invalid chunked body: {e}");
+                        self.reply_error(
+                            400,
+                            ErrorCode::BadRequest,
+                            &msg,
+                            info.version,
+                            false,
+                            false,
+                            record,
+                        )
+                        .await;
+                        return Next::Linger;
+                    }
+                    // The backend stopped reading; it may have answered already (e.g. 413).
+                    Err(RelayError::DestinationIo(_)) => request_complete = false,
+                    Err(_) => {
+                        // The client went away or stalled mid-body: nothing to answer.
+                        record.error = Some(ErrorKind::Client);
+                        return Next::Abort;
+                    }
+                }
+            }
+            match self.wait_final_head(&mut conn, info, sent_continue).await {
+                Ok(()) => break conn,
+                Err(UpstreamError::ClosedBeforeResponse)
+                    if retry_allowed
+                        && !body_started
+                        && (info.idempotent || info.framing == BodyFraming::None) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    return self
+                        .upstream_failed(info, e, body_started && request_complete, record)
+                        .await
+                }
+            }
+        };
+
+        // The final response head is buffered in `conn`: relay it.
+        let draining = self.core.drain.is_raised();
+        let (status, framing, relay, backend_keeps_alive, client_keep, head_len) = {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let resp = match parse_response(conn.stream.data(), &mut storage, info.is_head) {
+                Ok(Some(resp)) => resp,
+                _ => unreachable!("wait_final_head returned a complete, valid head"),
+            };
+            let relay = if resp.status == 101 {
+                RelayFraming::Upgrade
+            } else {
+                match resp.framing {
+                    BodyFraming::None | BodyFraming::Length(_) => RelayFraming::AsIs,
+                    BodyFraming::Chunked if info.version == Version::Http11 => {
+                        RelayFraming::Chunked
+                    }
+                    BodyFraming::Chunked | BodyFraming::UntilClose => RelayFraming::Close,
+                }
+            };
+            let client_keep =
+                info.keep_alive && request_complete && !draining && relay != RelayFraming::Close;
+            self.out.clear();
+            write_response_head(&mut self.out, &resp, relay, info.version, client_keep);
+            (
+                resp.status,
+                resp.framing,
+                relay,
+                resp.backend_keeps_alive(),
+                client_keep,
+                resp.head_len,
+            )
+        };
+        if status == 101 && !info.upgrade {
+            let e = UpstreamError::Invalid(ResponseError::Malformed(
+                "101 to a request that asked no upgrade",
+            ));
+            return self.upstream_failed(info, e, true, record).await;
+        }
+        conn.stream.consume(head_len);
+        record.status = status;
+        record.bytes_out = self.out.len() as u64;
+        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+        self.out = out;
+        if res.is_err() {
+            record.error = Some(ErrorKind::Client);
+            return Next::Abort;
+        }
+        if relay == RelayFraming::Upgrade {
+            return Next::Upgrade(conn);
+        }
+        let mode = if relay == RelayFraming::Chunked {
+            ChunkedRelay::PassThrough
+        } else {
+            ChunkedRelay::Dechunk
+        };
+        match relay_body(
+            &mut conn.stream,
+            &mut self.client.io,
+            framing,
+            mode,
+            timeouts.body_idle,
+        )
+        .await
+        {
+            Ok(n) => record.bytes_out += n,
+            Err(e) => {
+                // Mid-body, the status is already sent; all rgate can do is cut the
+                // connection so the client sees the response is incomplete.
+                record.error = Some(match e {
+                    RelayError::DestinationIo(_) => ErrorKind::Client,
+                    RelayError::SourceTimeout => ErrorKind::Timeout,
+                    _ => ErrorKind::InvalidResponse,
+                });
+                log::debug!("core {}: response from {addr} cut: {e}", self.core.id);
+                return Next::Abort;
+            }
+        }
+        let end = ExchangeEnd {
+            request_complete,
+            response_complete: true,
+            backend_keeps_alive,
+        };
+        if let Some(reusable) = conn.into_reusable(end) {
+            self.core.pool.borrow_mut().put(addr, reusable);
+        }
+        if client_keep {
+            Next::KeepAlive
+        } else {
+            Next::Close
+        }
+    }
+
+    /// Waits for the final response head, relaying interim (1xx) responses to an HTTP/1.1
+    /// client on the way, except the 100 Continue rgate already sent itself.
+    async fn wait_final_head(
+        &mut self,
+        conn: &mut BackendConn,
+        info: &RequestInfo,
+        sent_continue: bool,
+    ) -> Result<(), UpstreamError> {
+        let timeout = self.core.shared.config.timeouts.response_header;
+        loop {
+            conn.wait_for_head(timeout, info.is_head).await?;
+            let interim = {
+                let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match parse_response(conn.stream.data(), &mut storage, info.is_head) {
+                    Ok(Some(resp)) if resp.is_interim() => {
+                        let relay = info.version == Version::Http11
+                            && !(resp.status == 100 && sent_continue);
+                        if relay {
+                            self.out.clear();
+                            write_response_head(
+                                &mut self.out,
+                                &resp,
+                                RelayFraming::AsIs,
+                                info.version,
+                                true,
+                            );
+                            // An interim head carries no Connection: keep-alive semantics.
+                            strip_connection_line(&mut self.out);
+                        }
+                        Some((resp.head_len, relay))
+                    }
+                    Ok(Some(_)) => None,
+                    Ok(None) => unreachable!("wait_for_head returned with a complete head"),
+                    Err(e) => return Err(UpstreamError::Invalid(e)),
+                }
+            };
+            let Some((head_len, relay)) = interim else {
+                return Ok(());
+            };
+            conn.stream.consume(head_len);
+            if relay {
+                let (res, out) =
+                    write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+                self.out = out;
+                res.map_err(UpstreamError::Send)?;
+            }
+        }
+    }
+
+    /// Tells the client a backend exchange failed (when nothing was sent to it yet).
+    async fn upstream_failed(
+        &mut self,
+        info: &RequestInfo,
+        error: UpstreamError,
+        body_consumed: bool,
+        record: &mut RequestRecord,
+    ) -> Next {
+        let (status, code) = error.status();
+        record.error = Some(match &error {
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => ErrorKind::Connect,
+            UpstreamError::ResponseTimeout => ErrorKind::Timeout,
+            _ => ErrorKind::InvalidResponse,
+        });
+        log::debug!(
+            "core {}: {} for {:?}: {error}",
+            self.core.id,
+            status,
+            record.instance
+        );
+        let message = format!(
+            "backend {}: {error}",
+            record.instance.map(|a| a.to_string()).unwrap_or_default()
+        );
+        if info.framing == BodyFraming::None || body_consumed {
+            // The request was read whole: the connection can carry on.
+            let body = gateway::error_body(status, code, &message);
+            let keep_alive = info.keep_alive && !self.core.drain.is_raised();
+            self.out.clear();
+            gateway::write_response(
+                &mut self.out,
+                status,
+                "application/json",
+                &body,
+                info.version,
+                keep_alive,
+                info.is_head,
+            );
+            record.status = status;
+            record.bytes_out = self.out.len() as u64;
+            let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+            self.out = out;
+            return match (res, keep_alive) {
+                (Err(_), _) => Next::Abort,
+                (Ok(()), true) => Next::KeepAlive,
+                (Ok(()), false) => Next::Close,
+            };
+        }
+        self.answer_error(info, status, code, &message, record)
+            .await
+    }
+}
+
+/// Removes a trailing `Connection: ...` line rgate added to a relayed head.
+fn strip_connection_line(head: &mut Vec<u8>) {
+    for line in [
+        &b"Connection: close\r\n\r\n"[..],
+        b"Connection: keep-alive\r\n\r\n",
+    ] {
+        if head.ends_with(line) {
+            head.truncate(head.len() - line.len());
+            head.extend_from_slice(b"\r\n");
+        }
+    }
+}
+
+/// Half-closes and reads (dropping) what the client still sends, for a bounded time, so
+/// the response rgate just wrote is not destroyed by a reset.
+async fn linger(mut client: Buffered) {
+    let _ = client.io.shutdown().await;
+    let deadline = monoio::time::Instant::now() + LINGER_TIMEOUT;
+    let mut drained = 0;
+    let mut buf = vec![0u8; 4096];
+    while drained < LINGER_MAX_BYTES {
+        match monoio::time::timeout_at(deadline, client.io.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => {
+                drained += n;
+                buf = b;
+            }
+            _ => return,
+        }
+    }
+}

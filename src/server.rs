@@ -1,0 +1,199 @@
+//! The data plane's threads: one per core, each running its own monoio runtime (io_uring,
+//! or the legacy epoll driver when io_uring is unavailable) and accepting on its own
+//! duplicate of every listening socket. The sockets themselves belong to the process
+//! (see `listener`); a core closing its duplicate never closes the socket.
+
+use std::fmt;
+use std::io;
+use std::net::TcpListener as StdListener;
+use std::rc::Rc;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use monoio::io::Canceller;
+use monoio::net::TcpListener;
+
+use crate::backends::TableFeed;
+use crate::core::{Core, Shared};
+use crate::proxy::serve_client;
+
+/// How often a core looks at the process-wide drain flag and sweeps its idle pool.
+const CORE_TICK: Duration = Duration::from_millis(50);
+const POOL_SWEEP_EVERY_TICKS: u32 = 20;
+/// io_uring submission queue size per core.
+const URING_ENTRIES: u32 = 4096;
+/// Back-off after an accept error such as EMFILE, so a full fd table does not spin.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
+
+/// The I/O driver a core runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DriverKind {
+    IoUring,
+    Legacy,
+}
+
+impl fmt::Display for DriverKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriverKind::IoUring => "io_uring",
+            DriverKind::Legacy => "legacy epoll",
+        })
+    }
+}
+
+/// Starts one thread per table reader. Each reports once on `ready` (its driver, or why it
+/// could not start), then serves until the shared drain flag is raised and its connections
+/// have finished.
+pub fn start_cores(
+    listeners: &[StdListener],
+    readers: Vec<TableFeed>,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<DriverKind, String>>,
+) -> io::Result<Vec<JoinHandle<()>>> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut threads = Vec::with_capacity(readers.len());
+    for (id, feed) in readers.into_iter().enumerate() {
+        let dups = listeners
+            .iter()
+            .map(StdListener::try_clone)
+            .collect::<io::Result<Vec<_>>>()?;
+        let shared = shared.clone();
+        let ready = ready.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("rgate-core-{id}"))
+            .spawn(move || {
+                let _ = monoio::utils::bind_to_cpu_set([id % cpus]);
+                run_core(id, dups, feed, shared, ready)
+            })?;
+        threads.push(thread);
+    }
+    Ok(threads)
+}
+
+fn wants_legacy() -> bool {
+    std::env::var("RGATE_DRIVER").is_ok_and(|v| v == "legacy") || !monoio::utils::detect_uring()
+}
+
+fn run_core(
+    id: usize,
+    listeners: Vec<StdListener>,
+    feed: TableFeed,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<DriverKind, String>>,
+) {
+    if !wants_legacy() {
+        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+            .with_entries(URING_ENTRIES)
+            .enable_timer()
+            .build()
+        {
+            Ok(mut rt) => {
+                return rt.block_on(core_main(
+                    id,
+                    listeners,
+                    feed,
+                    shared,
+                    ready,
+                    DriverKind::IoUring,
+                ))
+            }
+            Err(e) => log::warn!("core {id}: io_uring unavailable ({e}); using the legacy driver"),
+        }
+    }
+    match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+        .enable_timer()
+        .build()
+    {
+        Ok(mut rt) => rt.block_on(core_main(
+            id,
+            listeners,
+            feed,
+            shared,
+            ready,
+            DriverKind::Legacy,
+        )),
+        Err(e) => {
+            let _ = ready.send(Err(format!("core {id}: cannot start a runtime: {e}")));
+        }
+    }
+}
+
+async fn core_main(
+    id: usize,
+    listeners: Vec<StdListener>,
+    feed: TableFeed,
+    shared: Arc<Shared>,
+    ready: mpsc::Sender<Result<DriverKind, String>>,
+    driver: DriverKind,
+) {
+    let core = Rc::new(Core::new(id, shared.clone(), feed.into_reader()));
+    let mut accepting = Vec::with_capacity(listeners.len());
+    for l in listeners {
+        match TcpListener::from_std(l) {
+            Ok(l) => accepting.push(monoio::spawn(accept_loop(core.clone(), l))),
+            Err(e) => {
+                let _ = ready.send(Err(format!("core {id}: cannot use listening socket: {e}")));
+                return;
+            }
+        }
+    }
+    let _ = ready.send(Ok(driver));
+    drop(ready);
+
+    let mut ticks = 0u32;
+    while !shared.is_draining() {
+        monoio::time::sleep(CORE_TICK).await;
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(POOL_SWEEP_EVERY_TICKS) {
+            core.pool.borrow_mut().evict_expired();
+        }
+    }
+    core.drain.raise();
+    for task in accepting {
+        task.await;
+    }
+    core.pool.borrow_mut().clear();
+    while core.open_connections.get() > 0 {
+        monoio::time::sleep(CORE_TICK).await;
+    }
+    log::debug!("core {id}: drained");
+}
+
+enum Accepted {
+    Conn(io::Result<(monoio::net::TcpStream, std::net::SocketAddr)>),
+    Drain,
+}
+
+/// Accepts until the core drains. On drain the pending accept is cancelled and awaited,
+/// so a connection the kernel handed over at that very moment is still served.
+async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+    let canceller = Canceller::new();
+    loop {
+        let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
+        let got = monoio::select! {
+            res = &mut accept => Accepted::Conn(res),
+            _ = core.drain.wait() => Accepted::Drain,
+        };
+        let res = match got {
+            Accepted::Conn(res) => res,
+            Accepted::Drain => {
+                let _ = canceller.cancel();
+                if let Ok((stream, peer)) = accept.await {
+                    monoio::spawn(serve_client(core.clone(), stream, peer));
+                }
+                return;
+            }
+        };
+        match res {
+            Ok((stream, peer)) => {
+                monoio::spawn(serve_client(core.clone(), stream, peer));
+            }
+            Err(e) => {
+                log::warn!("core {}: accept failed: {e}", core.id);
+                monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
+            }
+        }
+    }
+}
