@@ -49,18 +49,30 @@ impl fmt::Display for RelayError {
 
 /// Relays one body of `framing` from `src` to `dst`. Returns the bytes written to `dst`.
 /// On success, `src` holds exactly the bytes that followed the body.
+///
+/// `before_last_write(total)` runs once, just before the write that lets the receiver see
+/// the body is complete (`total` = all body bytes written once it is done): the proxy counts
+/// the request there. For bodies that end by closing, that is after the last write.
 pub(crate) async fn relay_body(
     src: &mut Buffered,
     dst: &mut TcpStream,
     framing: BodyFraming,
     chunked: ChunkedRelay,
     idle: Duration,
+    before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
     match framing {
-        BodyFraming::None => Ok(0),
-        BodyFraming::Length(n) => relay_length(src, dst, n, idle).await,
-        BodyFraming::Chunked => relay_chunked(src, dst, chunked, idle).await,
-        BodyFraming::UntilClose => relay_until_close(src, dst, idle).await,
+        BodyFraming::None => {
+            before_last_write(0);
+            Ok(0)
+        }
+        BodyFraming::Length(n) => relay_length(src, dst, n, idle, before_last_write).await,
+        BodyFraming::Chunked => relay_chunked(src, dst, chunked, idle, before_last_write).await,
+        BodyFraming::UntilClose => {
+            let n = relay_until_close(src, dst, idle).await?;
+            before_last_write(n);
+            Ok(n)
+        }
     }
 }
 
@@ -84,6 +96,7 @@ async fn relay_length(
     dst: &mut TcpStream,
     length: u64,
     idle: Duration,
+    before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
     let mut remaining = length;
     while remaining > 0 {
@@ -93,6 +106,9 @@ async fn relay_length(
         let n = usize::try_from(remaining)
             .unwrap_or(usize::MAX)
             .min(src.data().len());
+        if n as u64 == remaining {
+            before_last_write(length);
+        }
         forward(src, n, dst).await?;
         remaining -= n as u64;
     }
@@ -104,6 +120,7 @@ async fn relay_chunked(
     dst: &mut TcpStream,
     mode: ChunkedRelay,
     idle: Duration,
+    before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
     let mut decoder = ChunkedDecoder::new();
     let mut written = 0u64;
@@ -123,6 +140,9 @@ async fn relay_chunked(
                         Decoded::Framing(n) | Decoded::Payload(n) => span += n,
                     }
                 }
+                if decoder.is_done() {
+                    before_last_write(written + span as u64);
+                }
                 forward(src, span, dst).await?;
                 written += span as u64;
             }
@@ -136,6 +156,10 @@ async fn relay_chunked(
                 }
             }
         }
+    }
+    if mode == ChunkedRelay::Dechunk {
+        // The receiver learns the end when the connection closes, after this.
+        before_last_write(written);
     }
     Ok(written)
 }

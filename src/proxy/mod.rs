@@ -163,22 +163,9 @@ impl ClientConn {
             match self.decide() {
                 Ok(Some((info, decision, head_len))) => {
                     self.client.consume(head_len);
-                    let mut record = RequestRecord {
-                        route: None,
-                        backend: None,
-                        instance: None,
-                        status: 0,
-                        bytes_in: head_len as u64,
-                        bytes_out: 0,
-                        latency: Duration::ZERO,
-                        error: None,
-                    };
-                    let next = self.handle(&info, decision, &mut record).await;
-                    // rgate's own endpoints leave status 0 and no error: not counted.
-                    if record.status != 0 || record.error.is_some() {
-                        record.latency = started.elapsed();
-                        self.core.counters.record(&record);
-                    }
+                    let mut tally = Tally::new(started, head_len as u64);
+                    let next = self.handle(&info, decision, &mut tally).await;
+                    tally.commit(&self.core);
                     return next;
                 }
                 Ok(None) => {}
@@ -190,16 +177,8 @@ impl ClientConn {
                         501 => ErrorCode::NotImplemented,
                         _ => ErrorCode::BadRequest,
                     };
-                    let mut record = RequestRecord {
-                        route: None,
-                        backend: None,
-                        instance: None,
-                        status: e.status(),
-                        bytes_in: self.client.data().len() as u64,
-                        bytes_out: 0,
-                        latency: Duration::ZERO,
-                        error: Some(ErrorKind::Client),
-                    };
+                    let mut tally = Tally::new(started, self.client.data().len() as u64);
+                    tally.record.error = Some(ErrorKind::Client);
                     self.reply_error(
                         e.status(),
                         code,
@@ -207,11 +186,9 @@ impl ClientConn {
                         Version::Http11,
                         false,
                         false,
-                        &mut record,
+                        &mut tally,
                     )
                     .await;
-                    record.latency = started.elapsed();
-                    self.core.counters.record(&record);
                     return Next::Linger;
                 }
             }
@@ -219,16 +196,8 @@ impl ClientConn {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Abort,
                 Err(_) => {
-                    let mut record = RequestRecord {
-                        route: None,
-                        backend: None,
-                        instance: None,
-                        status: 408,
-                        bytes_in: 0,
-                        bytes_out: 0,
-                        latency: started.elapsed(),
-                        error: Some(ErrorKind::Client),
-                    };
+                    let mut tally = Tally::new(started, 0);
+                    tally.record.error = Some(ErrorKind::Client);
                     // The timed-out read took the buffer with it; answer and close.
                     self.reply_error(
                         408,
@@ -237,10 +206,9 @@ impl ClientConn {
                         Version::Http11,
                         false,
                         false,
-                        &mut record,
+                        &mut tally,
                     )
                     .await;
-                    self.core.counters.record(&record);
                     return Next::Close;
                 }
             }
@@ -292,34 +260,29 @@ impl ClientConn {
         Ok(Some((info, Decision::Forward(route, addr), head_len)))
     }
 
-    async fn handle(
-        &mut self,
-        info: &RequestInfo,
-        decision: Decision,
-        record: &mut RequestRecord,
-    ) -> Next {
+    async fn handle(&mut self, info: &RequestInfo, decision: Decision, tally: &mut Tally) -> Next {
         match decision {
             Decision::Forward(route, addr) => {
-                record.route = Some(route.route);
-                record.backend = Some(route.backend);
-                record.instance = Some(addr);
-                self.forward(info, addr, record).await
+                tally.record.route = Some(route.route);
+                tally.record.backend = Some(route.backend);
+                tally.record.instance = Some(addr);
+                self.forward(info, addr, tally).await
             }
             Decision::NoInstance(route) => {
-                record.route = Some(route.route);
-                record.backend = Some(route.backend);
-                record.error = Some(ErrorKind::NoInstance);
+                tally.record.route = Some(route.route);
+                tally.record.backend = Some(route.backend);
+                tally.record.error = Some(ErrorKind::NoInstance);
                 self.answer_error(
                     info,
                     503,
                     ErrorCode::NoInstances,
                     NO_INSTANCE_MESSAGE,
-                    record,
+                    tally,
                 )
                 .await
             }
             Decision::BadTarget(why) => {
-                record.error = Some(ErrorKind::Client);
+                tally.record.error = Some(ErrorKind::Client);
                 self.reply_error(
                     400,
                     ErrorCode::BadRequest,
@@ -327,7 +290,7 @@ impl ClientConn {
                     info.version,
                     false,
                     info.is_head,
-                    record,
+                    tally,
                 )
                 .await;
                 Next::Linger
@@ -343,17 +306,16 @@ impl ClientConn {
                     status,
                     "text/plain; charset=utf-8",
                     body.as_bytes(),
-                    record,
+                    tally,
                 )
                 .await
             }
             Decision::Endpoint(endpoint) => {
                 let table = self.core.table();
                 let (content_type, body) = self.core.shared.stats.render(endpoint, &table);
-                let next = self.answer(info, 200, content_type, &body, record).await;
-                // rgate's own endpoints are not proxied traffic.
-                record.status = 0;
-                next
+                // rgate's own endpoints are not proxied traffic: never counted.
+                tally.committed = true;
+                self.answer(info, 200, content_type, &body, tally).await
             }
         }
     }
@@ -366,7 +328,7 @@ impl ClientConn {
         status: u16,
         content_type: &str,
         body: &[u8],
-        record: &mut RequestRecord,
+        tally: &mut Tally,
     ) -> Next {
         let body_read = match info.framing {
             BodyFraming::None => true,
@@ -386,8 +348,9 @@ impl ClientConn {
             keep_alive,
             info.is_head,
         );
-        record.status = status;
-        record.bytes_out = self.out.len() as u64;
+        tally.record.status = status;
+        tally.record.bytes_out = self.out.len() as u64;
+        tally.commit(&self.core);
         let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
         self.out = out;
         match (res, keep_alive, body_read) {
@@ -404,10 +367,10 @@ impl ClientConn {
         status: u16,
         code: ErrorCode,
         message: &str,
-        record: &mut RequestRecord,
+        tally: &mut Tally,
     ) -> Next {
         let body = gateway::error_body(status, code, message);
-        self.answer(info, status, "application/json", &body, record)
+        self.answer(info, status, "application/json", &body, tally)
             .await
     }
 
@@ -421,7 +384,7 @@ impl ClientConn {
         version: Version,
         keep_alive: bool,
         head_only: bool,
-        record: &mut RequestRecord,
+        tally: &mut Tally,
     ) {
         let body = gateway::error_body(status, code, message);
         self.out.clear();
@@ -434,8 +397,9 @@ impl ClientConn {
             keep_alive,
             head_only,
         );
-        record.status = status;
-        record.bytes_out = self.out.len() as u64;
+        tally.record.status = status;
+        tally.record.bytes_out = self.out.len() as u64;
+        tally.commit(&self.core);
         let (_, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
         self.out = out;
     }
@@ -459,12 +423,7 @@ impl ClientConn {
 
     /// The exchange with a backend, with one retry on a fresh connection when a pooled
     /// one turns out to be dead before any response byte (and a retry is safe).
-    async fn forward(
-        &mut self,
-        info: &RequestInfo,
-        addr: SocketAddr,
-        record: &mut RequestRecord,
-    ) -> Next {
+    async fn forward(&mut self, info: &RequestInfo, addr: SocketAddr, tally: &mut Tally) -> Next {
         let timeouts = self.core.shared.config.timeouts;
         let mut sent_continue = false;
         let mut body_started = false;
@@ -476,7 +435,7 @@ impl ClientConn {
                 Some(c) => BackendConn::from_pool(c),
                 None => match BackendConn::connect(addr, timeouts.connect).await {
                     Ok(c) => c,
-                    Err(e) => return self.upstream_failed(info, e, body_started, record).await,
+                    Err(e) => return self.upstream_failed(info, e, body_started, tally).await,
                 },
             };
             let retry_allowed = conn.reused && first_attempt;
@@ -490,7 +449,7 @@ impl ClientConn {
                 .await;
                 drop(out);
                 if res.is_err() {
-                    record.error = Some(ErrorKind::Client);
+                    tally.record.error = Some(ErrorKind::Client);
                     return Next::Abort;
                 }
                 sent_continue = true;
@@ -501,7 +460,7 @@ impl ClientConn {
                 if retry_allowed {
                     continue;
                 }
-                return self.upstream_failed(info, e, body_started, record).await;
+                return self.upstream_failed(info, e, body_started, tally).await;
             }
             if info.framing != BodyFraming::None {
                 body_started = true;
@@ -511,12 +470,13 @@ impl ClientConn {
                     info.framing,
                     ChunkedRelay::PassThrough,
                     timeouts.body_idle,
+                    &mut |_| {},
                 )
                 .await
                 {
-                    Ok(n) => record.bytes_in += n,
+                    Ok(n) => tally.record.bytes_in += n,
                     Err(RelayError::Chunked(e)) => {
-                        record.error = Some(ErrorKind::Client);
+                        tally.record.error = Some(ErrorKind::Client);
                         let msg = format!("invalid chunked body: {e}");
                         self.reply_error(
                             400,
@@ -525,7 +485,7 @@ impl ClientConn {
                             info.version,
                             false,
                             false,
-                            record,
+                            tally,
                         )
                         .await;
                         return Next::Linger;
@@ -534,7 +494,7 @@ impl ClientConn {
                     Err(RelayError::DestinationIo(_)) => request_complete = false,
                     Err(_) => {
                         // The client went away or stalled mid-body: nothing to answer.
-                        record.error = Some(ErrorKind::Client);
+                        tally.record.error = Some(ErrorKind::Client);
                         return Next::Abort;
                     }
                 }
@@ -550,7 +510,7 @@ impl ClientConn {
                 }
                 Err(e) => {
                     return self
-                        .upstream_failed(info, e, body_started && request_complete, record)
+                        .upstream_failed(info, e, body_started && request_complete, tally)
                         .await
                 }
             }
@@ -592,15 +552,19 @@ impl ClientConn {
             let e = UpstreamError::Invalid(ResponseError::Malformed(
                 "101 to a request that asked no upgrade",
             ));
-            return self.upstream_failed(info, e, true, record).await;
+            return self.upstream_failed(info, e, true, tally).await;
         }
         conn.stream.consume(head_len);
-        record.status = status;
-        record.bytes_out = self.out.len() as u64;
+        tally.record.status = status;
+        tally.record.bytes_out = self.out.len() as u64;
+        if framing == BodyFraming::None || relay == RelayFraming::Upgrade {
+            // The head is the whole response.
+            tally.commit(&self.core);
+        }
         let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
         self.out = out;
         if res.is_err() {
-            record.error = Some(ErrorKind::Client);
+            tally.record.error = Some(ErrorKind::Client);
             return Next::Abort;
         }
         if relay == RelayFraming::Upgrade {
@@ -611,20 +575,27 @@ impl ClientConn {
         } else {
             ChunkedRelay::Dechunk
         };
-        match relay_body(
+        let head_bytes = tally.record.bytes_out;
+        let core = &self.core;
+        let mut before_last_write = |body_bytes: u64| {
+            tally.record.bytes_out = head_bytes + body_bytes;
+            tally.commit(core);
+        };
+        let relayed = relay_body(
             &mut conn.stream,
             &mut self.client.io,
             framing,
             mode,
             timeouts.body_idle,
+            &mut before_last_write,
         )
-        .await
-        {
-            Ok(n) => record.bytes_out += n,
+        .await;
+        match relayed {
+            Ok(n) => tally.record.bytes_out = head_bytes + n,
             Err(e) => {
                 // Mid-body, the status is already sent; all rgate can do is cut the
                 // connection so the client sees the response is incomplete.
-                record.error = Some(match e {
+                tally.record.error = Some(match e {
                     RelayError::DestinationIo(_) => ErrorKind::Client,
                     RelayError::SourceTimeout => ErrorKind::Timeout,
                     _ => ErrorKind::InvalidResponse,
@@ -703,10 +674,10 @@ impl ClientConn {
         info: &RequestInfo,
         error: UpstreamError,
         body_consumed: bool,
-        record: &mut RequestRecord,
+        tally: &mut Tally,
     ) -> Next {
         let (status, code) = error.status();
-        record.error = Some(match &error {
+        tally.record.error = Some(match &error {
             UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => ErrorKind::Connect,
             UpstreamError::ResponseTimeout => ErrorKind::Timeout,
             _ => ErrorKind::InvalidResponse,
@@ -715,11 +686,15 @@ impl ClientConn {
             "core {}: {} for {:?}: {error}",
             self.core.id,
             status,
-            record.instance
+            tally.record.instance
         );
         let message = format!(
             "backend {}: {error}",
-            record.instance.map(|a| a.to_string()).unwrap_or_default()
+            tally
+                .record
+                .instance
+                .map(|a| a.to_string())
+                .unwrap_or_default()
         );
         if info.framing == BodyFraming::None || body_consumed {
             // The request was read whole: the connection can carry on.
@@ -735,8 +710,9 @@ impl ClientConn {
                 keep_alive,
                 info.is_head,
             );
-            record.status = status;
-            record.bytes_out = self.out.len() as u64;
+            tally.record.status = status;
+            tally.record.bytes_out = self.out.len() as u64;
+            tally.commit(&self.core);
             let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
             self.out = out;
             return match (res, keep_alive) {
@@ -745,8 +721,43 @@ impl ClientConn {
                 (Ok(()), false) => Next::Close,
             };
         }
-        self.answer_error(info, status, code, &message, record)
-            .await
+        self.answer_error(info, status, code, &message, tally).await
+    }
+}
+
+/// One request's statistics. Committed exactly once, just before the last byte of its
+/// response is written: a client that has the whole response and then asks `/stats`
+/// (on any core) always finds its request counted.
+struct Tally {
+    record: RequestRecord,
+    started: Instant,
+    committed: bool,
+}
+
+impl Tally {
+    fn new(started: Instant, bytes_in: u64) -> Tally {
+        Tally {
+            record: RequestRecord {
+                route: None,
+                backend: None,
+                instance: None,
+                status: 0,
+                bytes_in,
+                bytes_out: 0,
+                latency: Duration::ZERO,
+                error: None,
+            },
+            started,
+            committed: false,
+        }
+    }
+
+    fn commit(&mut self, core: &Core) {
+        if !self.committed {
+            self.committed = true;
+            self.record.latency = self.started.elapsed();
+            core.counters.record(&self.record);
+        }
     }
 }
 
