@@ -22,6 +22,7 @@ pub struct Shared {
     pub config: Config,
     pub routes: RouteTable,
     pub stats: Arc<StatsHub>,
+    accepting: AtomicBool,
     draining: AtomicBool,
 }
 
@@ -32,8 +33,19 @@ impl Shared {
             config,
             routes,
             stats,
+            accepting: AtomicBool::new(false),
             draining: AtomicBool::new(false),
         }
+    }
+
+    /// Lets the cores accept: only once the process has said it is ready, so a process that
+    /// fails during start-up never takes a connection it cannot serve.
+    pub fn start_accepting(&self) {
+        self.accepting.store(true, Ordering::Release);
+    }
+
+    pub fn is_accepting(&self) -> bool {
+        self.accepting.load(Ordering::Acquire)
     }
 
     /// Asks every core to stop accepting and finish what it has (seen within one tick).

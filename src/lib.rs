@@ -14,6 +14,7 @@
 //!   * `http` — the HTTP/1.1 codec on byte buffers (no sockets).
 //!   * `router` — target normalisation and longest-prefix routing.
 //! * `listener`, `logging` — sockets owned by the process; the stderr logger.
+//! * `upgrade` — zero-downtime restart: sockets handed to a successor process.
 
 pub mod backends;
 pub mod cli;
@@ -28,3 +29,4 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod stats;
+pub mod upgrade;

@@ -1,5 +1,6 @@
 //! The process lifecycle: start (config → stats → discovery → sockets → cores → ready),
-//! then wait for signals: SIGTERM/SIGINT drain and exit. Signals are blocked in every
+//! then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
+//! same sockets (`upgrade`) and, once it is ready, drains and exits. Signals are blocked in every
 //! thread and taken synchronously here with `sigtimedwait`, so no handler runs inside a core.
 
 use std::io;
@@ -14,7 +15,9 @@ use crate::config::Config;
 use crate::core::Shared;
 use crate::server::{self, DriverKind};
 use crate::stats::StatsHub;
+use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
 use crate::{discovery, listener, logging};
+use std::net::TcpListener;
 
 /// Exit code for a bad config or bad command line.
 pub const EXIT_CONFIG: i32 = 2;
@@ -31,6 +34,8 @@ pub fn run(args: Args) -> i32 {
         eprintln!("rgate: {e}");
         return EXIT_CONFIG;
     }
+    // Whatever a predecessor (or systemd) passed us is taken now, before any thread starts.
+    let handover = Handover::take();
     let config = match Config::load(&args.config) {
         Ok(c) => c,
         Err(e) => {
@@ -54,7 +59,7 @@ pub fn run(args: Args) -> i32 {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    match serve(&args, config, port, cores) {
+    match serve(&args, config, port, cores, handover) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
@@ -63,7 +68,31 @@ pub fn run(args: Args) -> i32 {
     }
 }
 
-fn serve(args: &Args, config: Config, port: u16, cores: usize) -> io::Result<()> {
+/// What a predecessor process (or systemd) handed to this one.
+struct Handover {
+    listeners: io::Result<Option<Vec<TcpListener>>>,
+    notifier: Option<ReadyNotifier>,
+}
+
+impl Handover {
+    fn take() -> Handover {
+        let handover = Handover {
+            listeners: upgrade::inherited_listeners(),
+            notifier: ReadyNotifier::from_env(),
+        };
+        upgrade::forget_environment();
+        handover
+    }
+}
+
+fn serve(
+    args: &Args,
+    config: Config,
+    port: u16,
+    cores: usize,
+    handover: Handover,
+) -> io::Result<()> {
+    let invocation = Invocation::current()?;
     // Signals are blocked before any thread starts, so every thread inherits the mask.
     let signals = SignalSet::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
 
@@ -72,7 +101,16 @@ fn serve(args: &Args, config: Config, port: u16, cores: usize) -> io::Result<()>
     let publisher = Arc::new(publisher);
     discovery::start(&config, publisher.clone());
 
-    let listeners = vec![listener::bind(&args.bind, port)?];
+    let listeners = match handover.listeners? {
+        Some(inherited) => {
+            log::info!(
+                "using {} inherited listening socket(s); --port and --bind are not used",
+                inherited.len()
+            );
+            inherited
+        }
+        None => vec![listener::bind(&args.bind, port)?],
+    };
     let shared = Arc::new(Shared::new(config, stats));
     let (ready_tx, ready_rx) = mpsc::channel();
     let threads = server::start_cores(&listeners, readers, shared.clone(), ready_tx)?;
@@ -92,13 +130,40 @@ fn serve(args: &Args, config: Config, port: u16, cores: usize) -> io::Result<()>
             l.local_addr()?
         );
     }
+    // Ready: tell the predecessor (it stops accepting), then claim the pid file, then accept.
+    if let Some(notifier) = handover.notifier {
+        notifier.notify(&format!(
+            "rgate {} pid {}",
+            env!("CARGO_PKG_VERSION"),
+            std::process::id()
+        ))?;
+    }
     write_pid_file(&args.pid_file)?;
+    shared.start_accepting();
     log::info!("ready (pid {})", std::process::id());
 
     loop {
         match signals.wait(Duration::from_secs(1))? {
             Some(libc::SIGTERM) | Some(libc::SIGINT) => break,
-            Some(libc::SIGHUP) => log::warn!("SIGHUP: graceful restart is not built yet; ignored"),
+            Some(libc::SIGHUP) => {
+                log::info!("SIGHUP: starting a successor");
+                let timeout = Duration::from_secs(args.upgrade_timeout);
+                match upgrade::start_successor(&invocation, &listeners, timeout, &signals) {
+                    UpgradeOutcome::Ready { pid, announced } => {
+                        log::info!(
+                            "restart: successor pid {pid} is ready ({announced}); handing over"
+                        );
+                        break;
+                    }
+                    UpgradeOutcome::Failed { reason } => {
+                        log::error!("restart failed, still serving: {reason}");
+                    }
+                    UpgradeOutcome::Interrupted { signal } => {
+                        log::info!("restart abandoned: signal {signal} received; stopping");
+                        break;
+                    }
+                }
+            }
             _ => {}
         }
     }

@@ -19,6 +19,8 @@ use crate::backends::TableFeed;
 use crate::core::{Core, Shared};
 use crate::proxy::serve_client;
 
+/// How often a started core checks whether the process is ready to accept.
+const GATE_POLL: Duration = Duration::from_millis(2);
 /// How often a core looks at the process-wide drain flag and sweeps its idle pool.
 const CORE_TICK: Duration = Duration::from_millis(50);
 const POOL_SWEEP_EVERY_TICKS: u32 = 20;
@@ -129,10 +131,10 @@ async fn core_main(
     driver: DriverKind,
 ) {
     let core = Rc::new(Core::new(id, shared.clone(), feed.into_reader()));
-    let mut accepting = Vec::with_capacity(listeners.len());
+    let mut sockets = Vec::with_capacity(listeners.len());
     for l in listeners {
         match TcpListener::from_std(l) {
-            Ok(l) => accepting.push(monoio::spawn(accept_loop(core.clone(), l))),
+            Ok(l) => sockets.push(l),
             Err(e) => {
                 let _ = ready.send(Err(format!("core {id}: cannot use listening socket: {e}")));
                 return;
@@ -141,6 +143,13 @@ async fn core_main(
     }
     let _ = ready.send(Ok(driver));
     drop(ready);
+    while !shared.is_accepting() && !shared.is_draining() {
+        monoio::time::sleep(GATE_POLL).await;
+    }
+    let accepting: Vec<_> = sockets
+        .into_iter()
+        .map(|l| monoio::spawn(accept_loop(core.clone(), l)))
+        .collect();
 
     let mut ticks = 0u32;
     while !shared.is_draining() {

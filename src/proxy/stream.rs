@@ -6,7 +6,7 @@ use std::io;
 
 use monoio::buf::{IoBuf, IoBufMut};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
+use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
 use monoio::net::TcpStream;
 
 /// Read size while a body streams through: big enough to keep syscalls few.
@@ -59,6 +59,24 @@ impl Buffered {
         }
         let buf = std::mem::take(&mut self.buf);
         let (res, slice) = self.io.read(buf.slice_mut(len..)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Like `fill`, but cancelable without losing data: after `Canceller::cancel`, the read
+    /// either completes with the bytes the kernel already took from the socket, or fails
+    /// with "operation canceled". Dropping a plain `fill` instead could lose such bytes.
+    pub(crate) async fn fill_cancelable(&mut self, cancel: CancelHandle) -> io::Result<usize> {
+        if self.start > 0 {
+            self.buf.drain(..self.start);
+            self.start = 0;
+        }
+        let len = self.buf.len();
+        if self.buf.capacity() - len < self.base_capacity / 2 {
+            self.buf.reserve_exact(self.base_capacity);
+        }
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self.io.cancelable_read(buf.slice_mut(len..), cancel).await;
         self.buf = slice.into_inner();
         res
     }

@@ -1,0 +1,443 @@
+//! Zero-downtime restart: handing the listening sockets to a successor process.
+//!
+//! The old process (on SIGHUP) starts the same executable path with the same arguments and
+//! passes it, by fd inheritance:
+//! * its listening sockets as fds 3, 4, … with `LISTEN_FDS=n` (systemd's convention, so the
+//!   same code path serves socket activation — see `inherited_listeners`);
+//! * a pipe on which the successor writes one `ready` line once it has started completely;
+//! * its own stderr, while the successor's stderr is a pipe that the old process relays
+//!   (prefixed) and remembers: if the successor fails, the old process can say what it
+//!   printed. Once ready, the successor moves its stderr back to the real one.
+//!
+//! The sockets are never closed by anyone while they may hold queued connections: both
+//! processes hold them during the overlap, and the kernel's accept queue is shared.
+//! If the successor exits, says nothing within the timeout, or cannot be started, the old
+//! process kills it if needed, logs why, and keeps serving.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::lifecycle::SignalSet;
+
+/// The first inherited fd (after stdin, stdout, stderr), as systemd does.
+const LISTEN_FDS_START: RawFd = 3;
+const ENV_LISTEN_FDS: &str = "LISTEN_FDS";
+const ENV_LISTEN_PID: &str = "LISTEN_PID";
+const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
+/// The fd the successor writes its `ready` line to.
+const ENV_READY_FD: &str = "RGATE_READY_FD";
+/// The fd of the real stderr, which the successor takes back once ready.
+const ENV_STDERR_FD: &str = "RGATE_STDERR_FD";
+/// Lines of the successor's output kept for the failure message.
+const REMEMBERED_LINES: usize = 20;
+/// How often the old process looks at the successor while waiting.
+const POLL_SLICE: Duration = Duration::from_millis(50);
+/// Fds are moved above this before the fork, so no dup2 target overwrites a source.
+const SCRATCH_FD_FLOOR: RawFd = 100;
+
+/// What the process was started as; a restart runs the same again.
+#[derive(Debug, Clone)]
+pub struct Invocation {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+}
+
+impl Invocation {
+    /// The path this process was started from (resolved now, so a binary replaced on disk
+    /// later is the one the successor runs) and its arguments.
+    pub fn current() -> io::Result<Invocation> {
+        let mut args = std::env::args_os();
+        let argv0 = PathBuf::from(args.next().unwrap_or_default());
+        let program = if argv0.components().count() > 1 {
+            std::fs::canonicalize(&argv0).or_else(|_| std::env::current_exe())?
+        } else {
+            // Found through PATH: /proc/self/exe names the file.
+            std::env::current_exe()?
+        };
+        Ok(Invocation {
+            program,
+            args: args.collect(),
+        })
+    }
+}
+
+/// How a restart attempt ended.
+#[derive(Debug)]
+pub enum UpgradeOutcome {
+    /// The successor is serving; this process should drain and exit.
+    Ready { pid: u32, announced: String },
+    /// The successor failed; this process keeps serving.
+    Failed { reason: String },
+    /// A stop signal arrived while waiting; the successor was stopped.
+    Interrupted { signal: libc::c_int },
+}
+
+/// Starts a successor on `listeners` and waits (up to `timeout`) for it to say it is ready.
+/// Signals in `signals` that arrive meanwhile are handled: SIGHUP is ignored (a restart is
+/// already under way), SIGTERM/SIGINT abort the attempt.
+pub fn start_successor(
+    invocation: &Invocation,
+    listeners: &[TcpListener],
+    timeout: Duration,
+    signals: &SignalSet,
+) -> UpgradeOutcome {
+    let (ready_read, ready_write) = match pipe() {
+        Ok(p) => p,
+        Err(e) => return failed(format!("cannot create the readiness pipe: {e}")),
+    };
+    let (log_read, log_write) = match pipe() {
+        Ok(p) => p,
+        Err(e) => return failed(format!("cannot create the log pipe: {e}")),
+    };
+    let mut child = match spawn(invocation, listeners, &ready_write, &log_write) {
+        Ok(c) => c,
+        Err(e) => {
+            return failed(format!(
+                "cannot start {}: {e}",
+                invocation.program.display()
+            ))
+        }
+    };
+    // Only the child holds the write ends now: EOF on them means it is gone (or done).
+    drop(ready_write);
+    drop(log_write);
+    let pid = child.id();
+    log::info!(
+        "restart: successor pid {pid} started from {}",
+        invocation.program.display()
+    );
+    let printed = relay_output(pid, log_read);
+
+    let outcome = wait_ready(&mut child, ready_read, timeout, signals);
+    match &outcome {
+        // Once this process exits, the successor is re-parented; nothing to wait for.
+        UpgradeOutcome::Ready { .. } => drop(child),
+        UpgradeOutcome::Failed { .. } | UpgradeOutcome::Interrupted { .. } => {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+    match outcome {
+        UpgradeOutcome::Failed { reason } => {
+            let lines = printed
+                .lock()
+                .map(|l| l.iter().cloned().collect::<Vec<_>>())
+                .unwrap_or_default();
+            let said = if lines.is_empty() {
+                "it printed nothing".to_string()
+            } else {
+                format!("it printed:\n    {}", lines.join("\n    "))
+            };
+            UpgradeOutcome::Failed {
+                reason: format!("successor pid {pid}: {reason}; {said}"),
+            }
+        }
+        other => other,
+    }
+}
+
+fn failed(reason: String) -> UpgradeOutcome {
+    UpgradeOutcome::Failed { reason }
+}
+
+fn wait_ready(
+    child: &mut Child,
+    ready_read: OwnedFd,
+    timeout: Duration,
+    signals: &SignalSet,
+) -> UpgradeOutcome {
+    let deadline = Instant::now() + timeout;
+    let mut ready = File::from(ready_read);
+    let mut said = Vec::new();
+    loop {
+        match poll_readable(ready.as_raw_fd(), POLL_SLICE) {
+            Ok(true) => {
+                let mut chunk = [0u8; 256];
+                match ready.read(&mut chunk) {
+                    Ok(0) => {
+                        return failed(match child.wait() {
+                            Ok(status) => format!("exited before it was ready ({status})"),
+                            Err(_) => "closed its readiness pipe before it was ready".into(),
+                        })
+                    }
+                    Ok(n) => {
+                        said.extend_from_slice(&chunk[..n]);
+                        if let Some(end) = said.iter().position(|&b| b == b'\n') {
+                            let line = String::from_utf8_lossy(&said[..end]).into_owned();
+                            return match line.strip_prefix("ready") {
+                                Some(rest) => UpgradeOutcome::Ready {
+                                    pid: child.id(),
+                                    announced: rest.trim().to_string(),
+                                },
+                                None => failed(format!("said {line:?} instead of ready")),
+                            };
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return failed(format!("readiness pipe: {e}")),
+                }
+            }
+            Ok(false) => {}
+            Err(e) => return failed(format!("readiness pipe: {e}")),
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            return failed(format!("exited before it was ready ({status})"));
+        }
+        match signals.wait(Duration::ZERO) {
+            Ok(Some(libc::SIGHUP)) => log::warn!("SIGHUP: a restart is already under way; ignored"),
+            Ok(Some(signal)) => return UpgradeOutcome::Interrupted { signal },
+            _ => {}
+        }
+        if Instant::now() >= deadline {
+            return failed(format!(
+                "not ready within {} s (--upgrade-timeout); killed",
+                timeout.as_secs_f64()
+            ));
+        }
+    }
+}
+
+/// Copies the successor's stderr to ours, line by line with a prefix, and keeps the last
+/// lines for a failure message. Ends when the successor closes it (ready, or gone).
+fn relay_output(pid: u32, log_read: OwnedFd) -> Arc<Mutex<VecDeque<String>>> {
+    let printed = Arc::new(Mutex::new(VecDeque::with_capacity(REMEMBERED_LINES)));
+    let kept = printed.clone();
+    let spawned = std::thread::Builder::new()
+        .name("rgate-successor-log".into())
+        .spawn(move || {
+            let reader = BufReader::new(File::from(log_read));
+            for line in reader.lines() {
+                let Ok(line) = line else { break };
+                let _ = writeln!(io::stderr().lock(), "[successor {pid}] {line}");
+                if let Ok(mut kept) = kept.lock() {
+                    if kept.len() == REMEMBERED_LINES {
+                        kept.pop_front();
+                    }
+                    kept.push_back(line);
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        log::warn!("restart: cannot relay the successor's output: {e}");
+    }
+    printed
+}
+
+fn spawn(
+    invocation: &Invocation,
+    listeners: &[TcpListener],
+    ready_write: &OwnedFd,
+    log_write: &OwnedFd,
+) -> io::Result<Child> {
+    // Everything the child needs, moved to high close-on-exec fds first.
+    let mut sources = Vec::with_capacity(listeners.len() + 2);
+    for l in listeners {
+        sources.push(dup_high(l.as_raw_fd())?);
+    }
+    let n = listeners.len() as RawFd;
+    let ready_fd = LISTEN_FDS_START + n;
+    let stderr_fd = ready_fd + 1;
+    sources.push(dup_high(ready_write.as_raw_fd())?);
+    sources.push(dup_high(libc::STDERR_FILENO)?);
+    let log_source = dup_high(log_write.as_raw_fd())?;
+    let raw_sources: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
+    let raw_log = log_source.as_raw_fd();
+
+    let mut cmd = Command::new(&invocation.program);
+    cmd.args(&invocation.args)
+        .stdin(Stdio::null())
+        .env_remove(ENV_LISTEN_PID)
+        .env_remove(ENV_LISTEN_FDNAMES)
+        .env(ENV_LISTEN_FDS, n.to_string())
+        .env(ENV_READY_FD, ready_fd.to_string())
+        .env(ENV_STDERR_FD, stderr_fd.to_string());
+    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which
+    // is async-signal-safe; it allocates nothing and touches no lock.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, &src) in raw_sources.iter().enumerate() {
+                // dup2 leaves the new fd without close-on-exec: it survives exec.
+                if libc::dup2(src, LISTEN_FDS_START + i as RawFd) < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+            if libc::dup2(raw_log, libc::STDERR_FILENO) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
+    drop(sources);
+    drop(log_source);
+    child
+}
+
+fn dup_high(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid fd returns a new fd we own (checked).
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, SCRATCH_FD_FLOOR) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a fresh fd owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as RawFd; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: both fds are fresh and owned by us from here on.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, count 1.
+    let rc = unsafe { libc::poll(&mut pfd, 1, timeout.as_millis() as libc::c_int) };
+    match rc {
+        n if n > 0 => Ok(true),
+        0 => Ok(false),
+        _ => {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                Ok(false)
+            } else {
+                Err(e)
+            }
+        }
+    }
+}
+
+// ----- the successor's side -----
+
+/// Listening sockets passed to this process: by an rgate predecessor, or by systemd socket
+/// activation (`LISTEN_FDS`, with `LISTEN_PID` naming this process). `None` when there are
+/// none and rgate should bind its own.
+pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
+    let Some(count) = std::env::var_os(ENV_LISTEN_FDS) else {
+        return Ok(None);
+    };
+    if let Some(pid) = std::env::var_os(ENV_LISTEN_PID) {
+        if pid.to_str().and_then(|p| p.parse::<u32>().ok()) != Some(std::process::id()) {
+            // Meant for another process (systemd's rule): not ours.
+            return Ok(None);
+        }
+    }
+    let count: RawFd = count
+        .to_str()
+        .and_then(|c| c.parse().ok())
+        .filter(|&c| c > 0)
+        .ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "LISTEN_FDS is not a positive number",
+            )
+        })?;
+    let mut listeners = Vec::with_capacity(count as usize);
+    for fd in LISTEN_FDS_START..LISTEN_FDS_START + count {
+        if !is_listening_socket(fd) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("inherited fd {fd} is not a listening TCP socket"),
+            ));
+        }
+        // SAFETY: the fd was passed to us for this purpose and checked to be a listening
+        // socket; from here the listener owns it.
+        let listener = unsafe { TcpListener::from_raw_fd(fd) };
+        set_cloexec(fd)?;
+        listener.set_nonblocking(true)?;
+        listeners.push(listener);
+    }
+    Ok(Some(listeners))
+}
+
+fn is_listening_socket(fd: RawFd) -> bool {
+    let mut value: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: valid out-pointers of the right size; a bad fd just fails.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ACCEPTCONN,
+            &mut value as *mut libc::c_int as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    rc == 0 && value == 1
+}
+
+fn set_cloexec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on an fd we own.
+    let rc = unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The successor's end of the handover: told once when this process is ready.
+pub struct ReadyNotifier {
+    ready: File,
+    real_stderr: OwnedFd,
+}
+
+impl ReadyNotifier {
+    /// Present when a predecessor started this process (and is waiting to hear from it).
+    pub fn from_env() -> Option<ReadyNotifier> {
+        let fd_of = |name: &str| -> Option<RawFd> {
+            std::env::var(name).ok()?.parse().ok().filter(|&fd| fd > 2)
+        };
+        let (ready, stderr) = (fd_of(ENV_READY_FD)?, fd_of(ENV_STDERR_FD)?);
+        for fd in [ready, stderr] {
+            let _ = set_cloexec(fd);
+        }
+        // SAFETY: both fds were passed to us by the predecessor for exactly this use, and
+        // nothing else in this process refers to them.
+        let (ready, real_stderr) =
+            unsafe { (File::from_raw_fd(ready), OwnedFd::from_raw_fd(stderr)) };
+        Some(ReadyNotifier { ready, real_stderr })
+    }
+
+    /// Moves stderr back to the real one and tells the predecessor we are ready.
+    pub fn notify(mut self, announcement: &str) -> io::Result<()> {
+        // SAFETY: dup2 between two fds we own; stderr is replaced atomically.
+        if unsafe { libc::dup2(self.real_stderr.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        drop(self.real_stderr);
+        self.ready
+            .write_all(format!("ready {announcement}\n").as_bytes())
+    }
+}
+
+/// Clears the handover variables so they never leak into anything this process starts.
+pub fn forget_environment() {
+    for name in [
+        ENV_LISTEN_FDS,
+        ENV_LISTEN_PID,
+        ENV_LISTEN_FDNAMES,
+        ENV_READY_FD,
+        ENV_STDERR_FD,
+    ] {
+        // Called at start-up, before any other thread exists.
+        std::env::remove_var(name);
+    }
+}
