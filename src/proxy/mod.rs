@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRent};
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
 use crate::core::Core;
@@ -45,6 +45,9 @@ const MAX_DISCARDED_BODY: u64 = 64 * 1024;
 /// still sends, so that closing does not reset the connection under the response.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 1024 * 1024;
+/// Once a core drains, how long an idle keep-alive connection may still bring one more
+/// request (answered with `Connection: close`) before it is closed.
+const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
 
 /// The message of the seed for a route whose backend has no instance.
 pub const NO_INSTANCE_MESSAGE: &str = "Backend available but no Service URLs discovered";
@@ -143,18 +146,8 @@ impl ClientConn {
     async fn serve_one(&mut self) -> Next {
         let timeouts = self.core.shared.config.timeouts;
         if self.client.data().is_empty() {
-            if self.core.drain.is_raised() {
-                return Next::Close;
-            }
-            let idle = monoio::time::timeout(timeouts.keepalive_idle, self.client.fill(0));
-            let read = monoio::select! {
-                read = idle => read,
-                _ = self.core.drain.wait() => return Next::Close,
-            };
-            match read {
-                Err(_) | Ok(Ok(0)) => return Next::Close,
-                Ok(Err(_)) => return Next::Abort,
-                Ok(Ok(_)) => {}
+            if let Err(next) = self.wait_for_request().await {
+                return next;
             }
         }
         let started = Instant::now();
@@ -212,6 +205,49 @@ impl ClientConn {
                     return Next::Close;
                 }
             }
+        }
+    }
+
+    /// Waits for the first bytes of the next request on an idle connection, for at most the
+    /// keep-alive timeout — or, once the core drains, a short grace so that a client in
+    /// the middle of sending still gets its answer (with `Connection: close`). Neither limit
+    /// drops a read that already took bytes: the read is cancelled and then awaited.
+    async fn wait_for_request(&mut self) -> Result<(), Next> {
+        enum Wake {
+            Read(std::io::Result<usize>),
+            Timeout,
+            Drain,
+        }
+        let core = self.core.clone();
+        let canceller = Canceller::new();
+        let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
+        let mut wake = if core.drain.is_raised() {
+            Wake::Drain
+        } else {
+            monoio::select! {
+                r = &mut read => Wake::Read(r),
+                _ = monoio::time::sleep(core.shared.config.timeouts.keepalive_idle) => Wake::Timeout,
+                _ = core.drain.wait() => Wake::Drain,
+            }
+        };
+        if let Wake::Drain = wake {
+            wake = monoio::select! {
+                r = &mut read => Wake::Read(r),
+                _ = monoio::time::sleep(DRAIN_IDLE_GRACE) => Wake::Timeout,
+            };
+        }
+        let read = match wake {
+            Wake::Read(r) => r,
+            Wake::Timeout | Wake::Drain => {
+                let _ = canceller.cancel();
+                read.await
+            }
+        };
+        match read {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err(Next::Close),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(Next::Close),
+            Err(_) => Err(Next::Abort),
         }
     }
 
