@@ -41,6 +41,9 @@ const ENV_STDERR_FD: &str = "RGATE_STDERR_FD";
 const REMEMBERED_LINES: usize = 20;
 /// How often the old process looks at the successor while waiting.
 const POLL_SLICE: Duration = Duration::from_millis(50);
+/// Attempts, and the pause between them, when the executable is busy (ETXTBSY).
+const SPAWN_BUSY_RETRIES: u32 = 25;
+const SPAWN_BUSY_PAUSE: Duration = Duration::from_millis(40);
 /// Fds are moved above this before the fork, so no dup2 target overwrites a source.
 const SCRATCH_FD_FLOOR: RawFd = 100;
 
@@ -276,7 +279,18 @@ fn spawn(
             Ok(())
         });
     }
-    let child = cmd.spawn();
+    let mut child = cmd.spawn();
+    // A binary just written by a deploy (or by any process that forked meanwhile) can be
+    // briefly held open for writing, and exec then fails with ETXTBSY: try a little longer.
+    for _ in 0..SPAWN_BUSY_RETRIES {
+        match &child {
+            Err(e) if e.kind() == io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(SPAWN_BUSY_PAUSE);
+                child = cmd.spawn();
+            }
+            _ => break,
+        }
+    }
     drop(sources);
     drop(log_source);
     child

@@ -126,8 +126,8 @@ impl Gateway {
         let config = dir.join("config.yml");
         std::fs::write(&config, config_text(backend)).unwrap();
         let pid_file = dir.join("rgate.pid");
-        let mut child = Command::new(&binary)
-            .args(["--port", "0", "--bind", "127.0.0.1", "--cores", "2"])
+        let mut cmd = Command::new(&binary);
+        cmd.args(["--port", "0", "--bind", "127.0.0.1", "--cores", "2"])
             .arg("--config")
             .arg(&config)
             .arg("--db")
@@ -137,9 +137,8 @@ impl Gateway {
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::piped());
+        let mut child = spawn_fresh_binary(&mut cmd);
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
         let stderr = child.stderr.take().unwrap();
@@ -213,6 +212,20 @@ impl Gateway {
         );
         (old, self.pid().unwrap())
     }
+}
+
+/// Spawns a binary this process has just written. Another test thread forking at the same
+/// moment briefly holds the file open for writing, which makes exec fail with ETXTBSY.
+fn spawn_fresh_binary(cmd: &mut Command) -> Child {
+    for _ in 0..50 {
+        match cmd.spawn() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                thread::sleep(Duration::from_millis(20))
+            }
+            other => return other.unwrap(),
+        }
+    }
+    panic!("the copied binary stayed busy for a second");
 }
 
 impl Drop for Gateway {
@@ -597,4 +610,85 @@ fn a_binary_replaced_on_disk_is_the_one_the_successor_runs() {
 
 fn inode(path: &Path) -> u64 {
     std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(path).unwrap())
+}
+
+/// systemd socket activation: sockets passed as fds 3, 4 with LISTEN_FDS and LISTEN_PID.
+/// rgate serves every passed socket on every core, whatever `--cores` says.
+#[test]
+fn serves_sockets_passed_by_systemd_on_every_core() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let backend = start_backend();
+    let dir = temp_dir("systemd");
+    let config = dir.join("config.yml");
+    std::fs::write(&config, config_text(backend)).unwrap();
+    let sockets = [
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+        TcpListener::bind("127.0.0.1:0").unwrap(),
+    ];
+    let addrs: Vec<SocketAddr> = sockets.iter().map(|s| s.local_addr().unwrap()).collect();
+    let fds: Vec<i32> = sockets.iter().map(|s| s.as_raw_fd()).collect();
+    let mut cmd = Command::new("/bin/sh");
+    // `exec` keeps the shell's pid, so $$ is rgate's pid, as systemd's LISTEN_PID would be.
+    cmd.arg("-c")
+        .arg("LISTEN_PID=$$ LISTEN_FDS=2 exec \"$0\" \"$@\"")
+        .arg(env!("CARGO_BIN_EXE_rgate"))
+        .args(["--port", "1", "--cores", "3", "--config"])
+        .arg(&config)
+        .arg("--db")
+        .arg(dir.join("rgate.db"))
+        .arg("--pid-file")
+        .arg(dir.join("rgate.pid"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: only dup2 between the fork and the exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            for (i, &fd) in fds.iter().enumerate() {
+                if libc::dup2(fd, 3 + i as i32) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let deadline = Instant::now() + STARTUP_LIMIT;
+    let mut log = String::new();
+    while !log.contains("ready (pid") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+            }
+            Err(_) => panic!("rgate did not start on the passed sockets; log:\n{log}"),
+        }
+    }
+    drop(sockets);
+    assert!(
+        log.contains("using 2 inherited listening socket(s)"),
+        "{log}"
+    );
+    assert!(log.contains("(3 cores,"), "{log}");
+    // Many connections on each socket: accepted whichever core takes them.
+    for addr in &addrs {
+        for n in 0..30 {
+            let path = format!("/api/sd/{}/{n}", addr.port());
+            let mut c = connect(*addr).unwrap();
+            let r = send(&mut c, &get(&path)).unwrap();
+            assert_eq!((r.status, r.body), (200, format!("{path} 0")));
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }
