@@ -14,7 +14,7 @@ use crate::cli::Args;
 use crate::config::Config;
 use crate::core::Shared;
 use crate::server::{self, DriverKind};
-use crate::stats::StatsHub;
+use crate::stats::{Collector, StatsHub};
 use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
 use crate::{discovery, listener, logging};
 use std::net::TcpListener;
@@ -59,7 +59,15 @@ pub fn run(args: Args) -> i32 {
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
-    match serve(&args, config, port, cores, handover) {
+    // The statistics database is opened before anything starts: unusable means exit 2.
+    let stats = match StatsHub::open(&config, &args.db, cores) {
+        Ok(s) => Arc::new(s),
+        Err(e) => {
+            eprintln!("rgate: {e}");
+            return EXIT_CONFIG;
+        }
+    };
+    match serve(&args, config, port, cores, handover, stats) {
         Ok(()) => 0,
         Err(e) => {
             log::error!("{e}");
@@ -91,12 +99,14 @@ fn serve(
     port: u16,
     cores: usize,
     handover: Handover,
+    stats: Arc<StatsHub>,
 ) -> io::Result<()> {
     let invocation = Invocation::current()?;
     // Signals are blocked before any thread starts, so every thread inherits the mask.
     let signals = SignalSet::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
 
-    let stats = Arc::new(StatsHub::new(&config, cores));
+    // Dropped on any early return below: the stats thread then writes what was counted.
+    let collector = Collector::start(stats.clone())?;
     let (publisher, readers) = TablePublisher::new(BackendTable::from_config(&config), cores);
     let publisher = Arc::new(publisher);
     discovery::start(&config, publisher.clone());
@@ -181,6 +191,8 @@ fn serve(
         let _ = t.join();
     }
     drop(listeners);
+    // The cores are done (or past the drain timeout): write the last deltas.
+    collector.stop();
     remove_pid_file(&args.pid_file);
     log::info!("stopped");
     Ok(())

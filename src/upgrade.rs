@@ -39,6 +39,8 @@ const ENV_READY_FD: &str = "RGATE_READY_FD";
 const ENV_STDERR_FD: &str = "RGATE_STDERR_FD";
 /// Lines of the successor's output kept for the failure message.
 const REMEMBERED_LINES: usize = 20;
+/// How long a failed restart waits for the successor's last output to be read.
+const RELAY_FINISH_LIMIT: Duration = Duration::from_secs(1);
 /// How often the old process looks at the successor while waiting.
 const POLL_SLICE: Duration = Duration::from_millis(50);
 /// Attempts, and the pause between them, when the executable is busy (ETXTBSY).
@@ -118,7 +120,7 @@ pub fn start_successor(
         "restart: successor pid {pid} started from {}",
         invocation.program.display()
     );
-    let printed = relay_output(pid, log_read);
+    let (printed, relay) = relay_output(pid, log_read);
 
     let outcome = wait_ready(&mut child, ready_read, timeout, signals);
     match &outcome {
@@ -131,6 +133,14 @@ pub fn start_successor(
     }
     match outcome {
         UpgradeOutcome::Failed { reason } => {
+            // The successor is gone: let the relay read what it wrote last (bounded, in case
+            // something it started still holds the pipe).
+            if let Some(relay) = relay {
+                let deadline = Instant::now() + RELAY_FINISH_LIMIT;
+                while !relay.is_finished() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
             let lines = printed
                 .lock()
                 .map(|l| l.iter().cloned().collect::<Vec<_>>())
@@ -211,7 +221,13 @@ fn wait_ready(
 
 /// Copies the successor's stderr to ours, line by line with a prefix, and keeps the last
 /// lines for a failure message. Ends when the successor closes it (ready, or gone).
-fn relay_output(pid: u32, log_read: OwnedFd) -> Arc<Mutex<VecDeque<String>>> {
+fn relay_output(
+    pid: u32,
+    log_read: OwnedFd,
+) -> (
+    Arc<Mutex<VecDeque<String>>>,
+    Option<std::thread::JoinHandle<()>>,
+) {
     let printed = Arc::new(Mutex::new(VecDeque::with_capacity(REMEMBERED_LINES)));
     let kept = printed.clone();
     let spawned = std::thread::Builder::new()
@@ -229,10 +245,13 @@ fn relay_output(pid: u32, log_read: OwnedFd) -> Arc<Mutex<VecDeque<String>>> {
                 }
             }
         });
-    if let Err(e) = spawned {
-        log::warn!("restart: cannot relay the successor's output: {e}");
+    match spawned {
+        Ok(handle) => (printed, Some(handle)),
+        Err(e) => {
+            log::warn!("restart: cannot relay the successor's output: {e}");
+            (printed, None)
+        }
     }
-    printed
 }
 
 fn spawn(

@@ -1,13 +1,41 @@
-//! Traffic statistics (issue 4 builds this out): per-core counters written without locks on
-//! the request path, a stats thread adding them to SQLite, and the `/stats` and `/metrics`
-//! endpoints. This first version only defines the interface the data plane calls.
+//! Traffic statistics: per-core counters written without locks on the request path, a stats
+//! thread adding them to SQLite, and the `/stats` and `/metrics` endpoints.
+//!
+//! * `histogram` — the fixed log-linear latency bucket layout (mergeable, ≤ 1.6 % error).
+//! * `counters` — one core's atomic counters (single writer), by route, backend, instance.
+//! * `traffic` — plain counts (`Traffic`, `Totals`): snapshots, deltas, merged totals.
+//! * `store` — the SQLite database: additive deltas, totals, per-minute history.
+//! * `collector` — the stats thread: collect, write `live − flushed`, publish.
+//! * `render` — the `/stats` JSON and the `/metrics` Prometheus text.
+//!
+//! `StatsHub` ties them together: the cores get their `CoreCounters` from it, the stats
+//! thread publishes into it, and `render` answers `/stats` and `/metrics` from the published
+//! database totals plus the live counters not yet written (see `collector` for why that
+//! counts every request exactly once). Rendering runs on the core that got the request; it
+//! reads atomics and clones what the stats thread published, and never touches SQLite.
+
+mod collector;
+mod counters;
+mod histogram;
+mod render;
+mod store;
+mod traffic;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::backends::BackendTable;
-use crate::config::Config;
+use crate::config::{Config, StatsSettings};
+
+pub use collector::Collector;
+pub use counters::CoreCounters;
+pub use store::StatsError;
+
+use collector::{Published, PublishedSlot, HISTORY_SHOWN_MINUTES};
+use store::{MinuteRow, Store};
+use traffic::{Key, Totals};
 
 /// Why a request did not get a normal backend response; counted as "errors by kind".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +50,31 @@ pub enum ErrorKind {
     InvalidResponse,
     /// The client sent a malformed request, or went away mid-exchange.
     Client,
+}
+
+impl ErrorKind {
+    pub(crate) const ALL: [ErrorKind; 5] = [
+        ErrorKind::NoInstance,
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::InvalidResponse,
+        ErrorKind::Client,
+    ];
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The name used in `/stats`, `/metrics` and the database.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ErrorKind::NoInstance => "no_instance",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::InvalidResponse => "invalid_response",
+            ErrorKind::Client => "client",
+        }
+    }
 }
 
 /// One finished request, as the proxy saw it.
@@ -43,14 +96,6 @@ pub struct RequestRecord {
     pub error: Option<ErrorKind>,
 }
 
-/// One core's counters. Only that core writes them.
-#[derive(Debug, Default)]
-pub struct CoreCounters {}
-
-impl CoreCounters {
-    pub fn record(&self, _record: &RequestRecord) {}
-}
-
 /// Which of rgate's own endpoints a request asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
@@ -58,15 +103,81 @@ pub enum Endpoint {
     Metrics,
 }
 
+/// Unix time in whole seconds.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
 /// The statistics shared by all cores and the stats thread.
 pub struct StatsHub {
     cores: Vec<Arc<CoreCounters>>,
+    settings: StatsSettings,
+    route_names: Vec<String>,
+    started_at: i64,
+    started: Instant,
+    /// When the database was created: counting began then.
+    since: i64,
+    published: PublishedSlot,
+    /// The database, until the stats thread takes it.
+    store: Mutex<Option<Store>>,
 }
 
 impl StatsHub {
-    pub fn new(_config: &Config, cores: usize) -> StatsHub {
+    /// Opens (or creates) the statistics database at `db` and builds the counters of
+    /// `cores` cores. An unusable database is an error: rgate must not run without it.
+    pub fn open(config: &Config, db: &Path, cores: usize) -> Result<StatsHub, StatsError> {
+        let now = unix_now();
+        let mut store = Store::open(db, now)?;
+        let (base, history) = store
+            .read(now.div_euclid(60) - HISTORY_SHOWN_MINUTES + 1)
+            .map_err(|e| StatsError {
+                path: db.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        Ok(StatsHub::with_store(
+            config, cores, store, base, history, now,
+        ))
+    }
+
+    /// A hub over an empty in-memory database (nothing survives the process).
+    pub fn new(config: &Config, cores: usize) -> StatsHub {
+        let now = unix_now();
+        let store = Store::in_memory(now);
+        StatsHub::with_store(config, cores, store, Totals::default(), Vec::new(), now)
+    }
+
+    fn with_store(
+        config: &Config,
+        cores: usize,
+        store: Store,
+        base: Totals,
+        history: Vec<MinuteRow>,
+        now: i64,
+    ) -> StatsHub {
+        let route_names: Vec<String> = config.routes.iter().map(|r| r.prefix.clone()).collect();
+        let backend_names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
         StatsHub {
-            cores: (0..cores).map(|_| Arc::default()).collect(),
+            cores: (0..cores)
+                .map(|_| {
+                    Arc::new(CoreCounters::new(
+                        route_names.clone(),
+                        backend_names.clone(),
+                    ))
+                })
+                .collect(),
+            settings: config.stats.clone(),
+            route_names,
+            started_at: now,
+            started: Instant::now(),
+            since: store.created_at(),
+            published: Mutex::new(Arc::new(Published {
+                base,
+                flushed: Totals::default(),
+                history,
+            })),
+            store: Mutex::new(Some(store)),
         }
     }
 
@@ -75,7 +186,76 @@ impl StatsHub {
     }
 
     /// The body and content type of one of rgate's own endpoints.
-    pub fn render(&self, _endpoint: Endpoint, _table: &BackendTable) -> (&'static str, Vec<u8>) {
-        ("application/json", b"{}".to_vec())
+    pub fn render(&self, endpoint: Endpoint, table: &BackendTable) -> (&'static str, Vec<u8>) {
+        let view = self.view(table);
+        match endpoint {
+            Endpoint::Stats => ("application/json", render::json(&view)),
+            Endpoint::Metrics => (
+                "text/plain; version=0.0.4; charset=utf-8",
+                render::prometheus(&view),
+            ),
+        }
+    }
+
+    /// Database totals as last written, plus what the cores counted since: the published
+    /// pair is read before the live counters, so `live ≥ flushed` field by field.
+    fn view<'a>(&'a self, table: &'a BackendTable) -> render::View<'a> {
+        let published = self.published();
+        let unwritten = self.live().since(&published.flushed);
+        let mut totals = published.base.clone();
+        totals.merge(&unwritten);
+        let mut history = published.history.clone();
+        if let Some(t) = unwritten.get(&Key::total()) {
+            let minute = unix_now().div_euclid(60);
+            let r = t.requests();
+            match history.last_mut().filter(|m| m.minute == minute) {
+                Some(row) => {
+                    row.requests += r.total;
+                    row.errors += r.error;
+                    row.latency.merge(&t.latency);
+                }
+                None => history.push(MinuteRow {
+                    minute,
+                    requests: r.total,
+                    errors: r.error,
+                    latency: t.latency.clone(),
+                }),
+            }
+        }
+        let oldest = unix_now().div_euclid(60) - HISTORY_SHOWN_MINUTES + 1;
+        history.retain(|m| m.minute >= oldest);
+        render::View {
+            totals,
+            history,
+            started_at: self.started_at,
+            since: self.since,
+            uptime: self.started.elapsed(),
+            route_names: &self.route_names,
+            table,
+        }
+    }
+
+    /// The sum of every core's counters, as they are now.
+    fn live(&self) -> Totals {
+        let mut totals = Totals::default();
+        for core in &self.cores {
+            core.add_to(&mut totals);
+        }
+        totals
+    }
+
+    fn published(&self) -> Arc<Published> {
+        self.published
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, p: Published) {
+        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = Arc::new(p);
+    }
+
+    fn take_store(&self) -> Option<Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner()).take()
     }
 }

@@ -1,0 +1,482 @@
+//! The statistics database (SQLite through rusqlite, WAL mode): totals since the database
+//! was created, and per-minute history.
+//!
+//! Every write adds a delta (`n = n + excluded.n`, maxima by `max(..)`), never an absolute
+//! value, so two rgate processes alive at once (a graceful restart) both count correctly.
+//! A delta and the reading-back of the totals it produced happen in one transaction, so the
+//! caller always holds totals that include exactly the deltas it has written.
+//!
+//! Tables: `meta` (creation time, histogram layout), `traffic` / `status_counts` /
+//! `error_counts` / `latency_buckets` keyed by (scope, name, instance), and `history` /
+//! `history_buckets` keyed by the minute (unix seconds / 60).
+//!
+//! Not for: deciding when to write (see `collector`).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+
+use super::histogram::{Histogram, BUCKETS, LAYOUT};
+use super::traffic::{Key, Scope, Totals, Traffic, CODE_SLOTS};
+use super::ErrorKind;
+
+/// How long a write waits for another process's lock before it fails (and is retried).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The statistics database cannot be used at start-up.
+#[derive(Debug)]
+pub struct StatsError {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+impl fmt::Display for StatsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "cannot use the statistics database {}: {}",
+            self.path.display(),
+            self.reason
+        )
+    }
+}
+
+impl std::error::Error for StatsError {}
+
+/// One minute of history.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct MinuteRow {
+    /// Unix seconds / 60.
+    pub(crate) minute: i64,
+    pub(crate) requests: u64,
+    /// 5xx responses given to clients.
+    pub(crate) errors: u64,
+    pub(crate) latency: Histogram,
+}
+
+pub(crate) struct Store {
+    conn: Connection,
+    /// Unix seconds when the database was created.
+    created_at: i64,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS traffic (
+    scope TEXT NOT NULL, name TEXT NOT NULL, instance TEXT NOT NULL,
+    bytes_in INTEGER NOT NULL, bytes_out INTEGER NOT NULL,
+    latency_sum_ns INTEGER NOT NULL, latency_max_ns INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, instance)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS status_counts (
+    scope TEXT NOT NULL, name TEXT NOT NULL, instance TEXT NOT NULL,
+    code INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, instance, code)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS error_counts (
+    scope TEXT NOT NULL, name TEXT NOT NULL, instance TEXT NOT NULL,
+    kind TEXT NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, instance, kind)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS latency_buckets (
+    scope TEXT NOT NULL, name TEXT NOT NULL, instance TEXT NOT NULL,
+    bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (scope, name, instance, bucket)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS history (
+    minute INTEGER PRIMARY KEY, requests INTEGER NOT NULL, errors INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS history_buckets (
+    minute INTEGER NOT NULL, bucket INTEGER NOT NULL, n INTEGER NOT NULL,
+    PRIMARY KEY (minute, bucket)) WITHOUT ROWID;
+";
+
+/// SQLite integers are signed; counts never get near the limit, but never wrap either.
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn uint(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (or creates) the database at `path`, in WAL mode, and checks it can be
+    /// written. `now` is unix seconds (the creation time of a new database).
+    pub(crate) fn open(path: &Path, now: i64) -> Result<Store, StatsError> {
+        let fail = |reason: String| StatsError {
+            path: path.to_path_buf(),
+            reason,
+        };
+        if path.is_dir() {
+            return Err(fail("it is a directory".into()));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(e.to_string()))?;
+        Store::init(conn, now).map_err(fail)
+    }
+
+    /// A database in memory (for tests, and for a hub built without a path).
+    pub(crate) fn in_memory(now: i64) -> Store {
+        let conn = Connection::open_in_memory().expect("an in-memory SQLite database");
+        Store::init(conn, now).expect("an in-memory SQLite database")
+    }
+
+    fn init(conn: Connection, now: i64) -> Result<Store, String> {
+        if conn
+            .is_readonly(rusqlite::DatabaseName::Main)
+            .unwrap_or(false)
+        {
+            return Err("the file is read-only".into());
+        }
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+        // The first statement reads the header: "file is not a database" shows here.
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(|e| e.to_string())?;
+        if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
+            return Err(format!(
+                "cannot switch to WAL mode (journal mode is {mode})"
+            ));
+        }
+        // WAL + NORMAL: a committed write survives the process being killed.
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(|e| e.to_string())?;
+        let mut store = Store {
+            conn,
+            created_at: now,
+        };
+        store.created_at = store.init_schema(now).map_err(|e| e.to_string())??;
+        Ok(store)
+    }
+
+    /// Creates the tables and checks the histogram layout; a write, so a database that
+    /// cannot be written fails here rather than on the first flush.
+    fn init_schema(&mut self, now: i64) -> rusqlite::Result<Result<i64, String>> {
+        let tx = self.conn.transaction()?;
+        tx.execute_batch(SCHEMA)?;
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?1)",
+            params![now.to_string()],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('histogram_layout', ?1)",
+            params![LAYOUT],
+        )?;
+        tx.execute(
+            "INSERT INTO meta (key, value) VALUES ('opened_at', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![now.to_string()],
+        )?;
+        let meta = |key: &str| -> rusqlite::Result<Option<String>> {
+            tx.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .optional()
+        };
+        let layout = meta("histogram_layout")?.unwrap_or_default();
+        if layout != LAYOUT {
+            return Ok(Err(format!(
+                "it was written with another latency histogram layout ({layout:?}, expected {LAYOUT:?})"
+            )));
+        }
+        let created = meta("created_at")?.and_then(|v| v.parse().ok());
+        tx.commit()?;
+        Ok(Ok(created.unwrap_or(now)))
+    }
+
+    pub(crate) fn created_at(&self) -> i64 {
+        self.created_at
+    }
+
+    /// Adds `delta` to the totals and to the history row of `minute`, prunes history older
+    /// than `keep_from` (a minute), and returns the totals and the history from
+    /// `history_from` on, as they are right after this write — all in one transaction.
+    pub(crate) fn add(
+        &mut self,
+        delta: &Totals,
+        minute: i64,
+        keep_from: i64,
+        history_from: i64,
+    ) -> rusqlite::Result<(Totals, Vec<MinuteRow>)> {
+        let tx = self.conn.transaction()?;
+        if !delta.is_empty() {
+            add_totals(&tx, delta)?;
+            if let Some(total) = delta.get(&Key::total()) {
+                add_minute(&tx, minute, total)?;
+            }
+        }
+        tx.execute("DELETE FROM history WHERE minute < ?1", [keep_from])?;
+        tx.execute("DELETE FROM history_buckets WHERE minute < ?1", [keep_from])?;
+        let totals = read_totals(&tx)?;
+        let history = read_history(&tx, history_from)?;
+        tx.commit()?;
+        Ok((totals, history))
+    }
+
+    /// The totals and history as stored now (no write).
+    pub(crate) fn read(&mut self, history_from: i64) -> rusqlite::Result<(Totals, Vec<MinuteRow>)> {
+        let tx = self.conn.transaction()?;
+        let totals = read_totals(&tx)?;
+        let history = read_history(&tx, history_from)?;
+        tx.commit()?;
+        Ok((totals, history))
+    }
+}
+
+fn add_totals(tx: &Transaction<'_>, delta: &Totals) -> rusqlite::Result<()> {
+    let mut traffic = tx.prepare_cached(
+        "INSERT INTO traffic (scope, name, instance, bytes_in, bytes_out, latency_sum_ns, latency_max_ns)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT(scope, name, instance) DO UPDATE SET
+             bytes_in = bytes_in + excluded.bytes_in,
+             bytes_out = bytes_out + excluded.bytes_out,
+             latency_sum_ns = latency_sum_ns + excluded.latency_sum_ns,
+             latency_max_ns = max(latency_max_ns, excluded.latency_max_ns)",
+    )?;
+    let mut codes = tx.prepare_cached(
+        "INSERT INTO status_counts (scope, name, instance, code, n) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(scope, name, instance, code) DO UPDATE SET n = n + excluded.n",
+    )?;
+    let mut errors = tx.prepare_cached(
+        "INSERT INTO error_counts (scope, name, instance, kind, n) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(scope, name, instance, kind) DO UPDATE SET n = n + excluded.n",
+    )?;
+    let mut buckets = tx.prepare_cached(
+        "INSERT INTO latency_buckets (scope, name, instance, bucket, n) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(scope, name, instance, bucket) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (key, t) in &delta.scopes {
+        let k = (key.scope.as_str(), key.name.as_str(), key.instance.as_str());
+        traffic.execute(params![
+            k.0,
+            k.1,
+            k.2,
+            int(t.bytes_in),
+            int(t.bytes_out),
+            int(t.latency.sum_ns),
+            int(t.latency.max_ns)
+        ])?;
+        for (slot, &n) in t.codes.0.iter().enumerate().filter(|(_, &n)| n > 0) {
+            codes.execute(params![k.0, k.1, k.2, slot as i64, int(n)])?;
+        }
+        for (kind, &n) in ErrorKind::ALL.iter().zip(&t.errors).filter(|(_, &n)| n > 0) {
+            errors.execute(params![k.0, k.1, k.2, kind.name(), int(n)])?;
+        }
+        for (b, &n) in t.latency.buckets.iter().enumerate().filter(|(_, &n)| n > 0) {
+            buckets.execute(params![k.0, k.1, k.2, b as i64, int(n)])?;
+        }
+    }
+    Ok(())
+}
+
+fn add_minute(tx: &Transaction<'_>, minute: i64, total: &Traffic) -> rusqlite::Result<()> {
+    let r = total.requests();
+    tx.execute(
+        "INSERT INTO history (minute, requests, errors) VALUES (?1, ?2, ?3)
+         ON CONFLICT(minute) DO UPDATE SET
+             requests = requests + excluded.requests, errors = errors + excluded.errors",
+        params![minute, int(r.total), int(r.error)],
+    )?;
+    let mut buckets = tx.prepare_cached(
+        "INSERT INTO history_buckets (minute, bucket, n) VALUES (?1, ?2, ?3)
+         ON CONFLICT(minute, bucket) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for (b, &n) in total
+        .latency
+        .buckets
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+    {
+        buckets.execute(params![minute, b as i64, int(n)])?;
+    }
+    Ok(())
+}
+
+fn key_of(scope: &str, name: String, instance: String) -> Option<Key> {
+    Some(Key {
+        scope: Scope::parse(scope)?,
+        name,
+        instance,
+    })
+}
+
+fn read_totals(tx: &Transaction<'_>) -> rusqlite::Result<Totals> {
+    let mut totals = Totals::default();
+    let mut rows = tx.prepare_cached(
+        "SELECT scope, name, instance, bytes_in, bytes_out, latency_sum_ns, latency_max_ns FROM traffic",
+    )?;
+    let mut q = rows.query([])?;
+    while let Some(row) = q.next()? {
+        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
+            continue;
+        };
+        let t = totals.entry(key);
+        t.bytes_in = uint(row.get(3)?);
+        t.bytes_out = uint(row.get(4)?);
+        t.latency.sum_ns = uint(row.get(5)?);
+        t.latency.max_ns = uint(row.get(6)?);
+    }
+    // Each counting table: (scope, name, instance, index, n) → where `n` goes in a Traffic.
+    let mut codes =
+        tx.prepare_cached("SELECT scope, name, instance, code, n FROM status_counts")?;
+    let mut q = codes.query([])?;
+    while let Some(row) = q.next()? {
+        let slot: i64 = row.get(3)?;
+        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
+            continue;
+        };
+        if let Some(c) = usize::try_from(slot).ok().filter(|&s| s < CODE_SLOTS) {
+            totals.entry(key).codes.0[c] += uint(row.get(4)?);
+        }
+    }
+    let mut errors =
+        tx.prepare_cached("SELECT scope, name, instance, kind, n FROM error_counts")?;
+    let mut q = errors.query([])?;
+    while let Some(row) = q.next()? {
+        let kind: String = row.get(3)?;
+        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
+            continue;
+        };
+        if let Some(k) = ErrorKind::ALL.iter().find(|k| k.name() == kind) {
+            totals.entry(key).errors[k.index()] += uint(row.get(4)?);
+        }
+    }
+    let mut buckets =
+        tx.prepare_cached("SELECT scope, name, instance, bucket, n FROM latency_buckets")?;
+    let mut q = buckets.query([])?;
+    while let Some(row) = q.next()? {
+        let bucket: i64 = row.get(3)?;
+        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
+            continue;
+        };
+        if let Some(b) = usize::try_from(bucket).ok().filter(|&b| b < BUCKETS) {
+            totals.entry(key).latency.buckets[b] += uint(row.get(4)?);
+        }
+    }
+    Ok(totals)
+}
+
+fn read_history(tx: &Transaction<'_>, from: i64) -> rusqlite::Result<Vec<MinuteRow>> {
+    let mut rows = tx.prepare_cached(
+        "SELECT minute, requests, errors FROM history WHERE minute >= ?1 ORDER BY minute",
+    )?;
+    let mut out: Vec<MinuteRow> = rows
+        .query_map([from], |r| {
+            Ok(MinuteRow {
+                minute: r.get(0)?,
+                requests: uint(r.get(1)?),
+                errors: uint(r.get(2)?),
+                latency: Histogram::default(),
+            })
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut buckets = tx.prepare_cached(
+        "SELECT minute, bucket, n FROM history_buckets WHERE minute >= ?1 ORDER BY minute",
+    )?;
+    let mut q = buckets.query([from])?;
+    while let Some(row) = q.next()? {
+        let minute: i64 = row.get(0)?;
+        let bucket: i64 = row.get(1)?;
+        let row_index = out.binary_search_by_key(&minute, |m| m.minute);
+        if let (Ok(i), Some(b)) = (
+            row_index,
+            usize::try_from(bucket).ok().filter(|&b| b < BUCKETS),
+        ) {
+            out[i].latency.buckets[b] += uint(row.get(2)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::traffic::code_slot;
+
+    fn delta(status: u16, ms: u64, n: u64) -> Totals {
+        let mut d = Totals::default();
+        for key in [
+            Key::total(),
+            Key::new(Scope::Instance, "api", "10.0.0.1:80"),
+        ] {
+            let t = d.entry(key);
+            for _ in 0..n {
+                t.codes.0[code_slot(status)] += 1;
+                t.latency.record(ms * 1_000_000);
+                t.bytes_in += 100;
+            }
+            if status >= 500 {
+                t.errors[ErrorKind::Connect.index()] += n;
+            }
+        }
+        d
+    }
+
+    fn tmp(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rgate-store-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("stats.db")
+    }
+
+    #[test]
+    fn deltas_add_up_and_read_back() {
+        let mut s = Store::in_memory(1000);
+        let (t1, h1) = s.add(&delta(200, 5, 3), 10, 0, 0).unwrap();
+        assert_eq!(t1, delta(200, 5, 3));
+        assert_eq!(h1.len(), 1);
+        let (t2, h2) = s.add(&delta(503, 50, 2), 10, 0, 0).unwrap();
+        let mut expected = delta(200, 5, 3);
+        expected.merge(&delta(503, 50, 2));
+        assert_eq!(t2, expected);
+        assert_eq!(h2.len(), 1);
+        assert_eq!((h2[0].requests, h2[0].errors), (5, 2));
+        assert_eq!(h2[0].latency.count(), 5);
+        assert_eq!(s.read(0).unwrap().0, expected);
+    }
+
+    #[test]
+    fn two_writers_on_one_file_both_count() {
+        let path = tmp("two-writers");
+        let mut a = Store::open(&path, 1).unwrap();
+        let mut b = Store::open(&path, 2).unwrap();
+        assert_eq!(b.created_at(), 1, "the first creation time is kept");
+        a.add(&delta(200, 1, 4), 5, 0, 0).unwrap();
+        let (t, _) = b.add(&delta(200, 1, 6), 5, 0, 0).unwrap();
+        assert_eq!(t.get(&Key::total()).unwrap().requests().total, 10);
+        let mode: String = a
+            .conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+    }
+
+    #[test]
+    fn old_history_is_pruned() {
+        let mut s = Store::in_memory(0);
+        s.add(&delta(200, 1, 1), 100, 0, 0).unwrap();
+        s.add(&delta(200, 1, 1), 200, 0, 0).unwrap();
+        let (_, h) = s.add(&Totals::default(), 300, 150, 0).unwrap();
+        assert_eq!(h.iter().map(|m| m.minute).collect::<Vec<_>>(), vec![200]);
+        let left: i64 = s
+            .conn
+            .query_row(
+                "SELECT count(*) FROM history_buckets WHERE minute < 150",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(left, 0);
+    }
+
+    #[test]
+    fn unusable_files_are_refused_with_a_reason() {
+        let path = tmp("garbage");
+        std::fs::write(&path, vec![b'x'; 4096]).unwrap();
+        let e = Store::open(&path, 0).err().expect("garbage refused");
+        assert!(e.to_string().contains("not a database"), "{e}");
+        let e = Store::open(path.parent().unwrap(), 0).err().unwrap();
+        assert!(e.to_string().contains("directory"), "{e}");
+        let e = Store::open(Path::new("/nonexistent-dir/x/stats.db"), 0).err();
+        assert!(e.is_some());
+    }
+}

@@ -1,0 +1,417 @@
+//! Traffic statistics, seen from outside: the real rgate binary (2 cores) against real
+//! backends on 127.0.0.1, asked through `/stats` and `/metrics`, stopped and restarted on the
+//! same database, killed with SIGKILL, and started on databases it cannot use.
+
+#[path = "stats/support.rs"]
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::{backend, dead_address, get, spawn, temp_dir, wait_exit, Behaviour, Rgate};
+
+fn config(good: &str, dead: &str, bad: &str, stats: &str) -> String {
+    format!(
+        "routes:
+  - {{path_prefix: /ok, backend: good}}
+  - {{path_prefix: /dead, backend: dead}}
+  - {{path_prefix: /bad, backend: bad}}
+backends:
+  - {{name: good, addresses: ['{good}']}}
+  - {{name: dead, addresses: ['{dead}']}}
+  - {{name: bad, addresses: ['{bad}']}}
+default_response: {{body: nothing here, status_code: 404}}
+stats: {stats}
+"
+    )
+}
+
+fn standard_config(stats: &str) -> String {
+    let good = backend(Behaviour::Ok).to_string();
+    let bad = backend(Behaviour::Garbage).to_string();
+    config(&good, &dead_address().to_string(), &bad, stats)
+}
+
+fn n(v: &Value, path: &str) -> u64 {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = &cur[part];
+    }
+    cur.as_u64()
+        .unwrap_or_else(|| panic!("{path} is not a count: {cur}"))
+}
+
+fn ms(v: &Value, path: &str) -> f64 {
+    let mut cur = v;
+    for part in path.split('.') {
+        cur = &cur[part];
+    }
+    cur.as_f64()
+        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
+}
+
+/// Sends `count` GETs of `path` from `threads` client threads, each on its own connection
+/// (so both cores take some), and checks every status.
+fn send(addr: std::net::SocketAddr, path: &str, count: usize, status: u16) {
+    let threads = 4.min(count);
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let path = path.to_string();
+            std::thread::spawn(move || {
+                for _ in (t..count).step_by(threads) {
+                    let r = get(addr, &path);
+                    assert_eq!(r.status, status, "{path}: {}", r.body);
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+}
+
+/// The known mix: 12 × 200, 5 × 404 (default response), 4 × 503 (connect refused),
+/// 3 × 502 (garbage from the backend).
+fn send_mix(rgate: &Rgate) {
+    send(rgate.addr, "/ok/x", 12, 200);
+    send(rgate.addr, "/nowhere", 5, 404);
+    send(rgate.addr, "/dead/y", 4, 503);
+    send(rgate.addr, "/bad/z", 3, 502);
+}
+
+#[test]
+fn exact_counts_per_route_and_backend_over_two_cores() {
+    let dir = temp_dir("exact");
+    // No collection during the test: every count below comes from the live counters.
+    let rgate = Rgate::start(
+        &dir,
+        &standard_config("{interval_ms: 600000}"),
+        &dir.join("s.db"),
+    );
+    send_mix(&rgate);
+    // rgate's own endpoints are not proxied traffic.
+    for _ in 0..3 {
+        assert_eq!(rgate.get("/metrics").status, 200);
+        rgate.stats();
+    }
+    let s = rgate.stats();
+    assert_eq!(n(&s, "requests_count.total"), 24, "{s:#}");
+    assert_eq!(n(&s, "requests_count.success"), 17);
+    assert_eq!(n(&s, "requests_count.error"), 7);
+    assert_eq!(n(&s, "requests_count.aborted"), 0);
+    for (code, count) in [("200", 12), ("404", 5), ("503", 4), ("502", 3)] {
+        assert_eq!(n(&s, &format!("status_codes.{code}")), count, "{code}");
+    }
+    assert_eq!(s["status_codes"].as_object().unwrap().len(), 4);
+    for (class, count) in [("1xx", 0), ("2xx", 12), ("3xx", 0), ("4xx", 5), ("5xx", 7)] {
+        assert_eq!(n(&s, &format!("status_classes.{class}")), count, "{class}");
+    }
+    for (kind, count) in [
+        ("connect", 4),
+        ("invalid_response", 3),
+        ("no_instance", 0),
+        ("timeout", 0),
+        ("client", 0),
+    ] {
+        assert_eq!(n(&s, &format!("errors.{kind}")), count, "{kind}");
+    }
+    assert!(n(&s, "bytes.in") > 24 * 30, "{s}");
+    assert!(n(&s, "bytes.out") > 24 * 30, "{s}");
+    assert!(ms(&s, "latency_ms.max") >= ms(&s, "latency_ms.p50"));
+
+    let routes = &s["routes"];
+    assert_eq!(n(routes, "/ok.requests_count.total"), 12);
+    assert_eq!(n(routes, "/ok.requests_count.error"), 0);
+    assert_eq!(n(routes, "/dead.requests_count.error"), 4);
+    assert_eq!(n(routes, "/dead.errors.connect"), 4);
+    assert_eq!(n(routes, "/bad.status_codes.502"), 3);
+    assert_eq!(n(routes, "/bad.errors.invalid_response"), 3);
+    // The default response belongs to no route: routes add up to total − 404s.
+    let route_bytes: u64 = ["/ok", "/dead", "/bad"]
+        .iter()
+        .map(|r| n(&routes[*r], "bytes.out"))
+        .sum();
+    assert!(route_bytes < n(&s, "bytes.out"));
+
+    let backends = &s["backends"];
+    assert_eq!(n(backends, "good.requests_count.total"), 12);
+    assert_eq!(n(backends, "dead.status_codes.503"), 4);
+    assert_eq!(n(backends, "bad.requests_count.error"), 3);
+    let good = &backends["good"]["instances"];
+    assert_eq!(good.as_array().unwrap().len(), 1, "{good}");
+    assert_eq!(good[0]["state"], "up");
+    assert_eq!(n(&good[0], "requests_count.total"), 12);
+    assert!(good[0]["address"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    assert_eq!(n(&backends["dead"]["instances"][0], "errors.connect"), 4);
+
+    assert!(s["started_at"].as_str().unwrap().ends_with('Z'));
+    assert!(s["since"].as_str().unwrap().ends_with('Z'));
+    assert!(s["uptime_s"].is_u64());
+    let history = s["history"].as_array().unwrap();
+    assert_eq!(history.iter().map(|m| n(m, "requests")).sum::<u64>(), 24);
+    assert_eq!(history.iter().map(|m| n(m, "errors")).sum::<u64>(), 7);
+}
+
+#[test]
+fn percentiles_are_within_the_histogram_error_of_known_latencies() {
+    let dir = temp_dir("latency");
+    let rgate = Rgate::start(
+        &dir,
+        &standard_config("{interval_ms: 200}"),
+        &dir.join("s.db"),
+    );
+    // 25 × 20 ms, 20 × 100 ms, 5 × 300 ms: p50 is a 20 ms one; p95 and p99 300 ms ones.
+    let groups = [(20u64, 25usize), (100, 20), (300, 5)];
+    let mut slowest_seen = Vec::new();
+    let mut sum_seen = Duration::ZERO;
+    for (sleep, count) in groups {
+        let addr = rgate.addr;
+        let handles: Vec<_> = (0..5)
+            .map(|t| {
+                std::thread::spawn(move || {
+                    let mut times = Vec::new();
+                    for _ in (t..count).step_by(5) {
+                        let started = Instant::now();
+                        assert_eq!(get(addr, &format!("/ok/sleep/{sleep}")).status, 200);
+                        times.push(started.elapsed());
+                    }
+                    times
+                })
+            })
+            .collect();
+        let times: Vec<Duration> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        assert_eq!(times.len(), count);
+        sum_seen += times.iter().sum::<Duration>();
+        slowest_seen.push(*times.iter().max().unwrap());
+    }
+    let s = rgate.stats();
+    let route = &s["routes"]["/ok"];
+    assert_eq!(n(route, "requests_count.total"), 50);
+    // rgate's latency of each request lies between the backend's sleep and what the client
+    // measured, so a percentile's true value lies in [sleep, slowest seen in its group];
+    // the histogram may add at most 2 %.
+    let within = |name: &str, group: usize| {
+        let got = ms(route, &format!("latency_ms.{name}"));
+        let low = groups[group].0 as f64 * 0.98;
+        let high = slowest_seen[group].as_secs_f64() * 1000.0 * 1.02;
+        assert!(
+            (low..=high).contains(&got),
+            "{name} = {got} ms, expected within [{low}, {high}]"
+        );
+    };
+    within("p50", 0);
+    within("p95", 2);
+    within("p99", 2);
+    within("max", 2);
+    let true_mean_low = groups.iter().map(|(s, c)| s * *c as u64).sum::<u64>() as f64 / 50.0;
+    let average = ms(route, "latency_ms.average");
+    let mean_seen = sum_seen.as_secs_f64() * 1000.0 / 50.0;
+    assert!(
+        (true_mean_low..=mean_seen).contains(&average),
+        "average {average} not in [{true_mean_low}, {mean_seen}]"
+    );
+    // The same numbers once collected into the database (merged across the two cores).
+    std::thread::sleep(Duration::from_millis(800));
+    let after = rgate.stats();
+    assert_eq!(after["routes"]["/ok"]["latency_ms"], route["latency_ms"]);
+}
+
+#[test]
+fn totals_survive_a_restart_and_history_rows_are_written() {
+    let dir = temp_dir("restart");
+    let db = dir.join("s.db");
+    // Collection only every 10 minutes: what reaches the database is the shutdown flush.
+    let cfg = standard_config("{interval_ms: 600000}");
+    let first = Rgate::start(&dir, &cfg, &db);
+    send(first.addr, "/ok/a", 7, 200);
+    send(first.addr, "/dead/a", 2, 503);
+    let since = first.stats()["since"].clone();
+    assert!(first.stop().success());
+
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let (rows, requests, errors): (i64, i64, i64) = conn
+        .query_row(
+            "SELECT count(*), sum(requests), sum(errors) FROM history",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert!((1..=2).contains(&rows), "{rows} history rows");
+    assert_eq!((requests, errors), (9, 2));
+    let minute: i64 = conn
+        .query_row("SELECT max(minute) FROM history", [], |r| r.get(0))
+        .unwrap();
+    let now_minute = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        / 60;
+    assert!((now_minute - 2..=now_minute).contains(&minute));
+    drop(conn);
+
+    let second = Rgate::start(&dir, &cfg, &db);
+    let s = second.stats();
+    assert_eq!(n(&s, "requests_count.total"), 9, "{s:#}");
+    assert_eq!(n(&s, "requests_count.error"), 2);
+    assert_eq!(n(&s, "routes./ok.requests_count.total"), 7);
+    assert_eq!(n(&s, "backends.dead.errors.connect"), 2);
+    assert_eq!(
+        s["since"], since,
+        "counting began when the database was created"
+    );
+    let history = s["history"].as_array().unwrap();
+    assert_eq!(history.iter().map(|m| n(m, "requests")).sum::<u64>(), 9);
+    assert!(history[0]["p50_ms"].as_f64().unwrap() >= 0.0);
+    send(second.addr, "/ok/b", 3, 200);
+    assert_eq!(n(&second.stats(), "requests_count.total"), 12);
+    assert!(second.stop().success());
+
+    let third = Rgate::start(&dir, &cfg, &db);
+    assert_eq!(n(&third.stats(), "routes./ok.requests_count.total"), 10);
+}
+
+#[test]
+fn kill_9_loses_at_most_one_interval() {
+    let dir = temp_dir("kill9");
+    let db = dir.join("s.db");
+    let interval = Duration::from_millis(300);
+    let cfg = standard_config(&format!("{{interval_ms: {}}}", interval.as_millis()));
+    let first = Rgate::start(&dir, &cfg, &db);
+    send(first.addr, "/ok/a", 20, 200);
+    // Three intervals later those 20 are in the database.
+    std::thread::sleep(interval * 3);
+    send(first.addr, "/ok/b", 5, 200);
+    first.kill9();
+
+    let second = Rgate::start(&dir, &cfg, &db);
+    let total = n(&second.stats(), "requests_count.total");
+    assert!(
+        (20..=25).contains(&total),
+        "{total} requests counted after kill -9"
+    );
+}
+
+#[test]
+fn an_unusable_database_stops_rgate_with_exit_2() {
+    let dir = temp_dir("baddb");
+    let cfg = standard_config("{interval_ms: 1000}");
+    let garbage = dir.join("garbage.db");
+    std::fs::write(&garbage, vec![b'#'; 8192]).unwrap();
+    let mut cases = vec![
+        ("not a SQLite file", garbage),
+        ("a directory", dir.clone()),
+        ("a missing directory", dir.join("missing/s.db")),
+        // Nothing can be created in /proc, not even by root.
+        (
+            "an unwritable place",
+            Path::new("/proc/rgate-stats-test.db").to_path_buf(),
+        ),
+    ];
+    // SAFETY: geteuid has no side effects.
+    if unsafe { libc::geteuid() } != 0 {
+        use std::os::unix::fs::PermissionsExt;
+        let ro = dir.join("readonly.db");
+        drop(rusqlite::Connection::open(&ro).unwrap());
+        std::fs::set_permissions(&ro, std::fs::Permissions::from_mode(0o444)).unwrap();
+        cases.push(("a read-only file", ro));
+    }
+    for (what, db) in cases {
+        let mut child = spawn(&dir, &cfg, &db);
+        let status = wait_exit(&mut child);
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{what}: {stderr}");
+        assert!(
+            stderr.contains("statistics database") && stderr.contains(&*db.to_string_lossy()),
+            "{what}: the message should name the database: {stderr}"
+        );
+        assert!(!stderr.contains("listening on"), "{what}: {stderr}");
+    }
+}
+
+#[test]
+fn metrics_parse_as_prometheus_text() {
+    let dir = temp_dir("metrics");
+    let rgate = Rgate::start(
+        &dir,
+        &standard_config("{interval_ms: 200}"),
+        &dir.join("s.db"),
+    );
+    send_mix(&rgate);
+    let r = rgate.get("/metrics");
+    assert_eq!(r.status, 200);
+    let file = dir.join("metrics.txt");
+    std::fs::write(&file, &r.body).unwrap();
+    // A real parser: every family and sample must parse; print what the checks need.
+    let script = r#"
+import sys
+from prometheus_client.parser import text_string_to_metric_families
+text = open(sys.argv[1]).read()
+families = {f.name: f for f in text_string_to_metric_families(text)}
+def sample(family, name, **labels):
+    for s in families[family].samples:
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            return s.value
+    raise SystemExit(f"no sample {name} {labels}")
+print(families["rgate_requests"].type, families["rgate_request_duration_seconds"].type)
+print(int(sample("rgate_requests", "rgate_requests_total", scope="total", code="200")))
+print(int(sample("rgate_requests", "rgate_requests_total", scope="route", route="/bad", code="502")))
+print(int(sample("rgate_errors", "rgate_errors_total", scope="backend", backend="dead", kind="connect")))
+print(int(sample("rgate_request_duration_seconds", "rgate_request_duration_seconds_count", scope="total")))
+print(int(sample("rgate_request_duration_seconds", "rgate_request_duration_seconds_bucket", scope="total", le="+Inf")))
+print(len(families))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&file)
+        .output()
+        .expect("python3 (with prometheus_client: pip install prometheus_client)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        r.body
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        ["counter histogram", "12", "3", "4", "24", "24", "8"]
+    );
+}
+
+#[test]
+fn stats_paths_belong_to_rgate_and_can_move() {
+    let dir = temp_dir("paths");
+    let good = backend(Behaviour::Ok);
+    let cfg = format!(
+        "routes: [{{path_prefix: /, backend: good}}]
+backends: [{{name: good, addresses: ['{good}']}}]
+stats: {{path: /_rgate/stats, metrics_path: /_rgate/metrics}}
+"
+    );
+    let rgate = Rgate::start(&dir, &cfg, &dir.join("s.db"));
+    // The old paths are now ordinary routed requests, answered by the backend.
+    assert_eq!(rgate.get("/stats").body, "ok");
+    assert_eq!(rgate.get("/metrics").body, "ok");
+    let r = rgate.get("/_rgate/stats");
+    assert_eq!(r.status, 200);
+    let s: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(n(&s, "requests_count.total"), 2);
+    assert_eq!(n(&s, "routes./.requests_count.total"), 2);
+    assert!(rgate
+        .get("/_rgate/metrics")
+        .body
+        .contains("rgate_requests_total{scope=\"total\""));
+    let again: Value = serde_json::from_str(&rgate.get("/_rgate/stats").body).unwrap();
+    assert_eq!(n(&again, "requests_count.total"), 2);
+}
