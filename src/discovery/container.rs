@@ -1,0 +1,525 @@
+//! One container, as discovery sees it: the few facts taken from `docker inspect`, whether it
+//! may receive traffic now, and the address to send it to. Pure functions over inspect data
+//! (no I/O), so every rule is unit-tested from JSON fixtures.
+//!
+//! Address rules, in order:
+//! 1. It publishes ports: the published port to use is the only one, or the one named by the
+//!    label `rgate.port=<private port>`. The host side is the address it is published on;
+//!    `0.0.0.0`, `::` and an empty host IP (every interface) mean `127.0.0.1`.
+//! 2. It publishes none: its single exposed port (or `rgate.port`) at its IP on its network
+//!    (the label `rgate.network=<name>` picks the network when there are several); with host
+//!    networking, `127.0.0.1`.
+//!
+//! Anything else is ambiguous: the container is skipped with a reason the caller logs once.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use docker_api::models::ContainerInspect200Response;
+
+/// Label naming the private port to use when a container has several.
+pub(crate) const LABEL_PORT: &str = "rgate.port";
+/// Label naming the network whose IP to use when a container publishes no port.
+pub(crate) const LABEL_NETWORK: &str = "rgate.network";
+
+/// What rgate needs to know of one container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerFacts {
+    pub id: String,
+    /// The name without Docker's leading `/`.
+    pub name: String,
+    pub labels: HashMap<String, String>,
+    pub run: RunState,
+    pub health: Health,
+    /// TCP ports published on the host.
+    pub published: Vec<PublishedPort>,
+    /// Exposed TCP ports (image `EXPOSE` and `--expose`), sorted.
+    pub exposed: Vec<u16>,
+    /// `(network name, IP)` of each network the container has an IP on, sorted by name.
+    pub networks: Vec<(String, IpAddr)>,
+    pub host_network: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RunState {
+    Running,
+    Paused,
+    Restarting,
+    NotRunning,
+}
+
+/// The Docker healthcheck's verdict; `None` when the container has no healthcheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Health {
+    None,
+    Starting,
+    Healthy,
+    Unhealthy,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PublishedPort {
+    pub private: u16,
+    pub host_ip: String,
+    pub host_port: u16,
+}
+
+/// Why a container that carries a backend's labels gets no traffic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Skip {
+    NotRunning,
+    Paused,
+    Restarting,
+    HealthStarting,
+    Unhealthy,
+    /// Its address cannot be decided; the text says why and what label would fix it.
+    Ambiguous(String),
+}
+
+impl ContainerFacts {
+    /// The facts of an inspect answer.
+    pub(crate) fn from_inspect(c: &ContainerInspect200Response) -> ContainerFacts {
+        let config = c.config.as_ref();
+        let labels = config.and_then(|c| c.labels.clone()).unwrap_or_default();
+        let state = c.state.as_ref();
+        let flag = |f: Option<bool>| f.unwrap_or(false);
+        let run = match state {
+            Some(s) if flag(s.paused) => RunState::Paused,
+            Some(s) if flag(s.restarting) => RunState::Restarting,
+            Some(s) if flag(s.running) => RunState::Running,
+            _ => RunState::NotRunning,
+        };
+        let health = match state
+            .and_then(|s| s.health.as_ref())
+            .and_then(|h| h.status.as_deref())
+        {
+            Some("starting") => Health::Starting,
+            Some("healthy") => Health::Healthy,
+            Some("unhealthy") => Health::Unhealthy,
+            _ => Health::None,
+        };
+        let settings = c.network_settings.as_ref();
+        let mut published: Vec<PublishedPort> = settings
+            .and_then(|s| s.ports.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|(key, bindings)| Some((tcp_port(key)?, bindings.as_ref()?)))
+            .flat_map(|(private, bindings)| {
+                bindings.iter().filter_map(move |b| {
+                    Some(PublishedPort {
+                        private,
+                        host_ip: b.host_ip.clone().unwrap_or_default(),
+                        host_port: b.host_port.as_deref()?.parse().ok()?,
+                    })
+                })
+            })
+            .collect();
+        published.sort_by_key(|p| (p.private, p.host_port));
+        let mut exposed: Vec<u16> = config
+            .and_then(|c| c.exposed_ports.as_ref())
+            .into_iter()
+            .flat_map(|m| m.keys())
+            .filter_map(|k| tcp_port(k))
+            .collect();
+        exposed.sort_unstable();
+        exposed.dedup();
+        let mut networks: Vec<(String, IpAddr)> = settings
+            .and_then(|s| s.networks.as_ref())
+            .into_iter()
+            .flatten()
+            .filter_map(|(name, ep)| Some((name.clone(), ep.ip_address.as_deref()?.parse().ok()?)))
+            .collect();
+        networks.sort();
+        let host_network = c
+            .host_config
+            .as_ref()
+            .and_then(|h| h.get("NetworkMode"))
+            .and_then(|m| m.as_str())
+            == Some("host");
+        ContainerFacts {
+            id: c.id.clone().unwrap_or_default(),
+            name: c
+                .name
+                .as_deref()
+                .unwrap_or_default()
+                .trim_start_matches('/')
+                .to_string(),
+            labels,
+            run,
+            health,
+            published,
+            exposed,
+            networks,
+            host_network,
+        }
+    }
+
+    /// Whether the container carries every one of `wanted` labels.
+    pub(crate) fn carries(&self, wanted: &[(String, String)]) -> bool {
+        carries_labels(&self.labels, wanted)
+    }
+
+    /// Where to send this container's traffic now, or why not.
+    pub(crate) fn serving_address(&self) -> Result<SocketAddr, Skip> {
+        match self.run {
+            RunState::Running => {}
+            RunState::Paused => return Err(Skip::Paused),
+            RunState::Restarting => return Err(Skip::Restarting),
+            RunState::NotRunning => return Err(Skip::NotRunning),
+        }
+        match self.health {
+            Health::None | Health::Healthy => {}
+            Health::Starting => return Err(Skip::HealthStarting),
+            Health::Unhealthy => return Err(Skip::Unhealthy),
+        }
+        self.address().map_err(Skip::Ambiguous)
+    }
+
+    /// The address rules of the module doc.
+    fn address(&self) -> Result<SocketAddr, String> {
+        let wanted_port =
+            match self.labels.get(LABEL_PORT) {
+                None => None,
+                Some(v) => Some(v.trim().parse::<u16>().map_err(|_| {
+                    format!("label {LABEL_PORT}={v:?} is not a port number (1-65535)")
+                })?),
+            };
+        if !self.published.is_empty() {
+            return self.published_address(wanted_port);
+        }
+        let port = match (wanted_port, self.exposed.as_slice()) {
+            (Some(p), _) => p,
+            (None, [p]) => *p,
+            (None, []) => {
+                return Err(format!(
+                "publishes no port and exposes none; publish one, or label it {LABEL_PORT}=<port>"
+            ))
+            }
+            (None, several) => {
+                return Err(format!(
+                    "publishes no port and exposes several ({}); label it {LABEL_PORT}=<port>",
+                    port_list(several)
+                ))
+            }
+        };
+        if self.host_network {
+            return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
+        }
+        let ip = match (self.labels.get(LABEL_NETWORK), self.networks.as_slice()) {
+            (Some(wanted), nets) => {
+                nets.iter()
+                    .find(|(name, _)| name == wanted)
+                    .ok_or_else(|| {
+                        format!(
+                            "label {LABEL_NETWORK}={wanted:?} names a network it has no IP on (it is on: {})",
+                            network_list(nets)
+                        )
+                    })?
+                    .1
+            }
+            (None, [(_, ip)]) => *ip,
+            (None, []) => return Err("publishes no port and has no IP on any network".into()),
+            (None, nets) => {
+                return Err(format!(
+                    "publishes no port and is on several networks ({}); label it {LABEL_NETWORK}=<network>",
+                    network_list(nets)
+                ))
+            }
+        };
+        Ok(SocketAddr::new(ip, port))
+    }
+
+    fn published_address(&self, wanted_port: Option<u16>) -> Result<SocketAddr, String> {
+        let mut privates: Vec<u16> = self.published.iter().map(|p| p.private).collect();
+        privates.dedup(); // `published` is sorted by private port
+        let private = match (wanted_port, privates.as_slice()) {
+            (Some(p), _) => p,
+            (None, [p]) => *p,
+            (None, several) => {
+                return Err(format!(
+                    "publishes several ports ({}); label it {LABEL_PORT}=<private port>",
+                    port_list(several)
+                ))
+            }
+        };
+        // The same private port may be published on IPv4 and IPv6 (Docker does both for
+        // `-p 8080:80`): prefer IPv4, then the lowest host port.
+        let candidates = self.published.iter().filter(|p| p.private == private);
+        let addrs =
+            candidates.filter_map(|p| Some(SocketAddr::new(host_ip(&p.host_ip)?, p.host_port)));
+        let best = addrs.min_by_key(|a| (a.is_ipv6(), a.port()));
+        best.ok_or_else(|| {
+            format!(
+                "label {LABEL_PORT}={private} names a port it does not publish (it publishes {})",
+                port_list(&privates)
+            )
+        })
+    }
+}
+
+/// Whether `labels` hold every one of `wanted`.
+pub(crate) fn carries_labels(
+    labels: &HashMap<String, String>,
+    wanted: &[(String, String)],
+) -> bool {
+    wanted
+        .iter()
+        .all(|(k, v)| labels.get(k).is_some_and(|have| have == v))
+}
+
+/// `"8080/tcp"` → 8080; other protocols → `None`.
+fn tcp_port(key: &str) -> Option<u16> {
+    match key.split_once('/') {
+        Some((port, "tcp")) => port.parse().ok(),
+        None => key.parse().ok(),
+        Some(_) => None,
+    }
+}
+
+/// The host side of a binding: every interface means loopback.
+fn host_ip(text: &str) -> Option<IpAddr> {
+    if text.is_empty() {
+        return Some(Ipv4Addr::LOCALHOST.into());
+    }
+    let ip: IpAddr = text.parse().ok()?;
+    Some(if ip.is_unspecified() {
+        Ipv4Addr::LOCALHOST.into()
+    } else {
+        ip
+    })
+}
+
+fn port_list(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .map(|p| format!("{p}/tcp"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn network_list(nets: &[(String, IpAddr)]) -> String {
+    if nets.is_empty() {
+        return "none".into();
+    }
+    nets.iter()
+        .map(|(n, ip)| format!("{n} {ip}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A real inspect answer of Docker 20.10 (a demo-backend run with `-p 127.0.0.1::8080`).
+    const PUBLISHED: &str = include_str!("fixtures/inspect_published.json");
+
+    fn fixture(edit: impl FnOnce(&mut serde_json::Value)) -> ContainerFacts {
+        let mut v: serde_json::Value = serde_json::from_str(PUBLISHED).unwrap();
+        edit(&mut v);
+        ContainerFacts::from_inspect(&serde_json::from_value(v).unwrap())
+    }
+
+    fn label(v: &mut serde_json::Value, k: &str, val: &str) {
+        v["Config"]["Labels"][k] = val.into();
+    }
+
+    fn ports(v: &mut serde_json::Value, ports: serde_json::Value) {
+        v["NetworkSettings"]["Ports"] = ports;
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reads_a_real_inspect_answer() {
+        let f = fixture(|_| {});
+        assert_eq!(f.name, "rgate-fixture");
+        assert!(f.id.starts_with("cb94ed0082a1"));
+        assert_eq!(f.run, RunState::Running);
+        assert_eq!(f.health, Health::None);
+        assert_eq!(f.exposed, vec![8080]);
+        assert!(f.carries(&[("app_name".into(), "payment".into())]));
+        assert!(f.carries(&[
+            ("app_name".into(), "payment".into()),
+            ("env".into(), "production".into())
+        ]));
+        assert!(!f.carries(&[("app_name".into(), "orders".into())]));
+        assert!(!f.carries(&[("tier".into(), "gold".into())]));
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.1:32768")));
+    }
+
+    #[test]
+    fn every_interface_means_loopback_and_ipv4_is_preferred() {
+        let f = fixture(|v| {
+            ports(
+                v,
+                serde_json::json!({"8080/tcp": [
+                    {"HostIp": "::", "HostPort": "40001"},
+                    {"HostIp": "0.0.0.0", "HostPort": "40001"}
+                ]}),
+            )
+        });
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.1:40001")));
+        let f = fixture(|v| {
+            ports(
+                v,
+                serde_json::json!({"8080/tcp": [{"HostIp": "::", "HostPort": "40002"}]}),
+            )
+        });
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.1:40002")));
+        let f = fixture(|v| {
+            ports(
+                v,
+                serde_json::json!({"8080/tcp": [{"HostIp": "", "HostPort": "40003"}]}),
+            )
+        });
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.1:40003")));
+        let f = fixture(|v| {
+            ports(
+                v,
+                serde_json::json!({"8080/tcp": [{"HostIp": "127.0.0.2", "HostPort": "40004"}]}),
+            )
+        });
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.2:40004")));
+    }
+
+    #[test]
+    fn several_published_ports_need_the_port_label() {
+        let two = serde_json::json!({
+            "8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": "40001"}],
+            "9090/tcp": [{"HostIp": "127.0.0.1", "HostPort": "40002"}],
+            "53/udp": [{"HostIp": "127.0.0.1", "HostPort": "40003"}],
+            "7070/tcp": null
+        });
+        let f = fixture(|v| ports(v, two.clone()));
+        match f.serving_address() {
+            Err(Skip::Ambiguous(why)) => {
+                assert!(why.contains("8080/tcp, 9090/tcp"), "{why}");
+                assert!(why.contains("rgate.port"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let f = fixture(|v| {
+            ports(v, two.clone());
+            label(v, "rgate.port", "9090");
+        });
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.1:40002")));
+        let f = fixture(|v| {
+            ports(v, two.clone());
+            label(v, "rgate.port", "7070");
+        });
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("does not publish"))
+        );
+        let f = fixture(|v| {
+            ports(v, two);
+            label(v, "rgate.port", "http");
+        });
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("not a port number"))
+        );
+    }
+
+    #[test]
+    fn unpublished_container_is_reached_on_its_network() {
+        let nets = serde_json::json!({
+            "bridge": {"IPAddress": "172.17.0.5"},
+            "backend_net": {"IPAddress": "10.5.0.7"},
+            "none_yet": {"IPAddress": ""}
+        });
+        // One network with an IP, one exposed port.
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({"8080/tcp": null}));
+            v["NetworkSettings"]["Networks"] =
+                serde_json::json!({"backend_net": {"IPAddress": "10.5.0.7"}});
+        });
+        assert_eq!(f.serving_address(), Ok(addr("10.5.0.7:8080")));
+        // Several networks: ambiguous until labelled.
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["NetworkSettings"]["Networks"] = nets.clone();
+        });
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("rgate.network") && w.contains("backend_net 10.5.0.7"))
+        );
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["NetworkSettings"]["Networks"] = nets.clone();
+            label(v, "rgate.network", "backend_net");
+        });
+        assert_eq!(f.serving_address(), Ok(addr("10.5.0.7:8080")));
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["NetworkSettings"]["Networks"] = nets.clone();
+            label(v, "rgate.network", "elsewhere");
+        });
+        assert!(matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("elsewhere")));
+        // Several exposed ports: rgate.port picks one.
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["NetworkSettings"]["Networks"] =
+                serde_json::json!({"backend_net": {"IPAddress": "10.5.0.7"}});
+            v["Config"]["ExposedPorts"] = serde_json::json!({"8080/tcp": {}, "9000/tcp": {}});
+        });
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("8080/tcp, 9000/tcp"))
+        );
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["NetworkSettings"]["Networks"] =
+                serde_json::json!({"backend_net": {"IPAddress": "10.5.0.7"}});
+            v["Config"]["ExposedPorts"] = serde_json::json!({"8080/tcp": {}, "9000/tcp": {}});
+            label(v, "rgate.port", "9000");
+        });
+        assert_eq!(f.serving_address(), Ok(addr("10.5.0.7:9000")));
+        // Nothing exposed at all.
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["Config"]["ExposedPorts"] = serde_json::Value::Null;
+        });
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("exposes none"))
+        );
+    }
+
+    #[test]
+    fn host_network_container_is_reached_on_loopback() {
+        let f = fixture(|v| {
+            ports(v, serde_json::json!({}));
+            v["HostConfig"]["NetworkMode"] = "host".into();
+            v["NetworkSettings"]["Networks"] = serde_json::json!({"host": {"IPAddress": ""}});
+        });
+        assert_eq!(f.serving_address(), Ok(addr("127.0.0.1:8080")));
+    }
+
+    #[test]
+    fn only_running_healthy_containers_serve() {
+        let state = |paused: bool, running: bool, restarting: bool, health: Option<&str>| {
+            fixture(|v| {
+                v["State"]["Paused"] = paused.into();
+                v["State"]["Running"] = running.into();
+                v["State"]["Restarting"] = restarting.into();
+                if let Some(h) = health {
+                    v["State"]["Health"] =
+                        serde_json::json!({"Status": h, "FailingStreak": 0, "Log": []});
+                }
+            })
+            .serving_address()
+        };
+        assert!(state(false, true, false, None).is_ok());
+        assert!(state(false, true, false, Some("healthy")).is_ok());
+        assert_eq!(state(true, true, false, None), Err(Skip::Paused));
+        assert_eq!(state(false, false, false, None), Err(Skip::NotRunning));
+        assert_eq!(state(false, true, true, None), Err(Skip::Restarting));
+        assert_eq!(
+            state(false, true, false, Some("starting")),
+            Err(Skip::HealthStarting)
+        );
+        assert_eq!(
+            state(false, true, false, Some("unhealthy")),
+            Err(Skip::Unhealthy)
+        );
+    }
+}

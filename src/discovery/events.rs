@@ -1,0 +1,181 @@
+//! Docker container events, reduced to what discovery does about each one. Pure: the stream
+//! itself is read in `watch`.
+//!
+//! A `stop` or a `kill` with a signal that ends a process takes the container out of the table
+//! at once, before its process exits: that is what lets a backend with two or more instances
+//! restart one at a time without a client seeing an error. Every other event is answered by
+//! inspecting that one container.
+
+use std::collections::HashMap;
+
+use docker_api::models::EventMessage;
+
+/// The container actions discovery follows (the `event` filter of the stream).
+pub(crate) const FOLLOWED: &[&str] = &[
+    "start",
+    "die",
+    "stop",
+    "kill",
+    "pause",
+    "unpause",
+    "health_status",
+    "destroy",
+];
+
+/// One container event, decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ContainerEvent {
+    pub id: String,
+    /// The container's labels, as the event carries them.
+    pub labels: HashMap<String, String>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// The container is going away: out of the table now, before it dies.
+    Stopping,
+    /// It came back (`start`): forget any earlier stop, then inspect.
+    Started,
+    /// It is gone for good.
+    Destroyed,
+    /// Something else changed (health, pause, death, a harmless signal): inspect.
+    Inspect,
+}
+
+impl ContainerEvent {
+    /// The decision for one event; `None` for events that are not about a container.
+    pub(crate) fn from_message(m: &EventMessage) -> Option<ContainerEvent> {
+        if m.type_.as_deref() != Some("container") {
+            return None;
+        }
+        let actor = m.actor.as_ref()?;
+        let id = actor.id.clone().filter(|id| !id.is_empty())?;
+        let attributes = actor.attributes.clone().unwrap_or_default();
+        // Docker writes health events as "health_status: healthy".
+        let action = m.action.as_deref()?;
+        let verb = action.split(':').next().unwrap_or(action).trim();
+        let change = match verb {
+            "stop" => Change::Stopping,
+            "kill" if ends_process(attributes.get("signal").map(String::as_str)) => {
+                Change::Stopping
+            }
+            "start" => Change::Started,
+            "destroy" => Change::Destroyed,
+            v if FOLLOWED.contains(&v) => Change::Inspect,
+            _ => return None,
+        };
+        // Besides labels, attributes hold "image", "name", "signal", "exitCode"; a label of the
+        // same name cannot be told apart, and does not matter for matching.
+        Some(ContainerEvent {
+            id,
+            labels: attributes,
+            change,
+        })
+    }
+}
+
+/// Whether a `kill` signal (a number, or a name as some versions write it) ends the process
+/// by default. Signals sent to ask for a reload or a log rotation do not.
+fn ends_process(signal: Option<&str>) -> bool {
+    let Some(s) = signal.map(str::trim) else {
+        return true;
+    };
+    let name = s.trim_start_matches("SIG");
+    let harmless_numbers = [1, 10, 12, 17, 18, 23, 28]; // HUP USR1 USR2 CHLD CONT URG WINCH
+    let harmless_names = ["HUP", "USR1", "USR2", "CHLD", "CONT", "URG", "WINCH"];
+    match s.parse::<i32>() {
+        Ok(n) => !harmless_numbers.contains(&n),
+        Err(_) => !harmless_names.contains(&name),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(action: &str, attrs: serde_json::Value) -> Option<ContainerEvent> {
+        let m: EventMessage = serde_json::from_value(serde_json::json!({
+            "Type": "container",
+            "Action": action,
+            "Actor": {"ID": "abc123", "Attributes": attrs},
+            "scope": "local",
+            "time": 1,
+            "timeNano": 1
+        }))
+        .unwrap();
+        ContainerEvent::from_message(&m)
+    }
+
+    fn change(action: &str, attrs: serde_json::Value) -> Option<Change> {
+        event(action, attrs).map(|e| e.change)
+    }
+
+    #[test]
+    fn stop_and_terminating_kills_remove_at_once() {
+        let none = serde_json::json!({});
+        assert_eq!(change("stop", none.clone()), Some(Change::Stopping));
+        assert_eq!(
+            change("kill", serde_json::json!({"signal": "15"})),
+            Some(Change::Stopping)
+        );
+        assert_eq!(
+            change("kill", serde_json::json!({"signal": "9"})),
+            Some(Change::Stopping)
+        );
+        assert_eq!(
+            change("kill", serde_json::json!({"signal": "SIGTERM"})),
+            Some(Change::Stopping)
+        );
+        assert_eq!(
+            change("kill", serde_json::json!({"signal": "1"})),
+            Some(Change::Inspect)
+        );
+        assert_eq!(
+            change("kill", serde_json::json!({"signal": "SIGHUP"})),
+            Some(Change::Inspect)
+        );
+        assert_eq!(change("kill", none.clone()), Some(Change::Stopping));
+    }
+
+    #[test]
+    fn other_followed_actions_inspect() {
+        let none = serde_json::json!({});
+        assert_eq!(change("start", none.clone()), Some(Change::Started));
+        assert_eq!(change("destroy", none.clone()), Some(Change::Destroyed));
+        for action in [
+            "die",
+            "pause",
+            "unpause",
+            "health_status: unhealthy",
+            "health_status",
+        ] {
+            assert_eq!(
+                change(action, none.clone()),
+                Some(Change::Inspect),
+                "{action}"
+            );
+        }
+        assert_eq!(change("exec_start: sh", none.clone()), None);
+        assert_eq!(change("attach", none), None);
+    }
+
+    #[test]
+    fn carries_the_labels_and_ignores_other_types() {
+        let e = event(
+            "start",
+            serde_json::json!({"app_name": "payment", "image": "x"}),
+        )
+        .unwrap();
+        assert_eq!(e.id, "abc123");
+        assert_eq!(
+            e.labels.get("app_name").map(String::as_str),
+            Some("payment")
+        );
+        let m: EventMessage = serde_json::from_value(serde_json::json!({
+            "Type": "network", "Action": "connect", "Actor": {"ID": "n1", "Attributes": {}}
+        }))
+        .unwrap();
+        assert_eq!(ContainerEvent::from_message(&m), None);
+    }
+}

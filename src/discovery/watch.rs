@@ -1,0 +1,233 @@
+//! The discovery thread's work, on its own tokio runtime: connect (negotiating the API
+//! version), list the running containers, publish the table, then follow container events,
+//! inspecting only the container an event is about. When the daemon cannot be reached or the
+//! event stream breaks, the cores keep the last table while this reconnects with backoff and
+//! resynchronises from a full list.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use docker_api::opts::{ContainerListOpts, EventFilter, EventFilterType, EventsOpts};
+use docker_api::Docker;
+use futures_util::StreamExt;
+
+use crate::backends::TablePublisher;
+
+use super::container::ContainerFacts;
+use super::events::{Change, ContainerEvent, FOLLOWED};
+use super::state::{short, Containers};
+use super::version::{self, ConnectError, Endpoint};
+
+/// How long listing and inspecting every candidate container may take.
+const SYNC_LIMIT: Duration = Duration::from_secs(10);
+/// How long inspecting one container may take.
+const INSPECT_LIMIT: Duration = Duration::from_secs(5);
+/// Reconnection delays: the first, and the ceiling of the doubling.
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// The event stream starts this far before the full list, so no change between the list and
+/// the subscription is missed (replayed events only cause a harmless re-inspect).
+const EVENTS_OVERLAP_SECS: i64 = 2;
+
+/// The result of the first connection attempt, for `discovery::start`.
+pub(crate) type FirstSync = Result<(), String>;
+
+/// Why a session with the daemon ended.
+enum SessionEnd {
+    /// No usable connection; the text says why.
+    Unreachable(String),
+    /// Connected once, then lost (event stream broke or ended).
+    Lost(String),
+    /// A setting makes connecting impossible; retrying will not help.
+    Unusable(String),
+}
+
+pub(crate) struct Watch {
+    pub endpoint: Endpoint,
+    pub requested_version: Option<String>,
+    pub containers: Containers,
+    pub publisher: Arc<TablePublisher>,
+}
+
+impl Watch {
+    /// Runs until the process exits (or a setting makes Docker unusable).
+    pub(crate) async fn run(mut self, first: mpsc::Sender<FirstSync>) {
+        let mut first = Some(first);
+        let mut delay = BACKOFF_FIRST;
+        let mut last_failure: Option<String> = None;
+        loop {
+            let end = self.session(&mut first, &mut delay).await;
+            let (message, give_up) = match end {
+                SessionEnd::Unusable(m) => (m, true),
+                SessionEnd::Unreachable(m) => (
+                    format!(
+                        "docker: cannot reach Docker at {}: {m}; Docker backends answer 503 until it answers (retrying)",
+                        self.endpoint
+                    ),
+                    false,
+                ),
+                SessionEnd::Lost(m) => (
+                    format!(
+                        "docker: lost Docker at {} ({m}); serving the last known backends while reconnecting",
+                        self.endpoint
+                    ),
+                    false,
+                ),
+            };
+            // Log each distinct failure once, not every retry.
+            if last_failure.as_deref() != Some(message.as_str()) {
+                log::error!("{message}");
+                last_failure = Some(message.clone());
+            } else {
+                log::debug!("{message}");
+            }
+            if let Some(tx) = first.take() {
+                let _ = tx.send(Err(message));
+            }
+            if give_up {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(BACKOFF_MAX);
+        }
+    }
+
+    /// One connection: sync, then follow events until the stream ends.
+    async fn session(
+        &mut self,
+        first: &mut Option<mpsc::Sender<FirstSync>>,
+        delay: &mut Duration,
+    ) -> SessionEnd {
+        let (docker, api) =
+            match version::connect(&self.endpoint, self.requested_version.as_deref()).await {
+                Ok(ok) => ok,
+                Err(ConnectError::Setting(m)) => {
+                    return SessionEnd::Unusable(format!("docker: {m}"))
+                }
+                Err(ConnectError::Daemon(m)) => return SessionEnd::Unreachable(m),
+            };
+        let since = unix_now() - EVENTS_OVERLAP_SECS;
+        let facts = match tokio::time::timeout(SYNC_LIMIT, self.list_candidates(&docker)).await {
+            Ok(Ok(facts)) => facts,
+            Ok(Err(m)) => return SessionEnd::Unreachable(m),
+            Err(_) => {
+                return SessionEnd::Unreachable(format!(
+                    "listing containers took over {SYNC_LIMIT:?}"
+                ))
+            }
+        };
+        self.containers.replace_all(facts);
+        self.publish();
+        log::info!(
+            "docker: connected to {} (Engine API {api}); {}",
+            self.endpoint,
+            self.containers.summary()
+        );
+        if let Some(tx) = first.take() {
+            let _ = tx.send(Ok(()));
+        }
+        *delay = BACKOFF_FIRST;
+
+        let opts = EventsOpts::builder()
+            .since(since)
+            .filter(
+                std::iter::once(EventFilter::Type(EventFilterType::Container))
+                    .chain(FOLLOWED.iter().map(|a| EventFilter::Event(a.to_string())))
+                    .collect(),
+            )
+            .build();
+        let mut stream = docker.events(&opts);
+        while let Some(item) = stream.next().await {
+            match item {
+                Ok(message) => {
+                    if let Some(event) = ContainerEvent::from_message(&message) {
+                        self.apply(&docker, event).await;
+                    }
+                }
+                Err(e) => return SessionEnd::Lost(format!("event stream broke: {e}")),
+            }
+        }
+        SessionEnd::Lost("the daemon closed the event stream".into())
+    }
+
+    /// The facts of every running container that carries some backend's labels.
+    async fn list_candidates(&self, docker: &Docker) -> Result<Vec<ContainerFacts>, String> {
+        let listed = docker
+            .containers()
+            .list(&ContainerListOpts::builder().build())
+            .await
+            .map_err(|e| format!("listing containers failed: {e}"))?;
+        let mut facts = Vec::new();
+        for summary in listed {
+            let (Some(id), Some(labels)) = (summary.id, summary.labels) else {
+                continue;
+            };
+            if !self.containers.wanted(&labels) {
+                continue;
+            }
+            match docker.containers().get(id.as_str()).inspect().await {
+                Ok(c) => facts.push(ContainerFacts::from_inspect(&c)),
+                // Removed between the list and the inspect.
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => return Err(format!("inspecting container {}: {e}", short(&id))),
+            }
+        }
+        Ok(facts)
+    }
+
+    async fn apply(&mut self, docker: &Docker, event: ContainerEvent) {
+        let id = event.id.as_str();
+        if !self.containers.follows(id) && !self.containers.wanted(&event.labels) {
+            return;
+        }
+        match event.change {
+            Change::Stopping => {
+                if self.containers.stopping(id) {
+                    log::info!(
+                        "docker: container {} is stopping; no new requests go to it",
+                        self.containers.name_of(id)
+                    );
+                }
+            }
+            Change::Destroyed => self.containers.remove(id),
+            Change::Started => {
+                self.containers.started(id);
+                self.inspect(docker, id).await;
+            }
+            Change::Inspect => self.inspect(docker, id).await,
+        }
+        self.publish();
+    }
+
+    async fn inspect(&mut self, docker: &Docker, id: &str) {
+        let container = docker.containers().get(id);
+        match tokio::time::timeout(INSPECT_LIMIT, container.inspect()).await {
+            Ok(Ok(c)) => self.containers.update(ContainerFacts::from_inspect(&c)),
+            Ok(Err(e)) if is_not_found(&e) => self.containers.remove(id),
+            Ok(Err(e)) => log::warn!("docker: inspecting container {}: {e}", short(id)),
+            Err(_) => log::warn!(
+                "docker: inspecting container {} took over {INSPECT_LIMIT:?}",
+                short(id)
+            ),
+        }
+    }
+
+    fn publish(&self) {
+        let table = self.containers.table();
+        if self.publisher.latest().backends != table.backends {
+            log::info!("docker: backends now {}", self.containers.summary());
+        }
+        self.publisher.publish(table);
+    }
+}
+
+fn is_not_found(e: &docker_api::Error) -> bool {
+    matches!(e, docker_api::Error::Fault { code, .. } if code.as_u16() == 404)
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}

@@ -1,0 +1,403 @@
+//! Docker discovery against a real Docker daemon: containers of the demo image published on
+//! 127.0.0.1, the real rgate binary in front, and what a client sees.
+//!
+//! Outside CI a test that cannot reach Docker is skipped with a message on stderr; with
+//! `RGATE_REQUIRE_DOCKER=1` (set by .ci/run) it fails. Every container and image a test
+//! creates is removed when it ends, pass or fail (see `support_docker`).
+
+mod support_docker;
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support_docker::{docker, get, DockerTest, Reply, Rgate};
+
+const PAYMENT: &str = "/api/payment/x";
+const ORDERS: &str = "/api/orders/y";
+
+fn ok_from(hostname: &str) -> impl Fn(&Reply) -> bool + '_ {
+    move |r| r.status == 200 && r.hostname().as_deref() == Some(hostname)
+}
+
+#[test]
+fn startup_discovery_finds_labelled_containers_and_ignores_one_missing_a_label() {
+    let Some(t) = DockerTest::begin("startup") else {
+        return;
+    };
+    let payment = t.start_plain("payment");
+    let orders = t.start_plain("orders");
+    // app_name=payment and the run label, but not env=production.
+    let partial = t.start(
+        "payment",
+        &["app_name=payment".to_string()],
+        &["--no-healthcheck"],
+    );
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+
+    for i in 0..30 {
+        let r = rgate.get(&format!("/api/payment/{i}")).unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.body, rgate.log());
+        let v = r.json();
+        assert_eq!(v["service"], "payment");
+        assert_eq!(v["path"], format!("/api/payment/{i}"));
+        assert_eq!(v["method"], "GET");
+        assert_eq!(v["headers"]["host"], "rgate.test");
+        assert_eq!(
+            r.hostname().as_deref(),
+            Some(payment.hostname.as_str()),
+            "answered by {:?}; the container missing env=production is {}",
+            r.hostname(),
+            partial.hostname
+        );
+    }
+    let r = rgate.get(ORDERS).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["service"], "orders");
+    assert_eq!(r.hostname().as_deref(), Some(orders.hostname.as_str()));
+}
+
+#[test]
+fn two_replicas_both_receive_traffic() {
+    let Some(t) = DockerTest::begin("replicas") else {
+        return;
+    };
+    let a = t.start_plain("payment");
+    let b = t.start_plain("payment");
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for _ in 0..100 {
+        let r = rgate.get(PAYMENT).unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        *seen.entry(r.hostname().unwrap()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, usize> = seen
+        .iter()
+        .filter(|(h, _)| **h == a.hostname || **h == b.hostname)
+        .map(|(h, n)| (h.clone(), *n))
+        .collect();
+    assert_eq!(seen, expected, "answers from unknown containers");
+    assert_eq!(seen.len(), 2, "only one replica answered: {seen:?}");
+}
+
+#[test]
+fn stopping_the_only_instance_gives_503_and_starting_it_gives_200() {
+    let Some(t) = DockerTest::begin("stopstart") else {
+        return;
+    };
+    let c = t.start_plain("payment");
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    // A pooled backend connection exists before the stop.
+    assert!(ok_from(&c.hostname)(&rgate.get(PAYMENT).unwrap()));
+
+    let id = c.id.clone();
+    let stopping = std::thread::spawn(move || docker(&["stop", "-t", "10", &id]));
+    let took = rgate
+        .wait_for(PAYMENT, Duration::from_secs(1), |r| r.status == 503)
+        .unwrap_or_else(|e| panic!("503 after stop: {e}\n{}", rgate.log()));
+    stopping.join().unwrap().unwrap();
+    eprintln!("503 {took:?} after docker stop began");
+    let r = rgate.get(PAYMENT).unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert_eq!(r.json()["error"], "no_instances");
+
+    let start = Instant::now();
+    docker(&["start", &c.id]).unwrap();
+    rgate
+        .wait_for(PAYMENT, Duration::from_secs(2), ok_from(&c.hostname))
+        .unwrap_or_else(|e| panic!("200 after start: {e}\n{}", rgate.log()));
+    eprintln!("200 {:?} after docker start began", start.elapsed());
+}
+
+#[test]
+fn container_started_after_rgate_is_discovered() {
+    let Some(t) = DockerTest::begin("late") else {
+        return;
+    };
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let r = rgate.get(PAYMENT).unwrap();
+    assert_eq!(
+        r.status, 503,
+        "a route whose backend has no instance: {}",
+        r.body
+    );
+    let c = t.start_plain("payment");
+    rgate
+        .wait_for(PAYMENT, Duration::from_secs(2), ok_from(&c.hostname))
+        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+}
+
+#[test]
+fn paused_container_gets_no_traffic_until_unpaused() {
+    let Some(t) = DockerTest::begin("pause") else {
+        return;
+    };
+    let c = t.start_plain("payment");
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    assert!(ok_from(&c.hostname)(&rgate.get(PAYMENT).unwrap()));
+    docker(&["pause", &c.id]).unwrap();
+    rgate
+        .wait_for(PAYMENT, Duration::from_secs(1), |r| r.status == 503)
+        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    docker(&["unpause", &c.id]).unwrap();
+    rgate
+        .wait_for(PAYMENT, Duration::from_secs(1), ok_from(&c.hostname))
+        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+}
+
+#[test]
+fn unhealthy_container_gets_no_traffic() {
+    let Some(t) = DockerTest::begin("unhealthy") else {
+        return;
+    };
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let healthy = t.start_checked("payment", &[]);
+    let sick = t.start_checked("payment", &["-e", "DEMO_UNHEALTHY=1"]);
+    let sick_orders = t.start_checked("orders", &["-e", "DEMO_UNHEALTHY=1"]);
+    t.wait_health(&healthy, "healthy", Duration::from_secs(20));
+    t.wait_health(&sick, "unhealthy", Duration::from_secs(20));
+    t.wait_health(&sick_orders, "unhealthy", Duration::from_secs(20));
+    // The health event reaches rgate within a second.
+    rgate
+        .wait_for(PAYMENT, Duration::from_secs(1), ok_from(&healthy.hostname))
+        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    std::thread::sleep(Duration::from_millis(300));
+    for _ in 0..40 {
+        let r = rgate.get(PAYMENT).unwrap();
+        assert!(
+            ok_from(&healthy.hostname)(&r),
+            "answered {} by {:?}; the unhealthy one is {}",
+            r.status,
+            r.hostname(),
+            sick.hostname
+        );
+    }
+    // A backend whose only container is unhealthy answers 503, not 404.
+    let r = rgate.get(ORDERS).unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+}
+
+#[test]
+fn rolling_restart_of_two_replicas_under_traffic_has_no_client_errors() {
+    let Some(t) = DockerTest::begin("rolling") else {
+        return;
+    };
+    let a = t.start_checked("payment", &[]);
+    let b = t.start_checked("payment", &[]);
+    t.wait_health(&a, "healthy", Duration::from_secs(20));
+    t.wait_health(&b, "healthy", Duration::from_secs(20));
+    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let addr = rgate.addr;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let served: Arc<Mutex<BTreeMap<String, usize>>> = Arc::default();
+    let errors: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let (stop, served, errors) = (stop.clone(), served.clone(), errors.clone());
+        clients.push(std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let mut count = 0usize;
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match get(addr, PAYMENT) {
+                    Ok(r) if r.status == 200 => {
+                        *served
+                            .lock()
+                            .unwrap()
+                            .entry(r.hostname().unwrap_or_default())
+                            .or_default() += 1
+                    }
+                    Ok(r) => errors
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {}", r.status, r.body)),
+                    Err(e) => errors.lock().unwrap().push(e),
+                }
+                count += 1;
+            }
+            count
+        }));
+    }
+    // Both replicas serve before the restart starts.
+    wait_served(&served, &[&a.hostname, &b.hostname]);
+    for c in [&a, &b] {
+        docker(&["stop", "-t", "10", &c.id]).unwrap();
+        served.lock().unwrap().clear();
+        docker(&["start", &c.id]).unwrap();
+        t.wait_health(c, "healthy", Duration::from_secs(20));
+        // Back in the table: it serves again before the next one goes down.
+        wait_served(&served, &[&c.hostname]);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let total: usize = clients.into_iter().map(|h| h.join().unwrap()).sum();
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} client errors out of {total} requests, first: {:?}\n{}",
+        errors.len(),
+        errors.first(),
+        rgate.log()
+    );
+    assert!(total > 100, "too little traffic to show anything: {total}");
+    eprintln!("rolling restart: {total} requests, no errors");
+}
+
+/// Waits (bounded) until each hostname has answered some traffic.
+fn wait_served(served: &Mutex<BTreeMap<String, usize>>, hostnames: &[&str]) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let s = served.lock().unwrap();
+        if hostnames.iter().all(|h| s.get(*h).is_some_and(|n| *n > 0)) {
+            return;
+        }
+        drop(s);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "not served by all of {hostnames:?} within 10 s: {:?}",
+        served.lock().unwrap()
+    );
+}
+
+#[test]
+fn rgate_image_serves_the_demo() {
+    let Some(t) = DockerTest::begin("image") else {
+        return;
+    };
+    let bins = Path::new(env!("CARGO_BIN_EXE_rgate"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("x86_64-unknown-linux-gnu/release");
+    let image = format!("rgate-test-rgate:{}", t.run);
+    let config = t.dir.join("image-config.yml");
+    std::fs::write(&config, t.demo_config()).unwrap();
+    t.build_image(
+        &image,
+        "rgate.Dockerfile",
+        &[
+            (bins.join("rgate"), "rgate"),
+            (
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yml"),
+                "config.yml",
+            ),
+        ],
+    );
+    let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", &image])
+        .unwrap()
+        .parse()
+        .unwrap();
+    eprintln!("rgate image: {size} bytes");
+    assert!(size < 20_000_000, "the rgate image is {size} bytes");
+
+    let payment = t.start_plain("payment");
+    // A free port on 127.0.0.1 for rgate on the host network.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let socket = match std::env::var("DOCKER_HOST") {
+        Ok(h) if h.starts_with("unix://") => h.trim_start_matches("unix://").to_string(),
+        _ => "/var/run/docker.sock".to_string(),
+    };
+    let port_text = port.to_string();
+    let run_label = format!("{}={}", support_docker::RUN_LABEL, t.run);
+    let mount = format!("{socket}:/var/run/docker.sock");
+    let config_mount = format!("{}:/etc/rgate/test.yml:ro", config.display());
+    let gateway = docker(&[
+        "run",
+        "-d",
+        "--label",
+        &run_label,
+        "--network",
+        "host",
+        "-v",
+        &mount,
+        "-v",
+        &config_mount,
+        &image,
+        "--port",
+        &port_text,
+        "--bind",
+        "127.0.0.1",
+        "--cores",
+        "1",
+        "--config",
+        "/etc/rgate/test.yml",
+    ])
+    .unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match get(addr, PAYMENT) {
+            Ok(r) if ok_from(&payment.hostname)(&r) => return,
+            Ok(r) => last = format!("{} {}", r.status, r.body),
+            Err(e) => last = e,
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let logs = run_logs(&gateway);
+    panic!("the rgate image did not serve the demo: {last}\n{logs}");
+}
+
+fn run_logs(id: &str) -> String {
+    std::process::Command::new("docker")
+        .args(["logs", id])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
+        .unwrap_or_default()
+}
+
+/// Needs no Docker: with Docker unreachable, rgate says so clearly and keeps serving its
+/// fixed-address backends; Docker backends answer 503.
+#[test]
+fn docker_unreachable_keeps_serving_static_backends() {
+    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
+    let backend_addr = backend.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in backend.incoming().take(50) {
+            let Ok(mut s) = stream else { return };
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut buf = [0u8; 4096];
+            let mut head = Vec::new();
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                match s.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&buf[..n]),
+                }
+            }
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstatic",
+            );
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("rgate-docker-unreachable-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = format!(
+        "routes:\n  - {{path_prefix: /api/payment, backend: payment}}\n  - {{path_prefix: /fixed, backend: fixed}}\n\
+         backends:\n  - name: payment\n    match_labels: [app_name=payment]\n  - name: fixed\n    addresses: [\"{backend_addr}\"]\n"
+    );
+    let socket = "unix:///nonexistent/rgate-test/docker.sock";
+    let rgate = Rgate::start(&dir, &config, &[("DOCKER_HOST", socket)]);
+    let r = rgate.get("/fixed/a").unwrap();
+    assert_eq!((r.status, r.body.as_str()), (200, "static"));
+    let r = rgate.get(PAYMENT).unwrap();
+    assert_eq!(r.status, 503, "{}", r.body);
+    let log = rgate.log();
+    assert!(
+        log.contains(&format!("cannot reach Docker at {socket}")),
+        "the error names the socket: {log}"
+    );
+    assert!(
+        log.to_lowercase().contains("no such file"),
+        "the error gives the reason: {log}"
+    );
+    drop(rgate);
+    let _ = std::fs::remove_dir_all(&dir);
+}
