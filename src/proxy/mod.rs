@@ -466,7 +466,13 @@ impl ClientConn {
         let mut request_complete = true;
         let mut first_attempt = true;
         let mut conn = loop {
-            let pooled = self.core.pool.borrow_mut().take(addr);
+            // The retry goes to a fresh connection: the pool's other idle connections to
+            // this address are likely as dead as the one that just failed.
+            let pooled = if first_attempt {
+                self.core.pool.borrow_mut().take(addr)
+            } else {
+                None
+            };
             let mut conn = match pooled {
                 Some(c) => BackendConn::from_pool(c),
                 None => match BackendConn::connect(addr, timeouts.connect).await {

@@ -4,6 +4,7 @@
 //! ended cleanly and both sides agreed to keep-alive). The most recently used connection is
 //! taken first (it is the least likely to have been closed by the backend); at most
 //! `MAX_IDLE_PER_ADDR` wait per address, and none longer than the pool idle timeout.
+//! One the backend closed while it was idle is dropped when taken, never handed out.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ impl IdlePool {
     pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<ReusableConn> {
         let queue = self.by_addr.get_mut(&addr)?;
         while let Some(idle) = queue.pop_back() {
-            if idle.since.elapsed() < self.idle_timeout {
+            if idle.since.elapsed() < self.idle_timeout && !idle.conn.is_stale() {
                 return Some(idle.conn);
             }
         }

@@ -6,11 +6,13 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
+use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use super::stream::{write_all, Buffered};
+use super::stream::Buffered;
 use crate::http::gateway::ErrorCode;
 use crate::http::response::{parse_response, ResponseError};
 use crate::http::MAX_HEADERS;
@@ -74,6 +76,31 @@ pub(crate) struct BackendConn {
 /// A backend connection proven reusable; only the pool holds these.
 pub(crate) struct ReusableConn(BackendConn);
 
+impl ReusableConn {
+    /// Whether the connection can no longer carry a request: the backend closed it (or
+    /// reset it, or sent bytes nobody asked for) while it sat idle. Checked when the pool
+    /// hands it out, so a backend that restarted, or closes idle connections itself, costs
+    /// the client nothing even for a request that could not be retried.
+    pub(crate) fn is_stale(&self) -> bool {
+        let fd = self.0.stream.io.as_raw_fd();
+        let mut byte = 0u8;
+        // SAFETY: `fd` is the open socket `self` owns for the whole call; the buffer is one
+        // valid, writable byte. MSG_PEEK leaves any data where it is and MSG_DONTWAIT
+        // returns at once whatever the socket's mode. An idle pooled connection has no I/O
+        // in flight in the runtime, so this read races with nothing. (No safe API peeks
+        // without blocking on a monoio stream.)
+        let n = unsafe {
+            libc::recv(
+                fd,
+                (&mut byte as *mut u8).cast(),
+                1,
+                libc::MSG_PEEK | libc::MSG_DONTWAIT,
+            )
+        };
+        n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+    }
+}
+
 /// How an exchange on a backend connection ended, as the proxy observed it.
 pub(crate) struct ExchangeEnd {
     pub(crate) request_complete: bool,
@@ -104,13 +131,13 @@ impl BackendConn {
         conn
     }
 
-    /// Sends the request head (and gives the buffer back for reuse).
+    /// Sends the request head and gives it back unchanged: a retry sends it again.
     pub(crate) async fn send_head(
         &mut self,
         head: Vec<u8>,
     ) -> (Result<(), UpstreamError>, Vec<u8>) {
-        let (res, head) = write_all(&mut self.stream.io, head).await;
-        (res.map_err(UpstreamError::Send), head)
+        let (res, head) = self.stream.io.write_all(head).await;
+        (res.map(|_| ()).map_err(UpstreamError::Send), head)
     }
 
     /// Waits until a complete response head is buffered. `request_is_head` decides the

@@ -1,0 +1,420 @@
+//! The test backend: a std-threads HTTP/1.1 server on 127.0.0.1 whose behaviour is picked
+//! per request by its query, and which reports what it received. Not a real server: it
+//! trusts its input and exists only to be put behind rgate.
+
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::{pattern, write_pattern, Digest, IO_TIMEOUT, PIECE};
+
+/// A backend server. What it does with a request is chosen by the request's query:
+///
+/// | query | response |
+/// | --- | --- |
+/// | (none) | 200, JSON echo: method, target, version, headers in order, body length and digest |
+/// | `do=chunked&n=N` | 200, chunked, N pattern bytes in chunks of 1 to 64 KiB |
+/// | `do=large&n=N` | 200, Content-Length N, pattern bytes |
+/// | `do=until-close&n=N` | 200, no length, N pattern bytes, then close |
+/// | `do=status&code=C` | status C (204, 304, …), with an ETag, no body |
+/// | `do=sleep&ms=M` | the echo, after M ms |
+/// | `do=die&n=N` | announces N bytes, sends N/10, closes |
+/// | `do=garbage` | a line that is not HTTP, then close |
+/// | `do=ambiguous` | a response with both Content-Length and Transfer-Encoding, then close |
+/// | `do=upgrade` | 101, then echoes every byte until EOF |
+/// | `do=hop` | 200 with a mix of hop-by-hop and end-to-end fields (see `HOP_RESPONSE`) |
+/// | `do=early` | 103 Early Hints, then the echo |
+/// | `do=close-reused` | on a connection's first request the echo; on a later one, close unanswered |
+///
+/// `pause=M` (with any of them) waits M ms before reading the request body.
+/// A HEAD request gets the head the GET would have had. Every response body is streamed.
+pub struct Backend {
+    pub addr: SocketAddr,
+    state: Arc<BackendState>,
+    accept: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct BackendState {
+    name: String,
+    /// Close a keep-alive connection after it was idle this long.
+    idle_close: Option<Duration>,
+    stop: AtomicBool,
+    connections: AtomicUsize,
+    requests: AtomicUsize,
+    open: Mutex<Vec<TcpStream>>,
+}
+
+/// The head `do=hop` answers with.
+pub const HOP_RESPONSE: &str = "HTTP/1.1 200 OK\r\nX-First: 1\r\nConnection: keep-alive, X-Private\r\n\
+X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Middle: two words\r\n\
+TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Last: 3\r\n\
+Content-Length: 2\r\n\r\nok";
+
+impl Backend {
+    pub fn start(name: &str) -> Backend {
+        Backend::start_inner(name, None, "127.0.0.1:0".parse().unwrap())
+    }
+
+    /// A backend that closes keep-alive connections idle for longer than `idle`.
+    pub fn start_closing_idle(name: &str, idle: Duration) -> Backend {
+        Backend::start_inner(name, Some(idle), "127.0.0.1:0".parse().unwrap())
+    }
+
+    fn start_inner(name: &str, idle_close: Option<Duration>, addr: SocketAddr) -> Backend {
+        let state = Arc::new(BackendState {
+            name: name.to_string(),
+            idle_close,
+            ..BackendState::default()
+        });
+        let mut b = Backend {
+            addr,
+            state,
+            accept: None,
+        };
+        b.listen(addr);
+        b
+    }
+
+    fn listen(&mut self, addr: SocketAddr) {
+        let listener = TcpListener::bind(addr).expect("bind backend");
+        self.addr = listener.local_addr().unwrap();
+        self.state.stop.store(false, Ordering::SeqCst);
+        let state = self.state.clone();
+        self.accept = Some(thread::spawn(move || {
+            for stream in listener.incoming() {
+                if state.stop.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(stream) = stream else { continue };
+                state.connections.fetch_add(1, Ordering::SeqCst);
+                let Ok(clone) = stream.try_clone() else {
+                    continue;
+                };
+                state.open.lock().unwrap().push(clone);
+                let state = state.clone();
+                thread::spawn(move || {
+                    let end = stream.try_clone();
+                    let _ = serve_backend_conn(stream, &state);
+                    // `open` holds a clone of the socket: closing means shutting it down.
+                    if let Ok(s) = end {
+                        let _ = s.shutdown(std::net::Shutdown::Both);
+                    }
+                });
+            }
+        }));
+    }
+
+    /// Stops listening and closes every open connection (as a crashed backend would).
+    pub fn stop(&mut self) {
+        self.state.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(self.addr);
+        if let Some(t) = self.accept.take() {
+            t.join().unwrap();
+        }
+        for s in self.state.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    /// Listens again on the same address after `stop`.
+    pub fn restart(&mut self) {
+        self.listen(self.addr);
+    }
+
+    /// TCP connections accepted so far.
+    pub fn connections(&self) -> usize {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
+    /// Request heads received so far.
+    pub fn requests(&self) -> usize {
+        self.state.requests.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        if self.accept.is_some() {
+            self.stop();
+        }
+    }
+}
+
+struct BackendRequest {
+    method: String,
+    target: String,
+    version: String,
+    headers: Vec<(String, String)>,
+}
+
+impl BackendRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn query(&self, key: &str) -> Option<&str> {
+        let q = self.target.split_once('?')?.1;
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    }
+
+    fn query_u64(&self, key: &str) -> u64 {
+        self.query(key).and_then(|v| v.parse().ok()).unwrap_or(0)
+    }
+}
+
+fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(IO_TIMEOUT))?;
+    let mut reader = BufReader::with_capacity(PIECE, stream.try_clone()?);
+    let mut out = stream;
+    for nth in 0.. {
+        // Waiting for the next request is where an idle connection gets closed.
+        reader
+            .get_ref()
+            .set_read_timeout(Some(state.idle_close.unwrap_or(IO_TIMEOUT)))?;
+        if reader.fill_buf()?.is_empty() {
+            return Ok(());
+        }
+        reader.get_ref().set_read_timeout(Some(IO_TIMEOUT))?;
+        let req = read_request_head(&mut reader)?;
+        state.requests.fetch_add(1, Ordering::SeqCst);
+        let mut digest = Digest::default();
+        // `pause=M`: let the body pile up in front of us first (memory tests).
+        thread::sleep(Duration::from_millis(req.query_u64("pause")));
+        read_request_body(&mut reader, &req, &mut digest)?;
+        let keep_alive = match req.header("Connection") {
+            Some(c) if c.eq_ignore_ascii_case("close") => false,
+            _ => req.version == "HTTP/1.1",
+        };
+        if req.query("do") == Some("close-reused") && nth > 0 {
+            return Ok(());
+        }
+        if !respond(&mut reader, &mut out, &req, digest, state)? || !keep_alive {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn read_request_head(r: &mut impl BufRead) -> io::Result<BackendRequest> {
+    let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
+    let mut line = String::new();
+    r.read_line(&mut line)?;
+    let mut parts = line.trim_end().split(' ');
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad("bad request line"));
+    };
+    let mut req = BackendRequest {
+        method: method.into(),
+        target: target.into(),
+        version: version.into(),
+        headers: Vec::new(),
+    };
+    for _ in 0..200 {
+        line.clear();
+        r.read_line(&mut line)?;
+        let l = line.trim_end_matches(['\r', '\n']);
+        if l.is_empty() {
+            return Ok(req);
+        }
+        let (n, v) = l.split_once(':').ok_or_else(|| bad("bad header"))?;
+        req.headers.push((n.to_string(), v.trim().to_string()));
+    }
+    Err(bad("too many headers"))
+}
+
+fn read_request_body(
+    r: &mut impl BufRead,
+    req: &BackendRequest,
+    digest: &mut Digest,
+) -> io::Result<()> {
+    let mut take = |r: &mut dyn BufRead, mut n: u64| -> io::Result<()> {
+        while n > 0 {
+            let buf = r.fill_buf()?;
+            if buf.is_empty() {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            let k = buf.len().min(n as usize);
+            digest.update(&buf[..k]);
+            r.consume(k);
+            n -= k as u64;
+        }
+        Ok(())
+    };
+    if req
+        .header("Transfer-Encoding")
+        .is_some_and(|te| te.eq_ignore_ascii_case("chunked"))
+    {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            r.read_line(&mut line)?;
+            let size = line.trim_end().split(';').next().unwrap_or("");
+            let size = u64::from_str_radix(size, 16)
+                .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "chunk size"))?;
+            if size == 0 {
+                loop {
+                    line.clear();
+                    r.read_line(&mut line)?;
+                    if line.trim_end().is_empty() {
+                        return Ok(());
+                    }
+                }
+            }
+            take(r, size)?;
+            line.clear();
+            r.read_line(&mut line)?;
+        }
+    }
+    let n = req
+        .header("Content-Length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    take(r, n)
+}
+
+/// Answers one request. Returns false when the connection must close now.
+fn respond(
+    reader: &mut BufReader<TcpStream>,
+    out: &mut TcpStream,
+    req: &BackendRequest,
+    digest: Digest,
+    state: &BackendState,
+) -> io::Result<bool> {
+    let head_only = req.method == "HEAD";
+    let n = req.query_u64("n");
+    match req.query("do").unwrap_or("") {
+        "chunked" => {
+            out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+            if !head_only {
+                write_chunked_varied(out, n)?;
+            }
+        }
+        "large" => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n")?;
+            if !head_only {
+                write_pattern(out, n, PIECE, false)?;
+            }
+        }
+        "until-close" => {
+            out.write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n")?;
+            if !head_only {
+                write_pattern(out, n, PIECE, false)?;
+                return Ok(false);
+            }
+        }
+        "status" => {
+            let code = req.query_u64("code");
+            write!(
+                out,
+                "HTTP/1.1 {code} X\r\nETag: \"v1\"\r\nX-Status: {code}\r\n\r\n"
+            )?;
+        }
+        "sleep" => {
+            thread::sleep(Duration::from_millis(req.query_u64("ms")));
+            write_echo(out, req, digest, state, head_only)?;
+        }
+        "die" => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n")?;
+            write_pattern(out, n / 10, PIECE, false)?;
+            thread::sleep(Duration::from_millis(50));
+            return Ok(false);
+        }
+        "garbage" => {
+            out.write_all(b"this is not http at all\r\n\r\n")?;
+            return Ok(false);
+        }
+        "ambiguous" => {
+            out.write_all(
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            )?;
+            return Ok(false);
+        }
+        "upgrade" => {
+            out.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            )?;
+            // Bytes already buffered behind the head belong to the new protocol.
+            let pending = reader.buffer().to_vec();
+            reader.consume(pending.len());
+            out.write_all(&pending)?;
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                match reader.get_mut().read(&mut buf) {
+                    Ok(0) | Err(_) => return Ok(false),
+                    Ok(k) => out.write_all(&buf[..k])?,
+                }
+            }
+        }
+        "hop" => out.write_all(HOP_RESPONSE.as_bytes())?,
+        "early" => {
+            out.write_all(b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n")?;
+            write_echo(out, req, digest, state, head_only)?;
+        }
+        _ => write_echo(out, req, digest, state, head_only)?,
+    }
+    out.flush()?;
+    Ok(true)
+}
+
+fn write_echo(
+    out: &mut TcpStream,
+    req: &BackendRequest,
+    digest: Digest,
+    state: &BackendState,
+    head_only: bool,
+) -> io::Result<()> {
+    let headers: Vec<[&str; 2]> = req
+        .headers
+        .iter()
+        .map(|(n, v)| [n.as_str(), v.as_str()])
+        .collect();
+    let body = serde_json::json!({
+        "backend": state.name,
+        "method": req.method,
+        "target": req.target,
+        "version": req.version,
+        "headers": headers,
+        "body_len": digest.len,
+        "body_sum": digest.sum,
+    })
+    .to_string();
+    let mut msg = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    if !head_only {
+        msg += &body;
+    }
+    out.write_all(msg.as_bytes())
+}
+
+/// Chunked body of `n` pattern bytes with chunk sizes cycling from 1 byte to 64 KiB.
+fn write_chunked_varied(out: &mut TcpStream, n: u64) -> io::Result<()> {
+    const SIZES: [usize; 6] = [1, 7, 300, 4096, 10_000, PIECE];
+    let mut w = io::BufWriter::with_capacity(PIECE * 2, out);
+    let mut buf = vec![0u8; PIECE];
+    let (mut at, mut i) = (0u64, 0);
+    while at < n {
+        let k = (n - at).min(SIZES[i % SIZES.len()] as u64) as usize;
+        pattern(&mut buf[..k], at);
+        write!(w, "{k:x}\r\n")?;
+        w.write_all(&buf[..k])?;
+        w.write_all(b"\r\n")?;
+        at += k as u64;
+        i += 1;
+    }
+    w.write_all(b"0\r\n\r\n")?;
+    w.flush()
+}
