@@ -6,11 +6,13 @@
 //!
 //! * `stream`   — buffered TCP stream with owned-buffer I/O.
 //! * `body`     — relaying a body in its framing, bounded memory.
+//! * `exchange` — one request's exchange with a backend (retry, 1xx, relay back).
 //! * `upstream` — the backend connection and its errors.
 //! * `pool`     — the per-core keep-alive pool.
 //! * `tunnel`   — the two-way byte copy after `101 Switching Protocols`.
 
 pub(crate) mod body;
+mod exchange;
 pub(crate) mod pool;
 pub(crate) mod stream;
 pub(crate) mod tunnel;
@@ -27,14 +29,12 @@ use crate::core::Core;
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::{self, ErrorCode};
 use crate::http::request::{parse_request, RequestError, RequestHead};
-use crate::http::response::{parse_response, ResponseError};
-use crate::http::writer::{write_request_head, write_response_head, RelayFraming};
+use crate::http::writer::write_request_head;
 use crate::http::{Version, MAX_HEADERS};
 use crate::router::{normalize_target, RouteMatch};
 use crate::stats::{Endpoint, ErrorKind, RequestRecord};
-use body::{relay_body, ChunkedRelay, RelayError};
 use stream::{write_all, Buffered};
-use upstream::{BackendConn, ExchangeEnd, UpstreamError};
+use upstream::BackendConn;
 
 /// A client connection's read buffer to start with; it grows for big heads and bodies.
 const CLIENT_BUFFER_BYTES: usize = 4 * 1024;
@@ -178,7 +178,6 @@ impl ClientConn {
                         &e.to_string(),
                         Version::Http11,
                         false,
-                        false,
                         &mut tally,
                     )
                     .await;
@@ -197,7 +196,6 @@ impl ClientConn {
                         ErrorCode::RequestTimeout,
                         "request head not received in time",
                         Version::Http11,
-                        false,
                         false,
                         &mut tally,
                     )
@@ -313,6 +311,7 @@ impl ClientConn {
                     503,
                     ErrorCode::NoInstances,
                     NO_INSTANCE_MESSAGE,
+                    false,
                     tally,
                 )
                 .await
@@ -324,7 +323,6 @@ impl ClientConn {
                     ErrorCode::BadRequest,
                     why,
                     info.version,
-                    false,
                     info.is_head,
                     tally,
                 )
@@ -342,6 +340,7 @@ impl ClientConn {
                     status,
                     "text/plain; charset=utf-8",
                     body.as_bytes(),
+                    false,
                     tally,
                 )
                 .await
@@ -351,49 +350,45 @@ impl ClientConn {
                 let (content_type, body) = self.core.shared.stats.render(endpoint, &table);
                 // rgate's own endpoints are not proxied traffic: never counted.
                 tally.committed = true;
-                self.answer(info, 200, content_type, &body, tally).await
+                self.answer(info, 200, content_type, &body, false, tally)
+                    .await
             }
         }
     }
 
-    /// Answers a request rgate handles itself, keeping the connection when the request
-    /// body (if any) could be read and dropped.
+    /// Answers a request rgate handles itself. The connection is kept when the request body
+    /// was already consumed (`body_consumed`) or could be read and dropped now.
     async fn answer(
         &mut self,
         info: &RequestInfo,
         status: u16,
         content_type: &str,
         body: &[u8],
+        body_consumed: bool,
         tally: &mut Tally,
     ) -> Next {
-        let body_read = match info.framing {
-            BodyFraming::None => true,
-            BodyFraming::Length(n) if n <= MAX_DISCARDED_BODY && !info.expect_continue => {
-                self.discard(n).await
-            }
-            _ => false,
-        };
+        let body_read = body_consumed
+            || match info.framing {
+                BodyFraming::None => true,
+                BodyFraming::Length(n) if n <= MAX_DISCARDED_BODY && !info.expect_continue => {
+                    self.discard(n).await
+                }
+                _ => false,
+            };
         let keep_alive = body_read && info.keep_alive && !self.core.drain.is_raised();
-        self.out.clear();
-        gateway::write_response(
-            &mut self.out,
+        let own = OwnResponse {
             status,
             content_type,
             body,
-            info.version,
+            version: info.version,
             keep_alive,
-            info.is_head,
-        );
-        tally.record.status = status;
-        tally.record.bytes_out = self.out.len() as u64;
-        tally.commit(&self.core);
-        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-        self.out = out;
-        match (res, keep_alive, body_read) {
-            (Err(_), ..) => Next::Abort,
-            (Ok(()), true, _) => Next::KeepAlive,
-            (Ok(()), false, true) => Next::Close,
-            (Ok(()), false, false) => Next::Linger,
+            head_only: info.is_head,
+        };
+        match (self.send_own(own, tally).await, keep_alive, body_read) {
+            (false, ..) => Next::Abort,
+            (true, true, _) => Next::KeepAlive,
+            (true, false, true) => Next::Close,
+            (true, false, false) => Next::Linger,
         }
     }
 
@@ -403,41 +398,61 @@ impl ClientConn {
         status: u16,
         code: ErrorCode,
         message: &str,
+        body_consumed: bool,
         tally: &mut Tally,
     ) -> Next {
         let body = gateway::error_body(status, code, message);
-        self.answer(info, status, "application/json", &body, tally)
-            .await
+        self.answer(
+            info,
+            status,
+            "application/json",
+            &body,
+            body_consumed,
+            tally,
+        )
+        .await
     }
 
-    /// Sends an error response and gives up on the connection.
-    #[allow(clippy::too_many_arguments)]
+    /// Sends an error response on a connection that closes after it.
     async fn reply_error(
         &mut self,
         status: u16,
         code: ErrorCode,
         message: &str,
         version: Version,
-        keep_alive: bool,
         head_only: bool,
         tally: &mut Tally,
     ) {
         let body = gateway::error_body(status, code, message);
+        let own = OwnResponse {
+            status,
+            content_type: "application/json",
+            body: &body,
+            version,
+            keep_alive: false,
+            head_only,
+        };
+        self.send_own(own, tally).await;
+    }
+
+    /// Writes a response rgate made, counting the request first. False if the client is gone.
+    async fn send_own(&mut self, own: OwnResponse<'_>, tally: &mut Tally) -> bool {
         self.out.clear();
         gateway::write_response(
             &mut self.out,
-            status,
-            "application/json",
-            &body,
-            version,
-            keep_alive,
-            head_only,
+            own.status,
+            own.content_type,
+            own.body,
+            own.version,
+            own.keep_alive,
+            own.head_only,
         );
-        tally.record.status = status;
+        tally.record.status = own.status;
         tally.record.bytes_out = self.out.len() as u64;
         tally.commit(&self.core);
-        let (_, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
         self.out = out;
+        res.is_ok()
     }
 
     /// Reads and drops `n` body bytes. False if the client did not send them in time.
@@ -456,315 +471,16 @@ impl ClientConn {
         }
         true
     }
+}
 
-    /// The exchange with a backend, with one retry on a fresh connection when a pooled
-    /// one turns out to be dead before any response byte (and a retry is safe).
-    async fn forward(&mut self, info: &RequestInfo, addr: SocketAddr, tally: &mut Tally) -> Next {
-        let timeouts = self.core.shared.config.timeouts;
-        let mut sent_continue = false;
-        let mut body_started = false;
-        let mut request_complete = true;
-        let mut first_attempt = true;
-        let mut conn = loop {
-            // The retry goes to a fresh connection: the pool's other idle connections to
-            // this address are likely as dead as the one that just failed.
-            let pooled = if first_attempt {
-                self.core.pool.borrow_mut().take(addr)
-            } else {
-                None
-            };
-            let mut conn = match pooled {
-                Some(c) => BackendConn::from_pool(c),
-                None => match BackendConn::connect(addr, timeouts.connect).await {
-                    Ok(c) => c,
-                    Err(e) => return self.upstream_failed(info, e, body_started, tally).await,
-                },
-            };
-            let retry_allowed = conn.reused && first_attempt;
-            first_attempt = false;
-            if info.expect_continue && !sent_continue {
-                // The backend is reachable: tell the client to send its body.
-                let (res, out) = write_all(
-                    &mut self.client.io,
-                    b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
-                )
-                .await;
-                drop(out);
-                if res.is_err() {
-                    tally.record.error = Some(ErrorKind::Client);
-                    return Next::Abort;
-                }
-                sent_continue = true;
-            }
-            let (res, head) = conn.send_head(std::mem::take(&mut self.head)).await;
-            self.head = head;
-            if let Err(e) = res {
-                if retry_allowed {
-                    continue;
-                }
-                return self.upstream_failed(info, e, body_started, tally).await;
-            }
-            if info.framing != BodyFraming::None {
-                body_started = true;
-                match relay_body(
-                    &mut self.client,
-                    &mut conn.stream.io,
-                    info.framing,
-                    ChunkedRelay::PassThrough,
-                    timeouts.body_idle,
-                    &mut |_| {},
-                )
-                .await
-                {
-                    Ok(n) => tally.record.bytes_in += n,
-                    Err(RelayError::Chunked(e)) => {
-                        tally.record.error = Some(ErrorKind::Client);
-                        let msg = format!("invalid chunked body: {e}");
-                        self.reply_error(
-                            400,
-                            ErrorCode::BadRequest,
-                            &msg,
-                            info.version,
-                            false,
-                            false,
-                            tally,
-                        )
-                        .await;
-                        return Next::Linger;
-                    }
-                    // The backend stopped reading; it may have answered already (e.g. 413).
-                    Err(RelayError::DestinationIo(_)) => request_complete = false,
-                    Err(_) => {
-                        // The client went away or stalled mid-body: nothing to answer.
-                        tally.record.error = Some(ErrorKind::Client);
-                        return Next::Abort;
-                    }
-                }
-            }
-            match self.wait_final_head(&mut conn, info, sent_continue).await {
-                Ok(()) => break conn,
-                Err(UpstreamError::ClosedBeforeResponse)
-                    if retry_allowed
-                        && !body_started
-                        && (info.idempotent || info.framing == BodyFraming::None) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    return self
-                        .upstream_failed(info, e, body_started && request_complete, tally)
-                        .await
-                }
-            }
-        };
-
-        // The final response head is buffered in `conn`: relay it.
-        let draining = self.core.drain.is_raised();
-        let (status, framing, relay, backend_keeps_alive, client_keep, head_len) = {
-            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let resp = match parse_response(conn.stream.data(), &mut storage, info.is_head) {
-                Ok(Some(resp)) => resp,
-                _ => unreachable!("wait_final_head returned a complete, valid head"),
-            };
-            let relay = if resp.status == 101 {
-                RelayFraming::Upgrade
-            } else {
-                match resp.framing {
-                    BodyFraming::None | BodyFraming::Length(_) => RelayFraming::AsIs,
-                    BodyFraming::Chunked if info.version == Version::Http11 => {
-                        RelayFraming::Chunked
-                    }
-                    BodyFraming::Chunked | BodyFraming::UntilClose => RelayFraming::Close,
-                }
-            };
-            let client_keep =
-                info.keep_alive && request_complete && !draining && relay != RelayFraming::Close;
-            self.out.clear();
-            write_response_head(&mut self.out, &resp, relay, info.version, client_keep);
-            (
-                resp.status,
-                resp.framing,
-                relay,
-                resp.backend_keeps_alive(),
-                client_keep,
-                resp.head_len,
-            )
-        };
-        if status == 101 && !info.upgrade {
-            let e = UpstreamError::Invalid(ResponseError::Malformed(
-                "101 to a request that asked no upgrade",
-            ));
-            return self.upstream_failed(info, e, true, tally).await;
-        }
-        conn.stream.consume(head_len);
-        tally.record.status = status;
-        tally.record.bytes_out = self.out.len() as u64;
-        if framing == BodyFraming::None || relay == RelayFraming::Upgrade {
-            // The head is the whole response.
-            tally.commit(&self.core);
-        }
-        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-        self.out = out;
-        if res.is_err() {
-            tally.record.error = Some(ErrorKind::Client);
-            return Next::Abort;
-        }
-        if relay == RelayFraming::Upgrade {
-            return Next::Upgrade(conn);
-        }
-        let mode = if relay == RelayFraming::Chunked {
-            ChunkedRelay::PassThrough
-        } else {
-            ChunkedRelay::Dechunk
-        };
-        let head_bytes = tally.record.bytes_out;
-        let core = &self.core;
-        let mut before_last_write = |body_bytes: u64| {
-            tally.record.bytes_out = head_bytes + body_bytes;
-            tally.commit(core);
-        };
-        let relayed = relay_body(
-            &mut conn.stream,
-            &mut self.client.io,
-            framing,
-            mode,
-            timeouts.body_idle,
-            &mut before_last_write,
-        )
-        .await;
-        match relayed {
-            Ok(n) => tally.record.bytes_out = head_bytes + n,
-            Err(e) => {
-                // Mid-body, the status is already sent; all rgate can do is cut the
-                // connection so the client sees the response is incomplete.
-                tally.record.error = Some(match e {
-                    RelayError::DestinationIo(_) => ErrorKind::Client,
-                    RelayError::SourceTimeout => ErrorKind::Timeout,
-                    _ => ErrorKind::InvalidResponse,
-                });
-                log::debug!("core {}: response from {addr} cut: {e}", self.core.id);
-                return Next::Abort;
-            }
-        }
-        let end = ExchangeEnd {
-            request_complete,
-            response_complete: true,
-            backend_keeps_alive,
-        };
-        if let Some(reusable) = conn.into_reusable(end) {
-            self.core.pool.borrow_mut().put(addr, reusable);
-        }
-        if client_keep {
-            Next::KeepAlive
-        } else {
-            Next::Close
-        }
-    }
-
-    /// Waits for the final response head, relaying interim (1xx) responses to an HTTP/1.1
-    /// client on the way, except the 100 Continue rgate already sent itself.
-    async fn wait_final_head(
-        &mut self,
-        conn: &mut BackendConn,
-        info: &RequestInfo,
-        sent_continue: bool,
-    ) -> Result<(), UpstreamError> {
-        let timeout = self.core.shared.config.timeouts.response_header;
-        loop {
-            conn.wait_for_head(timeout, info.is_head).await?;
-            let interim = {
-                let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match parse_response(conn.stream.data(), &mut storage, info.is_head) {
-                    Ok(Some(resp)) if resp.is_interim() => {
-                        let relay = info.version == Version::Http11
-                            && !(resp.status == 100 && sent_continue);
-                        if relay {
-                            self.out.clear();
-                            write_response_head(
-                                &mut self.out,
-                                &resp,
-                                RelayFraming::AsIs,
-                                info.version,
-                                true,
-                            );
-                            // An interim head carries no Connection: keep-alive semantics.
-                            strip_connection_line(&mut self.out);
-                        }
-                        Some((resp.head_len, relay))
-                    }
-                    Ok(Some(_)) => None,
-                    Ok(None) => unreachable!("wait_for_head returned with a complete head"),
-                    Err(e) => return Err(UpstreamError::Invalid(e)),
-                }
-            };
-            let Some((head_len, relay)) = interim else {
-                return Ok(());
-            };
-            conn.stream.consume(head_len);
-            if relay {
-                let (res, out) =
-                    write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-                self.out = out;
-                res.map_err(UpstreamError::Send)?;
-            }
-        }
-    }
-
-    /// Tells the client a backend exchange failed (when nothing was sent to it yet).
-    async fn upstream_failed(
-        &mut self,
-        info: &RequestInfo,
-        error: UpstreamError,
-        body_consumed: bool,
-        tally: &mut Tally,
-    ) -> Next {
-        let (status, code) = error.status();
-        tally.record.error = Some(match &error {
-            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => ErrorKind::Connect,
-            UpstreamError::ResponseTimeout => ErrorKind::Timeout,
-            _ => ErrorKind::InvalidResponse,
-        });
-        log::debug!(
-            "core {}: {} for {:?}: {error}",
-            self.core.id,
-            status,
-            tally.record.instance
-        );
-        let message = format!(
-            "backend {}: {error}",
-            tally
-                .record
-                .instance
-                .map(|a| a.to_string())
-                .unwrap_or_default()
-        );
-        if info.framing == BodyFraming::None || body_consumed {
-            // The request was read whole: the connection can carry on.
-            let body = gateway::error_body(status, code, &message);
-            let keep_alive = info.keep_alive && !self.core.drain.is_raised();
-            self.out.clear();
-            gateway::write_response(
-                &mut self.out,
-                status,
-                "application/json",
-                &body,
-                info.version,
-                keep_alive,
-                info.is_head,
-            );
-            tally.record.status = status;
-            tally.record.bytes_out = self.out.len() as u64;
-            tally.commit(&self.core);
-            let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-            self.out = out;
-            return match (res, keep_alive) {
-                (Err(_), _) => Next::Abort,
-                (Ok(()), true) => Next::KeepAlive,
-                (Ok(()), false) => Next::Close,
-            };
-        }
-        self.answer_error(info, status, code, &message, tally).await
-    }
+/// A complete response made by rgate itself.
+struct OwnResponse<'a> {
+    status: u16,
+    content_type: &'a str,
+    body: &'a [u8],
+    version: Version,
+    keep_alive: bool,
+    head_only: bool,
 }
 
 /// One request's statistics. Committed exactly once, just before the last byte of its
