@@ -5,23 +5,24 @@
 //! `RGATE_REQUIRE_DOCKER=1` (set by .ci/run) it fails. Every container and image a test
 //! creates is removed when it ends, pass or fail (see `support_docker`).
 
+mod common;
 mod support_docker;
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use support_docker::{docker, get, DockerTest, Reply, Rgate};
+use common::{Backend, Response};
+use support_docker::{docker, get, hostname, start_rgate, wait_for, DockerTest};
 
 const PAYMENT: &str = "/api/payment/x";
 const ORDERS: &str = "/api/orders/y";
 
-fn ok_from(hostname: &str) -> impl Fn(&Reply) -> bool + '_ {
-    move |r| r.status == 200 && r.hostname().as_deref() == Some(hostname)
+fn ok_from(host: &str) -> impl Fn(&Response) -> bool + '_ {
+    move |r| r.status == 200 && hostname(r).as_deref() == Some(host)
 }
 
 #[test]
@@ -37,28 +38,28 @@ fn startup_discovery_finds_labelled_containers_and_ignores_one_missing_a_label()
         &["app_name=payment".to_string()],
         &["--no-healthcheck"],
     );
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let rgate = start_rgate(&t.demo_config(), &[]);
 
     for i in 0..30 {
-        let r = rgate.get(&format!("/api/payment/{i}")).unwrap();
-        assert_eq!(r.status, 200, "{}\n{}", r.body, rgate.log());
+        let r = get(rgate.addr, &format!("/api/payment/{i}")).unwrap();
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), rgate.log());
         let v = r.json();
         assert_eq!(v["service"], "payment");
         assert_eq!(v["path"], format!("/api/payment/{i}"));
         assert_eq!(v["method"], "GET");
         assert_eq!(v["headers"]["host"], "rgate.test");
         assert_eq!(
-            r.hostname().as_deref(),
+            hostname(&r).as_deref(),
             Some(payment.hostname.as_str()),
             "answered by {:?}; the container missing env=production is {}",
-            r.hostname(),
+            hostname(&r),
             partial.hostname
         );
     }
-    let r = rgate.get(ORDERS).unwrap();
-    assert_eq!(r.status, 200, "{}", r.body);
+    let r = get(rgate.addr, ORDERS).unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["service"], "orders");
-    assert_eq!(r.hostname().as_deref(), Some(orders.hostname.as_str()));
+    assert_eq!(hostname(&r).as_deref(), Some(orders.hostname.as_str()));
 }
 
 #[test]
@@ -68,12 +69,12 @@ fn two_replicas_both_receive_traffic() {
     };
     let a = t.start_plain("payment");
     let b = t.start_plain("payment");
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let rgate = start_rgate(&t.demo_config(), &[]);
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for _ in 0..100 {
-        let r = rgate.get(PAYMENT).unwrap();
-        assert_eq!(r.status, 200, "{}", r.body);
-        *seen.entry(r.hostname().unwrap()).or_default() += 1;
+        let r = get(rgate.addr, PAYMENT).unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        *seen.entry(hostname(&r).unwrap()).or_default() += 1;
     }
     let expected: BTreeMap<String, usize> = seen
         .iter()
@@ -90,26 +91,29 @@ fn stopping_the_only_instance_gives_503_and_starting_it_gives_200() {
         return;
     };
     let c = t.start_plain("payment");
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let rgate = start_rgate(&t.demo_config(), &[]);
     // A pooled backend connection exists before the stop.
-    assert!(ok_from(&c.hostname)(&rgate.get(PAYMENT).unwrap()));
+    assert!(ok_from(&c.hostname)(&get(rgate.addr, PAYMENT).unwrap()));
 
     let id = c.id.clone();
     let stopping = std::thread::spawn(move || docker(&["stop", "-t", "10", &id]));
-    let took = rgate
-        .wait_for(PAYMENT, Duration::from_secs(1), |r| r.status == 503)
+    let took = wait_for(&rgate, PAYMENT, Duration::from_secs(1), |r| r.status == 503)
         .unwrap_or_else(|e| panic!("503 after stop: {e}\n{}", rgate.log()));
     stopping.join().unwrap().unwrap();
     eprintln!("503 {took:?} after docker stop began");
-    let r = rgate.get(PAYMENT).unwrap();
-    assert_eq!(r.status, 503, "{}", r.body);
+    let r = get(rgate.addr, PAYMENT).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
     assert_eq!(r.json()["error"], "no_instances");
 
     let start = Instant::now();
     docker(&["start", &c.id]).unwrap();
-    rgate
-        .wait_for(PAYMENT, Duration::from_secs(2), ok_from(&c.hostname))
-        .unwrap_or_else(|e| panic!("200 after start: {e}\n{}", rgate.log()));
+    wait_for(
+        &rgate,
+        PAYMENT,
+        Duration::from_secs(2),
+        ok_from(&c.hostname),
+    )
+    .unwrap_or_else(|e| panic!("200 after start: {e}\n{}", rgate.log()));
     eprintln!("200 {:?} after docker start began", start.elapsed());
 }
 
@@ -118,17 +122,22 @@ fn container_started_after_rgate_is_discovered() {
     let Some(t) = DockerTest::begin("late") else {
         return;
     };
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
-    let r = rgate.get(PAYMENT).unwrap();
+    let rgate = start_rgate(&t.demo_config(), &[]);
+    let r = get(rgate.addr, PAYMENT).unwrap();
     assert_eq!(
-        r.status, 503,
+        r.status,
+        503,
         "a route whose backend has no instance: {}",
-        r.body
+        r.text()
     );
     let c = t.start_plain("payment");
-    rgate
-        .wait_for(PAYMENT, Duration::from_secs(2), ok_from(&c.hostname))
-        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    wait_for(
+        &rgate,
+        PAYMENT,
+        Duration::from_secs(2),
+        ok_from(&c.hostname),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
 }
 
 #[test]
@@ -137,16 +146,19 @@ fn paused_container_gets_no_traffic_until_unpaused() {
         return;
     };
     let c = t.start_plain("payment");
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
-    assert!(ok_from(&c.hostname)(&rgate.get(PAYMENT).unwrap()));
+    let rgate = start_rgate(&t.demo_config(), &[]);
+    assert!(ok_from(&c.hostname)(&get(rgate.addr, PAYMENT).unwrap()));
     docker(&["pause", &c.id]).unwrap();
-    rgate
-        .wait_for(PAYMENT, Duration::from_secs(1), |r| r.status == 503)
+    wait_for(&rgate, PAYMENT, Duration::from_secs(1), |r| r.status == 503)
         .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
     docker(&["unpause", &c.id]).unwrap();
-    rgate
-        .wait_for(PAYMENT, Duration::from_secs(1), ok_from(&c.hostname))
-        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    wait_for(
+        &rgate,
+        PAYMENT,
+        Duration::from_secs(1),
+        ok_from(&c.hostname),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
 }
 
 #[test]
@@ -154,7 +166,7 @@ fn unhealthy_container_gets_no_traffic() {
     let Some(t) = DockerTest::begin("unhealthy") else {
         return;
     };
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let rgate = start_rgate(&t.demo_config(), &[]);
     let healthy = t.start_checked("payment", &[]);
     let sick = t.start_checked("payment", &["-e", "DEMO_UNHEALTHY=1"]);
     let sick_orders = t.start_checked("orders", &["-e", "DEMO_UNHEALTHY=1"]);
@@ -162,23 +174,27 @@ fn unhealthy_container_gets_no_traffic() {
     t.wait_health(&sick, "unhealthy", Duration::from_secs(20));
     t.wait_health(&sick_orders, "unhealthy", Duration::from_secs(20));
     // The health event reaches rgate within a second.
-    rgate
-        .wait_for(PAYMENT, Duration::from_secs(1), ok_from(&healthy.hostname))
-        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    wait_for(
+        &rgate,
+        PAYMENT,
+        Duration::from_secs(1),
+        ok_from(&healthy.hostname),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
     std::thread::sleep(Duration::from_millis(300));
     for _ in 0..40 {
-        let r = rgate.get(PAYMENT).unwrap();
+        let r = get(rgate.addr, PAYMENT).unwrap();
         assert!(
             ok_from(&healthy.hostname)(&r),
             "answered {} by {:?}; the unhealthy one is {}",
             r.status,
-            r.hostname(),
+            hostname(&r),
             sick.hostname
         );
     }
     // A backend whose only container is unhealthy answers 503, not 404.
-    let r = rgate.get(ORDERS).unwrap();
-    assert_eq!(r.status, 503, "{}", r.body);
+    let r = get(rgate.addr, ORDERS).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
 }
 
 #[test]
@@ -190,7 +206,7 @@ fn rolling_restart_of_two_replicas_under_traffic_has_no_client_errors() {
     let b = t.start_checked("payment", &[]);
     t.wait_health(&a, "healthy", Duration::from_secs(20));
     t.wait_health(&b, "healthy", Duration::from_secs(20));
-    let rgate = Rgate::start(&t.dir, &t.demo_config(), &[]);
+    let rgate = start_rgate(&t.demo_config(), &[]);
     let addr = rgate.addr;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -208,13 +224,13 @@ fn rolling_restart_of_two_replicas_under_traffic_has_no_client_errors() {
                         *served
                             .lock()
                             .unwrap()
-                            .entry(r.hostname().unwrap_or_default())
+                            .entry(hostname(&r).unwrap_or_default())
                             .or_default() += 1
                     }
                     Ok(r) => errors
                         .lock()
                         .unwrap()
-                        .push(format!("{} {}", r.status, r.body)),
+                        .push(format!("{} {}", r.status, r.text())),
                     Err(e) => errors.lock().unwrap().push(e),
                 }
                 count += 1;
@@ -337,7 +353,7 @@ fn rgate_image_serves_the_demo() {
     while Instant::now() < deadline {
         match get(addr, PAYMENT) {
             Ok(r) if ok_from(&payment.hostname)(&r) => return,
-            Ok(r) => last = format!("{} {}", r.status, r.body),
+            Ok(r) => last = format!("{} {}", r.status, r.text()),
             Err(e) => last = e,
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -358,37 +374,23 @@ fn run_logs(id: &str) -> String {
 /// fixed-address backends; Docker backends answer 503.
 #[test]
 fn docker_unreachable_keeps_serving_static_backends() {
-    let backend = TcpListener::bind("127.0.0.1:0").unwrap();
-    let backend_addr = backend.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for stream in backend.incoming().take(50) {
-            let Ok(mut s) = stream else { return };
-            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut buf = [0u8; 4096];
-            let mut head = Vec::new();
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match s.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
-            }
-            let _ = s.write_all(
-                b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nstatic",
-            );
-        }
-    });
-    let dir = std::env::temp_dir().join(format!("rgate-docker-unreachable-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let backend = Backend::start("static");
+    let backend_addr = backend.addr;
     let config = format!(
         "routes:\n  - {{path_prefix: /api/payment, backend: payment}}\n  - {{path_prefix: /fixed, backend: fixed}}\n\
          backends:\n  - name: payment\n    match_labels: [app_name=payment]\n  - name: fixed\n    addresses: [\"{backend_addr}\"]\n"
     );
     let socket = "unix:///nonexistent/rgate-test/docker.sock";
-    let rgate = Rgate::start(&dir, &config, &[("DOCKER_HOST", socket)]);
-    let r = rgate.get("/fixed/a").unwrap();
-    assert_eq!((r.status, r.body.as_str()), (200, "static"));
-    let r = rgate.get(PAYMENT).unwrap();
-    assert_eq!(r.status, 503, "{}", r.body);
+    let rgate = start_rgate(&config, &[("DOCKER_HOST", socket)]);
+    let r = get(rgate.addr, "/fixed/a").unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        r.echo().backend(),
+        "static",
+        "answered by the fixed backend"
+    );
+    let r = get(rgate.addr, PAYMENT).unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
     let log = rgate.log();
     assert!(
         log.contains(&format!("cannot reach Docker at {socket}")),
@@ -398,6 +400,4 @@ fn docker_unreachable_keeps_serving_static_backends() {
         log.to_lowercase().contains("no such file"),
         "the error gives the reason: {log}"
     );
-    drop(rgate);
-    let _ = std::fs::remove_dir_all(&dir);
 }

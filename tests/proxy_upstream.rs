@@ -10,7 +10,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config, Backend, Client, Gateway, ReadError};
+use common::{config, dead_address, Backend, Client, Gateway, ReadError};
 
 fn gateway_with(b: &Backend, extra: &str) -> Gateway {
     Gateway::start(&config(&[("/", "b")], &[("b", &[b.addr])], extra))
@@ -157,10 +157,7 @@ fn a_backend_that_answers_garbage_gives_502() {
 
 #[test]
 fn a_closed_port_gives_503() {
-    let port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
+    let port = dead_address();
     let gw = Gateway::start(&config(&[("/", "b")], &[("b", &[port])], ""));
     let r = gw.get("/x");
     let v = r.gateway_error(503);
@@ -255,7 +252,7 @@ fn sigterm_lets_an_in_flight_response_finish_then_exits_0() {
     let mut c = gw.client();
     c.send(b"GET /slow?do=sleep&ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n");
     thread::sleep(Duration::from_millis(300));
-    gw.signal("TERM");
+    gw.signal(libc::SIGTERM);
     let r = c.read_response(false);
     assert_eq!(r.echo().target(), "/slow?do=sleep&ms=1500");
     assert_eq!(

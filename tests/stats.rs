@@ -2,15 +2,46 @@
 //! backends on 127.0.0.1, asked through `/stats` and `/metrics`, stopped and restarted on the
 //! same database, killed with SIGKILL, and started on databases it cannot use.
 
+mod common;
 #[path = "stats/support.rs"]
 mod support;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::{dead_address, temp_dir, Backend, Gateway};
 use serde_json::Value;
-use support::{backend, dead_address, get, spawn, temp_dir, wait_exit, Behaviour, Rgate};
+use support::{get, ms, n, spawn, start, stats, stop, wait_exit};
+
+/// The backends of the standard config: `good` echoes, `bad` is only asked for garbage
+/// (`?do=garbage`: a line that is not HTTP, then close), `dead` refuses connections.
+/// They serve as long as this lives.
+struct Backends {
+    good: Backend,
+    bad: Backend,
+    dead: SocketAddr,
+}
+
+impl Backends {
+    fn start() -> Backends {
+        Backends {
+            good: Backend::start("good"),
+            bad: Backend::start("bad"),
+            dead: dead_address(),
+        }
+    }
+
+    fn config(&self, stats: &str) -> String {
+        config(
+            &self.good.addr.to_string(),
+            &self.dead.to_string(),
+            &self.bad.addr.to_string(),
+            stats,
+        )
+    }
+}
 
 fn config(good: &str, dead: &str, bad: &str, stats: &str) -> String {
     format!(
@@ -28,33 +59,9 @@ stats: {stats}
     )
 }
 
-fn standard_config(stats: &str) -> String {
-    let good = backend(Behaviour::Ok).to_string();
-    let bad = backend(Behaviour::Garbage).to_string();
-    config(&good, &dead_address().to_string(), &bad, stats)
-}
-
-fn n(v: &Value, path: &str) -> u64 {
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = &cur[part];
-    }
-    cur.as_u64()
-        .unwrap_or_else(|| panic!("{path} is not a count: {cur}"))
-}
-
-fn ms(v: &Value, path: &str) -> f64 {
-    let mut cur = v;
-    for part in path.split('.') {
-        cur = &cur[part];
-    }
-    cur.as_f64()
-        .unwrap_or_else(|| panic!("{path} is not a number: {cur}"))
-}
-
 /// Sends `count` GETs of `path` from `threads` client threads, each on its own connection
 /// (so both cores take some), and checks every status.
-fn send(addr: std::net::SocketAddr, path: &str, count: usize, status: u16) {
+fn send(addr: SocketAddr, path: &str, count: usize, status: u16) {
     let threads = 4.min(count);
     let handles: Vec<_> = (0..threads)
         .map(|t| {
@@ -62,7 +69,7 @@ fn send(addr: std::net::SocketAddr, path: &str, count: usize, status: u16) {
             std::thread::spawn(move || {
                 for _ in (t..count).step_by(threads) {
                     let r = get(addr, &path);
-                    assert_eq!(r.status, status, "{path}: {}", r.body);
+                    assert_eq!(r.status, status, "{path}: {}", r.text());
                 }
             })
         })
@@ -74,29 +81,30 @@ fn send(addr: std::net::SocketAddr, path: &str, count: usize, status: u16) {
 
 /// The known mix: 12 × 200, 5 × 404 (default response), 4 × 503 (connect refused),
 /// 3 × 502 (garbage from the backend).
-fn send_mix(rgate: &Rgate) {
+fn send_mix(rgate: &Gateway) {
     send(rgate.addr, "/ok/x", 12, 200);
     send(rgate.addr, "/nowhere", 5, 404);
     send(rgate.addr, "/dead/y", 4, 503);
-    send(rgate.addr, "/bad/z", 3, 502);
+    send(rgate.addr, "/bad/z?do=garbage", 3, 502);
 }
 
 #[test]
 fn exact_counts_per_route_and_backend_over_two_cores() {
     let dir = temp_dir("exact");
     // No collection during the test: every count below comes from the live counters.
-    let rgate = Rgate::start(
+    let servers = Backends::start();
+    let rgate = start(
         &dir,
-        &standard_config("{interval_ms: 600000}"),
+        &servers.config("{interval_ms: 600000}"),
         &dir.join("s.db"),
     );
     send_mix(&rgate);
     // rgate's own endpoints are not proxied traffic.
     for _ in 0..3 {
-        assert_eq!(rgate.get("/metrics").status, 200);
-        rgate.stats();
+        assert_eq!(get(rgate.addr, "/metrics").status, 200);
+        stats(&rgate);
     }
-    let s = rgate.stats();
+    let s = stats(&rgate);
     assert_eq!(n(&s, "requests_count.total"), 24, "{s:#}");
     assert_eq!(n(&s, "requests_count.success"), 17);
     assert_eq!(n(&s, "requests_count.error"), 7);
@@ -160,9 +168,10 @@ fn exact_counts_per_route_and_backend_over_two_cores() {
 #[test]
 fn percentiles_are_within_the_histogram_error_of_known_latencies() {
     let dir = temp_dir("latency");
-    let rgate = Rgate::start(
+    let servers = Backends::start();
+    let rgate = start(
         &dir,
-        &standard_config("{interval_ms: 200}"),
+        &servers.config("{interval_ms: 200}"),
         &dir.join("s.db"),
     );
     // 25 × 20 ms, 20 × 100 ms, 5 × 300 ms: p50 is a 20 ms one; p95 and p99 300 ms ones.
@@ -177,7 +186,10 @@ fn percentiles_are_within_the_histogram_error_of_known_latencies() {
                     let mut times = Vec::new();
                     for _ in (t..count).step_by(5) {
                         let started = Instant::now();
-                        assert_eq!(get(addr, &format!("/ok/sleep/{sleep}")).status, 200);
+                        assert_eq!(
+                            get(addr, &format!("/ok/sleep?do=sleep&ms={sleep}")).status,
+                            200
+                        );
                         times.push(started.elapsed());
                     }
                     times
@@ -192,7 +204,7 @@ fn percentiles_are_within_the_histogram_error_of_known_latencies() {
         sum_seen += times.iter().sum::<Duration>();
         slowest_seen.push(*times.iter().max().unwrap());
     }
-    let s = rgate.stats();
+    let s = stats(&rgate);
     let route = &s["routes"]["/ok"];
     assert_eq!(n(route, "requests_count.total"), 50);
     // rgate's latency of each request lies between the backend's sleep and what the client
@@ -220,7 +232,7 @@ fn percentiles_are_within_the_histogram_error_of_known_latencies() {
     );
     // The same numbers once collected into the database (merged across the two cores).
     std::thread::sleep(Duration::from_millis(800));
-    let after = rgate.stats();
+    let after = stats(&rgate);
     assert_eq!(after["routes"]["/ok"]["latency_ms"], route["latency_ms"]);
 }
 
@@ -229,12 +241,13 @@ fn totals_survive_a_restart_and_history_rows_are_written() {
     let dir = temp_dir("restart");
     let db = dir.join("s.db");
     // Collection only every 10 minutes: what reaches the database is the shutdown flush.
-    let cfg = standard_config("{interval_ms: 600000}");
-    let first = Rgate::start(&dir, &cfg, &db);
+    let servers = Backends::start();
+    let cfg = servers.config("{interval_ms: 600000}");
+    let first = start(&dir, &cfg, &db);
     send(first.addr, "/ok/a", 7, 200);
     send(first.addr, "/dead/a", 2, 503);
-    let since = first.stats()["since"].clone();
-    assert!(first.stop().success());
+    let since = stats(&first)["since"].clone();
+    assert!(stop(first).success());
 
     let conn = rusqlite::Connection::open(&db).unwrap();
     let (rows, requests, errors): (i64, i64, i64) = conn
@@ -257,8 +270,8 @@ fn totals_survive_a_restart_and_history_rows_are_written() {
     assert!((now_minute - 2..=now_minute).contains(&minute));
     drop(conn);
 
-    let second = Rgate::start(&dir, &cfg, &db);
-    let s = second.stats();
+    let second = start(&dir, &cfg, &db);
+    let s = stats(&second);
     assert_eq!(n(&s, "requests_count.total"), 9, "{s:#}");
     assert_eq!(n(&s, "requests_count.error"), 2);
     assert_eq!(n(&s, "routes./ok.requests_count.total"), 7);
@@ -271,11 +284,11 @@ fn totals_survive_a_restart_and_history_rows_are_written() {
     assert_eq!(history.iter().map(|m| n(m, "requests")).sum::<u64>(), 9);
     assert!(history[0]["p50_ms"].as_f64().unwrap() >= 0.0);
     send(second.addr, "/ok/b", 3, 200);
-    assert_eq!(n(&second.stats(), "requests_count.total"), 12);
-    assert!(second.stop().success());
+    assert_eq!(n(&stats(&second), "requests_count.total"), 12);
+    assert!(stop(second).success());
 
-    let third = Rgate::start(&dir, &cfg, &db);
-    assert_eq!(n(&third.stats(), "routes./ok.requests_count.total"), 10);
+    let third = start(&dir, &cfg, &db);
+    assert_eq!(n(&stats(&third), "routes./ok.requests_count.total"), 10);
 }
 
 #[test]
@@ -283,16 +296,18 @@ fn kill_9_loses_at_most_one_interval() {
     let dir = temp_dir("kill9");
     let db = dir.join("s.db");
     let interval = Duration::from_millis(300);
-    let cfg = standard_config(&format!("{{interval_ms: {}}}", interval.as_millis()));
-    let first = Rgate::start(&dir, &cfg, &db);
+    let servers = Backends::start();
+    let cfg = servers.config(&format!("{{interval_ms: {}}}", interval.as_millis()));
+    let first = start(&dir, &cfg, &db);
     send(first.addr, "/ok/a", 20, 200);
     // Three intervals later those 20 are in the database.
     std::thread::sleep(interval * 3);
     send(first.addr, "/ok/b", 5, 200);
-    first.kill9();
+    // SIGKILL: no chance to flush anything.
+    first.kill();
 
-    let second = Rgate::start(&dir, &cfg, &db);
-    let total = n(&second.stats(), "requests_count.total");
+    let second = start(&dir, &cfg, &db);
+    let total = n(&stats(&second), "requests_count.total");
     assert!(
         (20..=25).contains(&total),
         "{total} requests counted after kill -9"
@@ -302,7 +317,8 @@ fn kill_9_loses_at_most_one_interval() {
 #[test]
 fn an_unusable_database_stops_rgate_with_exit_2() {
     let dir = temp_dir("baddb");
-    let cfg = standard_config("{interval_ms: 1000}");
+    let servers = Backends::start();
+    let cfg = servers.config("{interval_ms: 1000}");
     let garbage = dir.join("garbage.db");
     std::fs::write(&garbage, vec![b'#'; 8192]).unwrap();
     let mut cases = vec![
@@ -340,13 +356,14 @@ fn an_unusable_database_stops_rgate_with_exit_2() {
 #[test]
 fn metrics_parse_as_prometheus_text() {
     let dir = temp_dir("metrics");
-    let rgate = Rgate::start(
+    let servers = Backends::start();
+    let rgate = start(
         &dir,
-        &standard_config("{interval_ms: 200}"),
+        &servers.config("{interval_ms: 200}"),
         &dir.join("s.db"),
     );
     send_mix(&rgate);
-    let r = rgate.get("/metrics");
+    let r = get(rgate.addr, "/metrics");
     assert_eq!(r.status, 200);
     let file = dir.join("metrics.txt");
     std::fs::write(&file, &r.body).unwrap();
@@ -380,7 +397,7 @@ print(len(families))
         out.status.success(),
         "the Prometheus parser refused /metrics: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
-        r.body
+        r.text()
     );
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(
@@ -392,26 +409,26 @@ print(len(families))
 #[test]
 fn stats_paths_belong_to_rgate_and_can_move() {
     let dir = temp_dir("paths");
-    let good = backend(Behaviour::Ok);
+    let backend = Backend::start("good");
+    let good = backend.addr;
     let cfg = format!(
         "routes: [{{path_prefix: /, backend: good}}]
 backends: [{{name: good, addresses: ['{good}']}}]
 stats: {{path: /_rgate/stats, metrics_path: /_rgate/metrics}}
 "
     );
-    let rgate = Rgate::start(&dir, &cfg, &dir.join("s.db"));
+    let rgate = start(&dir, &cfg, &dir.join("s.db"));
     // The old paths are now ordinary routed requests, answered by the backend.
-    assert_eq!(rgate.get("/stats").body, "ok");
-    assert_eq!(rgate.get("/metrics").body, "ok");
-    let r = rgate.get("/_rgate/stats");
+    assert_eq!(get(rgate.addr, "/stats").echo().target(), "/stats");
+    assert_eq!(get(rgate.addr, "/metrics").echo().target(), "/metrics");
+    let r = get(rgate.addr, "/_rgate/stats");
     assert_eq!(r.status, 200);
-    let s: Value = serde_json::from_str(&r.body).unwrap();
+    let s: Value = serde_json::from_slice(&r.body).unwrap();
     assert_eq!(n(&s, "requests_count.total"), 2);
     assert_eq!(n(&s, "routes./.requests_count.total"), 2);
-    assert!(rgate
-        .get("/_rgate/metrics")
-        .body
+    assert!(get(rgate.addr, "/_rgate/metrics")
+        .text()
         .contains("rgate_requests_total{scope=\"total\""));
-    let again: Value = serde_json::from_str(&rgate.get("/_rgate/stats").body).unwrap();
+    let again: Value = serde_json::from_slice(&get(rgate.addr, "/_rgate/stats").body).unwrap();
     assert_eq!(n(&again, "requests_count.total"), 2);
 }

@@ -5,8 +5,9 @@
 //!   a failure when `RGATE_REQUIRE_DOCKER=1`, as in CI), builds the static binaries and tags the
 //!   demo image for this test only. On drop it removes every container carrying the test's run
 //!   label and the test's image tags, also when the test panicked.
-//! * `Rgate` — one rgate process on `--port 0 --bind 127.0.0.1`, its stderr kept for messages.
-//! * `get` — one HTTP/1.1 request on a fresh connection, with timeouts.
+//! * `start_rgate` — the common harness's `Gateway` as these tests run it (one core, a longer
+//!   start); `get` — the harness's `get_once` with this file's time limit; `wait_for` — polls
+//!   a path until the answer is the one wanted; `hostname` — which demo container answered.
 //!
 //! Each test has its own run label (`rgate.test.run=<unique>`) in every container and in its
 //! config's `match_labels`, so tests running in parallel never see each other's containers.
@@ -14,12 +15,14 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::process::{Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::common::{get_once, Gateway, Response};
 
 /// The label every test container carries; its value is the test's run id.
 pub const RUN_LABEL: &str = "rgate.test.run";
@@ -31,6 +34,8 @@ const DOCKER_LIMIT: Duration = Duration::from_secs(60);
 const BUILD_LIMIT: Duration = Duration::from_secs(30 * 60);
 /// How long one HTTP exchange with rgate may take.
 const HTTP_LIMIT: Duration = Duration::from_secs(5);
+/// How long rgate may take to say it is listening (its first discovery pass asks Docker).
+const RGATE_START_LIMIT: Duration = Duration::from_secs(30);
 
 /// Output of a command that ran to completion with status 0.
 pub fn run(program: &str, args: &[&str], limit: Duration) -> Result<String, String> {
@@ -346,160 +351,42 @@ impl Drop for DockerTest {
     }
 }
 
-/// One running rgate; stopped on drop.
-pub struct Rgate {
-    child: Child,
-    pub addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+/// rgate with this config and extra environment, on one core.
+pub fn start_rgate(config: &str, env: &[(&str, &str)]) -> Gateway {
+    Gateway::options(config)
+        .cores(1)
+        .env(env)
+        .start_timeout(RGATE_START_LIMIT)
+        .start()
 }
 
-impl Rgate {
-    /// Starts rgate with this config (written into `dir`) and extra environment.
-    pub fn start(dir: &Path, config: &str, env: &[(&str, &str)]) -> Rgate {
-        let config_path = dir.join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_rgate"));
-        cmd.args([
-            "--port",
-            "0",
-            "--bind",
-            "127.0.0.1",
-            "--cores",
-            "1",
-            "--config",
-        ])
-        .arg(&config_path)
-        .arg("--db")
-        .arg(dir.join("rgate.db"))
-        .arg("--pid-file")
-        .arg(dir.join("rgate.pid"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-        for (k, v) in env {
-            cmd.env(k, v);
+/// `GET path` through rgate on a fresh connection, bounded by `HTTP_LIMIT`.
+pub fn get(addr: SocketAddr, path: &str) -> Result<Response, String> {
+    get_once(addr, path, HTTP_LIMIT)
+}
+
+/// Asks `GET path` every 20 ms until `want` holds for a reply; the time it took.
+pub fn wait_for(
+    rgate: &Gateway,
+    path: &str,
+    limit: Duration,
+    want: impl Fn(&Response) -> bool,
+) -> Result<Duration, String> {
+    let start = Instant::now();
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match get(rgate.addr, path) {
+            Ok(r) if want(&r) => return Ok(start.elapsed()),
+            Ok(r) => last = format!("{} {}", r.status, r.text()),
+            Err(e) => last = e,
         }
-        let mut child = cmd.spawn().expect("start rgate");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().unwrap();
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    if let Some(addr) = rest.split_whitespace().next() {
-                        let _ = tx.send(addr.to_string());
-                    }
-                }
-                let mut log = sink.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let addr = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(a) => a.parse().expect("listening address"),
-            Err(_) => {
-                let _ = child.kill();
-                panic!(
-                    "rgate did not say it was listening; its log:\n{}",
-                    log.lock().unwrap()
-                );
-            }
-        };
-        Rgate { child, addr, log }
+        std::thread::sleep(Duration::from_millis(20));
     }
-
-    /// `GET path` through rgate.
-    pub fn get(&self, path: &str) -> Result<Reply, String> {
-        get(self.addr, path)
-    }
-
-    /// What rgate logged so far.
-    pub fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Asks `GET path` every 20 ms until `want` holds for a reply; the time it took.
-    pub fn wait_for(
-        &self,
-        path: &str,
-        limit: Duration,
-        want: impl Fn(&Reply) -> bool,
-    ) -> Result<Duration, String> {
-        let start = Instant::now();
-        let mut last = String::new();
-        while start.elapsed() < limit {
-            match self.get(path) {
-                Ok(r) if want(&r) => return Ok(start.elapsed()),
-                Ok(r) => last = format!("{} {}", r.status, r.body),
-                Err(e) => last = e,
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Err(format!("not within {limit:?}; last answer: {last}"))
-    }
+    Err(format!("not within {limit:?}; last answer: {last}"))
 }
 
-impl Drop for Rgate {
-    fn drop(&mut self) {
-        // SAFETY: kill(2) with the pid of our own child process.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// One response.
-#[derive(Debug, Clone)]
-pub struct Reply {
-    pub status: u16,
-    pub body: String,
-}
-
-impl Reply {
-    /// The demo backend's JSON answer.
-    pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
-    }
-
-    /// The hostname of the demo container that answered, if one did.
-    pub fn hostname(&self) -> Option<String> {
-        self.json()["hostname"].as_str().map(str::to_string)
-    }
-}
-
-/// `GET path` on a fresh connection (`Connection: close`), bounded by `HTTP_LIMIT`.
-pub fn get(addr: SocketAddr, path: &str) -> Result<Reply, String> {
-    let mut s =
-        TcpStream::connect_timeout(&addr, HTTP_LIMIT).map_err(|e| format!("connect: {e}"))?;
-    s.set_read_timeout(Some(HTTP_LIMIT)).unwrap();
-    s.set_write_timeout(Some(HTTP_LIMIT)).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: rgate.test\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(|e| format!("write: {e}"))?;
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
-    let text = String::from_utf8_lossy(&raw);
-    let (head, body) = text
-        .split_once("\r\n\r\n")
-        .ok_or_else(|| format!("no complete response head in {text:?}"))?;
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line in {head:?}"))?;
-    Ok(Reply {
-        status,
-        body: body.to_string(),
-    })
+/// The hostname of the demo container that answered, if one did.
+pub fn hostname(r: &Response) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+    json["hostname"].as_str().map(str::to_string)
 }
