@@ -145,6 +145,7 @@ fn main() {
         ),
         ("write_request_head (browser)", {
             let out = &mut request_out;
+            let backend: std::net::SocketAddr = "10.0.0.7:8080".parse().expect("an address");
             Box::new(move || {
                 let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 let head = parse_request(BROWSER_REQUEST, &mut storage)
@@ -152,13 +153,7 @@ fn main() {
                     .flatten()
                     .expect("a valid request");
                 out.clear();
-                write_request_head(
-                    out,
-                    black_box(&head),
-                    head.target,
-                    client_ip,
-                    "10.0.0.7:8080",
-                );
+                write_request_head(out, black_box(&head), head.target, client_ip, backend);
                 black_box(out.len());
             })
         }),

@@ -3,7 +3,7 @@
 //! with its value, drop the hop-by-hop ones, and state their own framing.
 
 use std::io::Write as _;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use super::framing::BodyFraming;
 use super::request::RequestHead;
@@ -18,7 +18,7 @@ pub fn write_request_head(
     head: &RequestHead<'_, '_>,
     target: &str,
     client_ip: IpAddr,
-    fallback_host: &str,
+    fallback_host: SocketAddr,
 ) {
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -173,7 +173,7 @@ mod tests {
             &head,
             head.target,
             "10.0.0.7".parse().unwrap(),
-            "b:1",
+            "127.0.0.1:9".parse().unwrap(),
         );
         String::from_utf8(out).unwrap()
     }
@@ -213,7 +213,10 @@ X-Forwarded-Host: gw\r\nX-Forwarded-Proto: http\r\n\r\n"
         assert!(out.contains("Upgrade: websocket\r\n"), "{out}");
         assert!(out.contains("Connection: upgrade\r\n"), "{out}");
         let out = forwarded(b"GET / HTTP/1.0\r\n\r\n");
-        assert!(out.starts_with("GET / HTTP/1.1\r\nHost: b:1\r\n"), "{out}");
+        assert!(
+            out.starts_with("GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"),
+            "{out}"
+        );
     }
 
     fn relayed(input: &[u8], relay: RelayFraming, v: Version, keep: bool) -> String {

@@ -48,6 +48,9 @@ const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Once a core drains, how long an idle keep-alive connection may still bring one more
 /// request (answered with `Connection: close`) before it is closed.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
+/// How long a keep-alive connection keeps its read buffer waiting for the next request
+/// before giving it back (it waits for readability instead, holding no buffer).
+const IDLE_RELEASE_AFTER: Duration = Duration::from_millis(200);
 
 /// The message of the seed for a route whose backend has no instance.
 pub const NO_INSTANCE_MESSAGE: &str = "Backend available but no Service URLs discovered";
@@ -107,8 +110,9 @@ pub(crate) async fn serve_client(core: Rc<Core>, io: TcpStream, peer: SocketAddr
         core: core.clone(),
         client: Buffered::new(io, CLIENT_BUFFER_BYTES),
         peer,
-        head: Vec::with_capacity(512),
-        out: Vec::with_capacity(512),
+        head: Vec::new(),
+        out: Vec::new(),
+        canceller: Canceller::new(),
     };
     conn.run().await;
     core.open_connections.set(core.open_connections.get() - 1);
@@ -122,6 +126,8 @@ struct ClientConn {
     head: Vec<u8>,
     /// Heads written to the client.
     out: Vec<u8>,
+    /// Cancels the keep-alive read; one per connection, replaced only after it is used.
+    canceller: Canceller,
 }
 
 impl ClientConn {
@@ -206,45 +212,67 @@ impl ClientConn {
         }
     }
 
-    /// Waits for the first bytes of the next request on an idle connection, for at most the
-    /// keep-alive timeout — or, once the core drains, a short grace so that a client in
-    /// the middle of sending still gets its answer (with `Connection: close`). Neither limit
-    /// drops a read that already took bytes: the read is cancelled and then awaited.
+    /// Waits for the first bytes of the next request, for at most the keep-alive timeout —
+    /// or, once the core drains, a short grace so that a client in the middle of sending
+    /// still gets its answer (with `Connection: close`).
+    ///
+    /// A connection that just served a request waits with a read (the cheapest wait for a
+    /// busy client). After `IDLE_RELEASE_AFTER` without a byte, that read is cancelled and
+    /// awaited — never dropped, so bytes the kernel already handed over are kept — and the
+    /// connection gives back its buffers and waits for readability, which holds no memory
+    /// and can be dropped at any time. A new connection starts in that second state.
     async fn wait_for_request(&mut self) -> Result<(), Next> {
-        enum Wake {
-            Read(std::io::Result<usize>),
-            Timeout,
-            Drain,
-        }
         let core = self.core.clone();
-        let canceller = Canceller::new();
-        let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
-        let mut wake = if core.drain.is_raised() {
-            Wake::Drain
+        let keepalive = core.shared.config.timeouts.keepalive_idle;
+        let deadline = monoio::time::Instant::now() + keepalive;
+        if self.client.has_buffer() && !core.drain.is_raised() {
+            let mut read = std::pin::pin!(self.client.fill_cancelable(self.canceller.handle()));
+            let wake = monoio::select! {
+                r = &mut read => Some(r),
+                _ = monoio::time::sleep(IDLE_RELEASE_AFTER.min(keepalive)) => None,
+                _ = core.drain.wait() => None,
+            };
+            let read = match wake {
+                Some(r) => r,
+                None => {
+                    self.canceller = std::mem::take(&mut self.canceller).cancel();
+                    read.await
+                }
+            };
+            match read {
+                Ok(n) if n > 0 => return Ok(()),
+                Ok(_) => return Err(Next::Close),
+                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
+                Err(_) => return Err(Next::Abort),
+            }
+        }
+        self.client.release_buffer();
+        self.head = Vec::new();
+        self.out = Vec::new();
+        let io = &self.client.io;
+        let ready = if core.drain.is_raised() {
+            None
         } else {
             monoio::select! {
-                r = &mut read => Wake::Read(r),
-                _ = monoio::time::sleep(core.shared.config.timeouts.keepalive_idle) => Wake::Timeout,
-                _ = core.drain.wait() => Wake::Drain,
+                r = io.readable(false) => Some(r),
+                _ = monoio::time::sleep_until(deadline) => return Err(Next::Close),
+                _ = core.drain.wait() => None,
             }
         };
-        if let Wake::Drain = wake {
-            wake = monoio::select! {
-                r = &mut read => Wake::Read(r),
-                _ = monoio::time::sleep(DRAIN_IDLE_GRACE) => Wake::Timeout,
-            };
+        let ready = match ready {
+            Some(r) => r,
+            None => monoio::select! {
+                r = io.readable(false) => r,
+                _ = monoio::time::sleep(DRAIN_IDLE_GRACE) => return Err(Next::Close),
+            },
+        };
+        if ready.is_err() {
+            return Err(Next::Abort);
         }
-        let read = match wake {
-            Wake::Read(r) => r,
-            Wake::Timeout | Wake::Drain => {
-                let _ = canceller.cancel();
-                read.await
-            }
-        };
-        match read {
+        // Readable: a request's bytes, or the client's FIN (a read of 0: close).
+        match self.client.fill(0).await {
             Ok(n) if n > 0 => Ok(()),
             Ok(_) => Err(Next::Close),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(Next::Close),
             Err(_) => Err(Next::Abort),
         }
     }
@@ -284,13 +312,7 @@ impl ClientConn {
         };
         let addr = instance.addr;
         self.head.clear();
-        write_request_head(
-            &mut self.head,
-            &head,
-            &target,
-            self.peer.ip(),
-            &addr.to_string(),
-        );
+        write_request_head(&mut self.head, &head, &target, self.peer.ip(), addr);
         Ok(Some((info, Decision::Forward(route, addr), head_len)))
     }
 
@@ -300,7 +322,9 @@ impl ClientConn {
                 tally.record.route = Some(route.route);
                 tally.record.backend = Some(route.backend);
                 tally.record.instance = Some(addr);
-                self.forward(info, addr, tally).await
+                // Boxed: the exchange's state is large and needed only while it runs, so an
+                // idle connection's task stays small.
+                Box::pin(self.forward(info, addr, tally)).await
             }
             Decision::NoInstance(route) => {
                 tally.record.route = Some(route.route);

@@ -81,6 +81,19 @@ impl Buffered {
         res
     }
 
+    /// Whether a read buffer is allocated (a connection fresh or released has none).
+    pub(crate) fn has_buffer(&self) -> bool {
+        self.buf.capacity() > 0
+    }
+
+    /// Frees the read buffer when nothing unread is in it (an idle connection).
+    pub(crate) fn release_buffer(&mut self) {
+        if self.data().is_empty() {
+            self.buf = Vec::new();
+            self.start = 0;
+        }
+    }
+
     /// Gives back memory grown for a body once a connection goes idle.
     pub(crate) fn shrink_when_idle(&mut self) {
         if self.buf.capacity() > self.base_capacity && self.data().len() <= self.base_capacity {

@@ -140,19 +140,19 @@ impl BackendConn {
         (res.map(|_| ()).map_err(UpstreamError::Send), head)
     }
 
-    /// Waits until a complete response head is buffered. `request_is_head` decides the
-    /// framing of the response (a reply to HEAD has no body).
+    /// Waits until a complete, valid response head is buffered, and returns its status.
+    /// `request_is_head` decides the framing of the response (a reply to HEAD has no body).
     pub(crate) async fn wait_for_head(
         &mut self,
         timeout: Duration,
         request_is_head: bool,
-    ) -> Result<(), UpstreamError> {
+    ) -> Result<u16, UpstreamError> {
         let deadline = monoio::time::Instant::now() + timeout;
         loop {
             if !self.stream.data().is_empty() {
                 let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
                 match parse_response(self.stream.data(), &mut storage, request_is_head) {
-                    Ok(Some(_)) => return Ok(()),
+                    Ok(Some(head)) => return Ok(head.status),
                     Ok(None) => {}
                     Err(e) => return Err(UpstreamError::Invalid(e)),
                 }
