@@ -54,7 +54,7 @@ pub fn start_cores(
     shared: Arc<Shared>,
     ready: mpsc::Sender<Result<DriverKind, String>>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let cpus = allowed_cpus();
     let mut threads = Vec::with_capacity(readers.len());
     for (id, feed) in readers.into_iter().enumerate() {
         let dups = listeners
@@ -63,15 +63,34 @@ pub fn start_cores(
             .collect::<io::Result<Vec<_>>>()?;
         let shared = shared.clone();
         let ready = ready.clone();
+        let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let thread = std::thread::Builder::new()
             .name(format!("rgate-core-{id}"))
             .spawn(move || {
-                let _ = monoio::utils::bind_to_cpu_set([id % cpus]);
+                // Core i runs on the i-th CPU this process may use (taskset, cgroups).
+                if let Some(cpu) = cpu {
+                    let _ = monoio::utils::bind_to_cpu_set([cpu]);
+                }
                 run_core(id, dups, feed, shared, ready)
             })?;
         threads.push(thread);
     }
     Ok(threads)
+}
+
+/// The CPUs this process may run on, in order (empty if the kernel will not say).
+fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data; sched_getaffinity fills it for this thread, whose
+    // mask every core thread inherits; CPU_ISSET only reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return Vec::new();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&cpu| libc::CPU_ISSET(cpu, &set))
+            .collect()
+    }
 }
 
 fn wants_legacy() -> bool {
@@ -86,22 +105,37 @@ fn run_core(
     ready: mpsc::Sender<Result<DriverKind, String>>,
 ) {
     if !wants_legacy() {
-        match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
-            .with_entries(URING_ENTRIES)
-            .enable_timer()
-            .build()
-        {
-            Ok(mut rt) => {
-                return rt.block_on(core_main(
-                    id,
-                    listeners,
-                    feed,
-                    shared,
-                    ready,
-                    DriverKind::IoUring,
-                ))
+        // First with the flags that suit a thread-per-core ring (only this thread submits;
+        // completions are run when it enters the kernel anyway, so no interrupting it),
+        // then plain, for kernels that lack them.
+        for tuned in [true, false] {
+            let mut urb = io_uring::IoUring::builder();
+            if tuned {
+                urb.setup_single_issuer()
+                    .setup_coop_taskrun()
+                    .setup_taskrun_flag();
             }
-            Err(e) => log::warn!("core {id}: io_uring unavailable ({e}); using the legacy driver"),
+            match monoio::RuntimeBuilder::<monoio::IoUringDriver>::new()
+                .uring_builder(urb)
+                .with_entries(URING_ENTRIES)
+                .enable_timer()
+                .build()
+            {
+                Ok(mut rt) => {
+                    return rt.block_on(core_main(
+                        id,
+                        listeners,
+                        feed,
+                        shared,
+                        ready,
+                        DriverKind::IoUring,
+                    ))
+                }
+                Err(e) if tuned => log::debug!("core {id}: io_uring with setup flags: {e}"),
+                Err(e) => {
+                    log::warn!("core {id}: io_uring unavailable ({e}); using the legacy driver")
+                }
+            }
         }
     }
     match monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
