@@ -139,10 +139,10 @@ impl ClientConn {
                     let _ = self.client.io.shutdown().await;
                     return;
                 }
-                Next::Linger => return linger(self.client).await,
+                Next::Linger => return Box::pin(linger(self.client)).await,
                 Next::Abort => return,
                 Next::Upgrade(backend) => {
-                    return tunnel::run(self.client, backend.stream).await;
+                    return Box::pin(tunnel::run(self.client, backend.stream)).await;
                 }
             }
         }
@@ -150,12 +150,20 @@ impl ClientConn {
 
     /// Waits for, reads and answers one request.
     async fn serve_one(&mut self) -> Next {
-        let timeouts = self.core.shared.config.timeouts;
         if self.client.data().is_empty() {
             if let Err(next) = self.wait_for_request().await {
                 return next;
             }
         }
+        // Boxed: reading and answering a request needs far more state than waiting for one,
+        // and a future is as large as its largest state. Boxed, an idle connection's task
+        // stays small (one allocation per request, the saving is per idle connection).
+        Box::pin(self.read_and_answer()).await
+    }
+
+    /// Reads the request whose first bytes are buffered, and answers it.
+    async fn read_and_answer(&mut self) -> Next {
+        let timeouts = self.core.shared.config.timeouts;
         let started = Instant::now();
         let deadline = monoio::time::Instant::now() + timeouts.client_head;
         loop {
@@ -322,9 +330,7 @@ impl ClientConn {
                 tally.record.route = Some(route.route);
                 tally.record.backend = Some(route.backend);
                 tally.record.instance = Some(addr);
-                // Boxed: the exchange's state is large and needed only while it runs, so an
-                // idle connection's task stays small.
-                Box::pin(self.forward(info, addr, tally)).await
+                self.forward(info, addr, tally).await
             }
             Decision::NoInstance(route) => {
                 tally.record.route = Some(route.route);
