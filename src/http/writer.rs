@@ -97,6 +97,9 @@ pub enum RelayFraming {
     Close,
     /// 101 Switching Protocols: the connection becomes a tunnel.
     Upgrade,
+    /// An interim (1xx) head: no body, and no `Connection` field of rgate's — the final
+    /// response that follows says what becomes of the connection.
+    Interim,
 }
 
 /// Appends the response head relayed to the client.
@@ -121,7 +124,7 @@ pub fn write_response_head(
             continue;
         }
         if name.eq_ignore_ascii_case("content-length") {
-            if relay == RelayFraming::AsIs && !wrote_length {
+            if matches!(relay, RelayFraming::AsIs | RelayFraming::Interim) && !wrote_length {
                 match resp.framing {
                     BodyFraming::Length(n) => {
                         let _ = write!(out, "Content-Length: {n}\r\n");
@@ -140,7 +143,7 @@ pub fn write_response_head(
         RelayFraming::Upgrade => out.extend_from_slice(b"Connection: upgrade\r\n"),
         _ => {}
     }
-    if relay != RelayFraming::Upgrade {
+    if !matches!(relay, RelayFraming::Upgrade | RelayFraming::Interim) {
         if !keep_alive {
             out.extend_from_slice(b"Connection: close\r\n");
         } else if client_version == Version::Http10 {

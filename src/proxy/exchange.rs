@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use super::body::{relay_body, ChunkedRelay, RelayError};
 use super::stream::write_all;
 use super::upstream::{BackendConn, ExchangeEnd, UpstreamError};
-use super::{strip_connection_line, ClientConn, Next, RequestInfo, Tally};
+use super::{ClientConn, Next, RequestInfo, Tally};
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::ErrorCode;
 use crate::http::response::{parse_response, ResponseError};
@@ -266,12 +266,10 @@ impl ClientConn {
                             write_response_head(
                                 &mut self.out,
                                 &resp,
-                                RelayFraming::AsIs,
+                                RelayFraming::Interim,
                                 info.version,
                                 true,
                             );
-                            // An interim head carries no Connection: keep-alive semantics.
-                            strip_connection_line(&mut self.out);
                         }
                         Some((resp.head_len, relay))
                     }

@@ -549,19 +549,6 @@ impl Tally {
     }
 }
 
-/// Removes a trailing `Connection: ...` line rgate added to a relayed head.
-fn strip_connection_line(head: &mut Vec<u8>) {
-    for line in [
-        &b"Connection: close\r\n\r\n"[..],
-        b"Connection: keep-alive\r\n\r\n",
-    ] {
-        if head.ends_with(line) {
-            head.truncate(head.len() - line.len());
-            head.extend_from_slice(b"\r\n");
-        }
-    }
-}
-
 /// Half-closes and reads (dropping) what the client still sends, for a bounded time, so
 /// the response rgate just wrote is not destroyed by a reset.
 async fn linger(mut client: Buffered) {
