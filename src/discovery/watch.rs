@@ -56,14 +56,22 @@ impl Watch {
         let mut first = Some(first);
         let mut delay = BACKOFF_FIRST;
         let mut last_failure: Option<String> = None;
+        // Once a table was published, the cores keep it while Docker is away.
+        let mut published = false;
         loop {
             let end = self.session(&mut first, &mut delay).await;
+            published |= matches!(end, SessionEnd::Lost(_));
             let (message, give_up) = match end {
                 SessionEnd::Unusable(m) => (m, true),
                 SessionEnd::Unreachable(m) => (
                     format!(
-                        "docker: cannot reach Docker at {}: {m}; Docker backends answer 503 until it answers (retrying)",
-                        self.endpoint
+                        "docker: cannot reach Docker at {}: {m}; {} until it answers (retrying)",
+                        self.endpoint,
+                        if published {
+                            "serving the last known backends"
+                        } else {
+                            "Docker backends answer 503"
+                        }
                     ),
                     false,
                 ),
