@@ -55,12 +55,11 @@ impl ClientConn {
             first_attempt = false;
             if info.expect_continue && !sent_continue {
                 // The backend is reachable: tell the client to send its body.
-                let (res, out) = write_all(
-                    &mut self.client.io,
-                    b"HTTP/1.1 100 Continue\r\n\r\n".to_vec(),
-                )
-                .await;
-                drop(out);
+                self.out.clear();
+                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+                let (res, out) =
+                    write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
+                self.out = out;
                 if res.is_err() {
                     tally.record.error = Some(ErrorKind::Client);
                     return Next::Abort;

@@ -360,16 +360,14 @@ impl ClientConn {
                 Next::Linger
             }
             Decision::Default => {
-                let config = &self.core.shared.config;
-                let (status, body) = (
-                    config.default_response.status,
-                    config.default_response.body.clone(),
-                );
+                // A handle on the core, so the configured body is borrowed, not copied.
+                let core = self.core.clone();
+                let default = &core.shared.config.default_response;
                 self.answer(
                     info,
-                    status,
+                    default.status,
                     "text/plain; charset=utf-8",
-                    body.as_bytes(),
+                    default.body.as_bytes(),
                     false,
                     tally,
                 )

@@ -48,6 +48,27 @@ impl Buffered {
     /// Reads more bytes after the unread ones, with room for at least `want` of them.
     /// Returns how many arrived; 0 means the peer closed its side.
     pub(crate) async fn fill(&mut self, want: usize) -> io::Result<usize> {
+        let len = self.make_room(want);
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self.io.read(buf.slice_mut(len..)).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Like `fill(0)`, but cancelable without losing data: after `Canceller::cancel`, the
+    /// read either completes with the bytes the kernel already took from the socket, or
+    /// fails with "operation canceled". Dropping a plain `fill` instead could lose such bytes.
+    pub(crate) async fn fill_cancelable(&mut self, cancel: CancelHandle) -> io::Result<usize> {
+        let len = self.make_room(0);
+        let buf = std::mem::take(&mut self.buf);
+        let (res, slice) = self.io.cancelable_read(buf.slice_mut(len..), cancel).await;
+        self.buf = slice.into_inner();
+        res
+    }
+
+    /// Moves the unread bytes to the front and makes room for at least `want` more (at
+    /// least half the base capacity); returns where the next read goes.
+    fn make_room(&mut self, want: usize) -> usize {
         if self.start > 0 {
             self.buf.drain(..self.start);
             self.start = 0;
@@ -57,28 +78,7 @@ impl Buffered {
         if self.buf.capacity() - len < want {
             self.buf.reserve_exact(want.max(self.base_capacity));
         }
-        let buf = std::mem::take(&mut self.buf);
-        let (res, slice) = self.io.read(buf.slice_mut(len..)).await;
-        self.buf = slice.into_inner();
-        res
-    }
-
-    /// Like `fill`, but cancelable without losing data: after `Canceller::cancel`, the read
-    /// either completes with the bytes the kernel already took from the socket, or fails
-    /// with "operation canceled". Dropping a plain `fill` instead could lose such bytes.
-    pub(crate) async fn fill_cancelable(&mut self, cancel: CancelHandle) -> io::Result<usize> {
-        if self.start > 0 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        let len = self.buf.len();
-        if self.buf.capacity() - len < self.base_capacity / 2 {
-            self.buf.reserve_exact(self.base_capacity);
-        }
-        let buf = std::mem::take(&mut self.buf);
-        let (res, slice) = self.io.cancelable_read(buf.slice_mut(len..), cancel).await;
-        self.buf = slice.into_inner();
-        res
+        len
     }
 
     /// Whether a read buffer is allocated (a connection fresh or released has none).

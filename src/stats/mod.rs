@@ -141,8 +141,9 @@ impl StatsHub {
         ))
     }
 
-    /// A hub over an empty in-memory database (nothing survives the process).
-    pub fn new(config: &Config, cores: usize) -> StatsHub {
+    /// A hub over an empty in-memory database (nothing survives the process); for tests.
+    #[cfg(test)]
+    pub(crate) fn new(config: &Config, cores: usize) -> StatsHub {
         let now = unix_now();
         let store = Store::in_memory(now);
         StatsHub::with_store(config, cores, store, Totals::default(), Vec::new(), now)

@@ -115,7 +115,8 @@ impl Store {
         Store::init(conn, now).map_err(fail)
     }
 
-    /// A database in memory (for tests, and for a hub built without a path).
+    /// A database in memory, for tests.
+    #[cfg(test)]
     pub(crate) fn in_memory(now: i64) -> Store {
         let conn = Connection::open_in_memory().expect("an in-memory SQLite database");
         Store::init(conn, now).expect("an in-memory SQLite database")
