@@ -101,10 +101,11 @@ impl TablePublisher {
     }
 
     /// Publishes `table` (its version is set here, one above the last) to every core.
-    pub fn publish(&self, mut table: BackendTable) {
+    /// Returns false, publishing nothing, when its instances are those already published.
+    pub fn publish(&self, mut table: BackendTable) -> bool {
         let mut latest = self.latest.lock().unwrap_or_else(|p| p.into_inner());
         if latest.backends == table.backends {
-            return;
+            return false;
         }
         table.version = latest.version + 1;
         for tx in &self.senders {
@@ -112,10 +113,12 @@ impl TablePublisher {
             let _ = tx.send(table.clone());
         }
         *latest = Arc::new(table);
+        true
     }
 
-    /// The last published table (for the control plane; cores use their reader).
-    pub fn latest(&self) -> Arc<BackendTable> {
+    /// The last published table (cores use their reader).
+    #[cfg(test)]
+    fn latest(&self) -> Arc<BackendTable> {
         self.latest
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -188,7 +191,7 @@ mod tests {
             assert_eq!(t.pick(0).unwrap().addr.port(), 2);
         }
         // Publishing the same instances again is not a new version.
-        publisher.publish(table(&["127.0.0.1:2"]));
+        assert!(!publisher.publish(table(&["127.0.0.1:2"])));
         assert_eq!(publisher.latest().version, 2);
     }
 

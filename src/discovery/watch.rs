@@ -222,11 +222,9 @@ impl Watch {
     }
 
     fn publish(&self) {
-        let table = self.containers.table();
-        if self.publisher.latest().backends != table.backends {
+        if self.publisher.publish(self.containers.table()) {
             log::info!("docker: backends now {}", self.containers.summary());
         }
-        self.publisher.publish(table);
     }
 }
 
