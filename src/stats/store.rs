@@ -317,43 +317,56 @@ fn read_totals(tx: &Transaction<'_>) -> rusqlite::Result<Totals> {
         t.latency.max_ns = uint(row.get(6)?);
     }
     // Each counting table: (scope, name, instance, index, n) → where `n` goes in a Traffic.
-    let mut codes =
-        tx.prepare_cached("SELECT scope, name, instance, code, n FROM status_counts")?;
-    let mut q = codes.query([])?;
-    while let Some(row) = q.next()? {
-        let slot: i64 = row.get(3)?;
-        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
-            continue;
-        };
-        if let Some(c) = usize::try_from(slot).ok().filter(|&s| s < CODE_SLOTS) {
-            totals.entry(key).codes.0[c] += uint(row.get(4)?);
-        }
-    }
-    let mut errors =
-        tx.prepare_cached("SELECT scope, name, instance, kind, n FROM error_counts")?;
-    let mut q = errors.query([])?;
-    while let Some(row) = q.next()? {
-        let kind: String = row.get(3)?;
-        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
-            continue;
-        };
-        if let Some(k) = ErrorKind::ALL.iter().find(|k| k.name() == kind) {
-            totals.entry(key).errors[k.index()] += uint(row.get(4)?);
-        }
-    }
-    let mut buckets =
-        tx.prepare_cached("SELECT scope, name, instance, bucket, n FROM latency_buckets")?;
-    let mut q = buckets.query([])?;
-    while let Some(row) = q.next()? {
-        let bucket: i64 = row.get(3)?;
-        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
-            continue;
-        };
-        if let Some(b) = usize::try_from(bucket).ok().filter(|&b| b < BUCKETS) {
-            totals.entry(key).latency.buckets[b] += uint(row.get(4)?);
-        }
-    }
+    add_counts(
+        tx,
+        &mut totals,
+        "SELECT scope, name, instance, code, n FROM status_counts",
+        |t, slot: i64, n| {
+            if let Some(c) = usize::try_from(slot).ok().filter(|&s| s < CODE_SLOTS) {
+                t.codes.0[c] += n;
+            }
+        },
+    )?;
+    add_counts(
+        tx,
+        &mut totals,
+        "SELECT scope, name, instance, kind, n FROM error_counts",
+        |t, kind: String, n| {
+            if let Some(k) = ErrorKind::ALL.iter().find(|k| k.name() == kind) {
+                t.errors[k.index()] += n;
+            }
+        },
+    )?;
+    add_counts(
+        tx,
+        &mut totals,
+        "SELECT scope, name, instance, bucket, n FROM latency_buckets",
+        |t, bucket: i64, n| {
+            if let Some(b) = usize::try_from(bucket).ok().filter(|&b| b < BUCKETS) {
+                t.latency.buckets[b] += n;
+            }
+        },
+    )?;
     Ok(totals)
+}
+
+/// Runs `sql` (selecting scope, name, instance, an index, and a count) and hands each row's
+/// index and count to `add`, with the Traffic of that row's key.
+fn add_counts<I: rusqlite::types::FromSql>(
+    tx: &Transaction<'_>,
+    totals: &mut Totals,
+    sql: &str,
+    mut add: impl FnMut(&mut Traffic, I, u64),
+) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(sql)?;
+    let mut q = stmt.query([])?;
+    while let Some(row) = q.next()? {
+        let Some(key) = key_of(&row.get::<_, String>(0)?, row.get(1)?, row.get(2)?) else {
+            continue;
+        };
+        add(totals.entry(key), row.get(3)?, uint(row.get(4)?));
+    }
+    Ok(())
 }
 
 fn read_history(tx: &Transaction<'_>, from: i64) -> rusqlite::Result<Vec<MinuteRow>> {
