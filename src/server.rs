@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
@@ -21,7 +21,8 @@ use crate::proxy::serve_client;
 
 /// How often a started core checks whether the process is ready to accept.
 const GATE_POLL: Duration = Duration::from_millis(2);
-/// How often a core looks at the process-wide drain flag and sweeps its idle pool.
+/// How often a core looks at the process-wide drain flag, rings its expired alarms (the
+/// idle deadlines of its connections) and sweeps its idle pool.
 const CORE_TICK: Duration = Duration::from_millis(50);
 const POOL_SWEEP_EVERY_TICKS: u32 = 20;
 /// io_uring submission queue size per core.
@@ -188,18 +189,20 @@ async fn core_main(
     let mut ticks = 0u32;
     while !shared.is_draining() {
         monoio::time::sleep(CORE_TICK).await;
+        core.alarms.expire(Instant::now());
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(POOL_SWEEP_EVERY_TICKS) {
             core.pool.borrow_mut().evict_expired();
         }
     }
-    core.drain.raise();
+    core.alarms.raise_drain();
     for task in accepting {
         task.await;
     }
     core.pool.borrow_mut().clear();
     while core.open_connections.get() > 0 {
         monoio::time::sleep(CORE_TICK).await;
+        core.alarms.expire(Instant::now());
     }
     log::debug!("core {id}: drained");
 }
@@ -217,7 +220,7 @@ async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
         let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
         let got = monoio::select! {
             res = &mut accept => Accepted::Conn(res),
-            _ = core.drain.wait() => Accepted::Drain,
+            _ = core.alarms.drain() => Accepted::Drain,
         };
         let res = match got {
             Accepted::Conn(res) => res,

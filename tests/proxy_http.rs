@@ -446,3 +446,45 @@ fn an_incomplete_head_gets_408_after_the_client_head_timeout() {
     c.expect_closed();
     assert_eq!(b.requests(), 0);
 }
+
+#[test]
+fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
+    let b = Backend::start("b");
+    let gw = Gateway::start(&config(
+        &[("/api", "b")],
+        &[("b", &[b.addr])],
+        "timeouts: {keepalive_idle_ms: 600}\n",
+    ));
+    // One that was served, and one that never sent a byte: both rest, both are closed.
+    let mut served = gw.client();
+    served.send(b"GET /api/x HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(served.read_response(false).status, 200);
+    let idle_since = std::time::Instant::now();
+    let mut silent = gw.client();
+    served.expect_closed();
+    silent.expect_closed();
+    let waited = idle_since.elapsed();
+    // Not before the timeout; the coarse idle clock may add up to one core tick (50 ms).
+    assert!(
+        waited >= std::time::Duration::from_millis(550),
+        "closed after {waited:?}"
+    );
+    assert!(
+        waited < std::time::Duration::from_secs(3),
+        "closed after {waited:?}"
+    );
+}
+
+#[test]
+fn a_connection_that_rested_serves_its_next_request() {
+    let (gw, b) = gateway();
+    let mut c = gw.client();
+    for i in 0..3 {
+        // Past the moment an idle connection gives back its buffers and waits for
+        // readability instead (200 ms): the next request must still be read whole.
+        std::thread::sleep(std::time::Duration::from_millis(350));
+        c.send(format!("GET /api/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        assert_eq!(c.read_response(false).echo().target(), format!("/api/{i}"));
+    }
+    assert_eq!(b.requests(), 3);
+}

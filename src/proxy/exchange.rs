@@ -128,7 +128,7 @@ impl ClientConn {
         };
 
         // The final response head is buffered in `conn`: relay it.
-        let draining = self.core.drain.is_raised();
+        let draining = self.core.alarms.is_draining();
         let (status, framing, relay, backend_keeps_alive, client_keep, head_len) = {
             let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let resp = match parse_response(conn.stream.data(), &mut storage, info.is_head) {

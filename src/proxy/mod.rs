@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
-use crate::core::Core;
+use crate::core::{Alarm, Core};
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::{self, ErrorCode};
 use crate::http::request::{parse_request, RequestError, RequestHead};
@@ -66,6 +66,8 @@ enum Next {
     Abort,
     /// `101 Switching Protocols` relayed: the connection becomes a tunnel.
     Upgrade(BackendConn),
+    /// No request yet: give back the buffers and wait for readability until the deadline.
+    Rest(Instant),
 }
 
 /// The parts of a request head that outlive its buffer.
@@ -102,20 +104,43 @@ enum Decision {
     Forward(RouteMatch, SocketAddr),
 }
 
-/// Serves one client connection until it closes.
-pub(crate) async fn serve_client(core: Rc<Core>, io: TcpStream, peer: SocketAddr) {
+/// Serves one client connection until it closes: the task spawned for each accepted one.
+///
+/// Not an `async fn`: the task is the connection's own future, with nothing wrapped
+/// around it, because its size is what every idle connection costs.
+pub(crate) fn serve_client(
+    core: Rc<Core>,
+    io: TcpStream,
+    peer: SocketAddr,
+) -> impl std::future::Future<Output = ()> {
     let _ = io.set_nodelay(true);
-    core.open_connections.set(core.open_connections.get() + 1);
-    let conn = ClientConn {
-        core: core.clone(),
+    ClientConn {
+        _open: OpenConnection::count(&core),
+        core,
         client: Buffered::new(io, CLIENT_BUFFER_BYTES),
         peer,
         head: Vec::new(),
         out: Vec::new(),
-        canceller: Canceller::new(),
-    };
-    conn.run().await;
-    core.open_connections.set(core.open_connections.get() - 1);
+        canceller: None,
+    }
+    .run()
+}
+
+/// Counts a connection in `Core::open_connections` while it lives.
+struct OpenConnection(Rc<Core>);
+
+impl OpenConnection {
+    fn count(core: &Rc<Core>) -> OpenConnection {
+        core.open_connections.set(core.open_connections.get() + 1);
+        OpenConnection(core.clone())
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        let open = &self.0.open_connections;
+        open.set(open.get() - 1);
+    }
 }
 
 struct ClientConn {
@@ -126,39 +151,71 @@ struct ClientConn {
     head: Vec<u8>,
     /// Heads written to the client.
     out: Vec<u8>,
-    /// Cancels the keep-alive read; one per connection, replaced only after it is used.
-    canceller: Canceller,
+    /// Cancels the keep-alive read; kept while the connection is busy, dropped when it rests.
+    canceller: Option<Canceller>,
+    _open: OpenConnection,
 }
 
 impl ClientConn {
-    async fn run(mut self) {
+    /// The connection's whole life. Written as a plain `async` block that uses `self` in
+    /// place: an `async fn` taking `self` by value would store it twice.
+    #[allow(clippy::manual_async_fn)]
+    fn run(mut self) -> impl std::future::Future<Output = ()> {
+        async move {
+            let next = self.serve().await;
+            // Boxed: ending may need more state than serving (a tunnel, a linger).
+            Box::pin(self.finish(next)).await
+        }
+    }
+
+    /// Serves requests until the connection is to end; says how.
+    async fn serve(&mut self) -> Next {
+        let keepalive = self.core.shared.config.timeouts.keepalive_idle;
+        // A new connection rests until its first bytes arrive, like an idle one.
+        let mut rest_until = Some(Instant::now() + keepalive);
         loop {
-            match self.serve_one().await {
-                Next::KeepAlive => self.client.shrink_when_idle(),
-                Next::Close => {
-                    let _ = self.client.io.shutdown().await;
-                    return;
-                }
-                Next::Linger => return Box::pin(linger(self.client)).await,
-                Next::Abort => return,
-                Next::Upgrade(backend) => {
-                    return Box::pin(tunnel::run(self.client, backend.stream)).await;
+            if let Some(deadline) = rest_until.take() {
+                if let Err(next) = self.rest(deadline).await {
+                    return next;
                 }
             }
+            // Boxed: waiting for a request with a buffer and answering it need far more
+            // state than resting, and a future is as large as its largest state. Boxed,
+            // a resting connection's task stays small (one allocation per request).
+            match Box::pin(self.serve_one()).await {
+                Next::KeepAlive => self.client.shrink_when_idle(),
+                Next::Rest(deadline) => {
+                    self.client.release_buffer();
+                    self.head = Vec::new();
+                    self.out = Vec::new();
+                    self.canceller = None;
+                    rest_until = Some(deadline);
+                }
+                next => return next,
+            }
+        }
+    }
+
+    /// Ends the connection the way `next` says.
+    async fn finish(mut self, next: Next) {
+        match next {
+            Next::Close => {
+                let _ = self.client.io.shutdown().await;
+            }
+            Next::Linger => linger(self.client).await,
+            Next::Upgrade(backend) => tunnel::run(self.client, backend.stream).await,
+            Next::Abort | Next::KeepAlive | Next::Rest(_) => {}
         }
     }
 
     /// Waits for, reads and answers one request.
     async fn serve_one(&mut self) -> Next {
         if self.client.data().is_empty() {
-            if let Err(next) = self.wait_for_request().await {
+            if let Err(next) = self.await_request().await {
                 return next;
             }
         }
-        // Boxed: reading and answering a request needs far more state than waiting for one,
-        // and a future is as large as its largest state. Boxed, an idle connection's task
-        // stays small (one allocation per request, the saving is per idle connection).
-        Box::pin(self.read_and_answer()).await
+        self.read_and_answer().await
     }
 
     /// Reads the request whose first bytes are buffered, and answers it.
@@ -220,58 +277,63 @@ impl ClientConn {
         }
     }
 
-    /// Waits for the first bytes of the next request, for at most the keep-alive timeout —
-    /// or, once the core drains, a short grace so that a client in the middle of sending
-    /// still gets its answer (with `Connection: close`).
+    /// Waits for the first bytes of the next request on a connection that just served one
+    /// (the cheapest wait for a busy client: one read into the buffer it already has).
     ///
-    /// A connection that just served a request waits with a read (the cheapest wait for a
-    /// busy client). After `IDLE_RELEASE_AFTER` without a byte, that read is cancelled and
-    /// awaited — never dropped, so bytes the kernel already handed over are kept — and the
-    /// connection gives back its buffers and waits for readability, which holds no memory
-    /// and can be dropped at any time. A new connection starts in that second state.
-    async fn wait_for_request(&mut self) -> Result<(), Next> {
+    /// After `IDLE_RELEASE_AFTER` without a byte, or when the core drains, that read is
+    /// cancelled and awaited — never dropped, so bytes the kernel already handed over are
+    /// kept — and the connection is told to rest (`Next::Rest`) for the rest of its
+    /// keep-alive time.
+    async fn await_request(&mut self) -> Result<(), Next> {
         let core = self.core.clone();
         let keepalive = core.shared.config.timeouts.keepalive_idle;
-        let deadline = monoio::time::Instant::now() + keepalive;
-        if self.client.has_buffer() && !core.drain.is_raised() {
-            let mut read = std::pin::pin!(self.client.fill_cancelable(self.canceller.handle()));
-            let wake = monoio::select! {
-                r = &mut read => Some(r),
-                _ = monoio::time::sleep(IDLE_RELEASE_AFTER.min(keepalive)) => None,
-                _ = core.drain.wait() => None,
-            };
-            let read = match wake {
-                Some(r) => r,
-                None => {
-                    self.canceller = std::mem::take(&mut self.canceller).cancel();
-                    read.await
-                }
-            };
-            match read {
-                Ok(n) if n > 0 => return Ok(()),
-                Ok(_) => return Err(Next::Close),
-                Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {}
-                Err(_) => return Err(Next::Abort),
-            }
+        let deadline = Instant::now() + keepalive;
+        if core.alarms.is_draining() {
+            return Err(Next::Rest(deadline));
         }
-        self.client.release_buffer();
-        self.head = Vec::new();
-        self.out = Vec::new();
-        let io = &self.client.io;
-        let ready = if core.drain.is_raised() {
-            None
-        } else {
-            monoio::select! {
-                r = io.readable(false) => Some(r),
-                _ = monoio::time::sleep_until(deadline) => return Err(Next::Close),
-                _ = core.drain.wait() => None,
+        let canceller = self.canceller.get_or_insert_with(Canceller::new);
+        let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
+        let wake = monoio::select! {
+            r = &mut read => Some(r),
+            _ = monoio::time::sleep(IDLE_RELEASE_AFTER.min(keepalive)) => None,
+            _ = core.alarms.drain() => None,
+        };
+        let read = match wake {
+            Some(r) => r,
+            None => {
+                if let Some(canceller) = self.canceller.take() {
+                    canceller.cancel();
+                }
+                read.await
             }
+        };
+        match read {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err(Next::Close),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(Next::Rest(deadline)),
+            Err(_) => Err(Next::Abort),
+        }
+    }
+
+    /// Rests until the client sends again, holding no buffer: waits for readability (which
+    /// can be dropped at any time) until `deadline` — or, once the core drains, for a short
+    /// grace, so that a client in the middle of sending still gets its answer (with
+    /// `Connection: close`) — then reads what arrived.
+    async fn rest(&mut self, deadline: Instant) -> Result<(), Next> {
+        let core = self.core.clone();
+        let io = &self.client.io;
+        let ready = monoio::select! {
+            r = io.readable(false) => Some(r),
+            alarm = core.alarms.drain_or(deadline) => match alarm {
+                Alarm::Deadline => return Err(Next::Close),
+                Alarm::Drain => None,
+            },
         };
         let ready = match ready {
             Some(r) => r,
             None => monoio::select! {
                 r = io.readable(false) => r,
-                _ = monoio::time::sleep(DRAIN_IDLE_GRACE) => return Err(Next::Close),
+                _ = core.alarms.deadline(Instant::now() + DRAIN_IDLE_GRACE) => return Err(Next::Close),
             },
         };
         if ready.is_err() {
@@ -403,7 +465,7 @@ impl ClientConn {
                 }
                 _ => false,
             };
-        let keep_alive = body_read && info.keep_alive && !self.core.drain.is_raised();
+        let keep_alive = body_read && info.keep_alive && !self.core.alarms.is_draining();
         let own = OwnResponse {
             status,
             content_type,

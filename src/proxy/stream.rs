@@ -81,11 +81,6 @@ impl Buffered {
         len
     }
 
-    /// Whether a read buffer is allocated (a connection fresh or released has none).
-    pub(crate) fn has_buffer(&self) -> bool {
-        self.buf.capacity() > 0
-    }
-
     /// Frees the read buffer when nothing unread is in it (an idle connection).
     pub(crate) fn release_buffer(&mut self) {
         if self.data().is_empty() {
