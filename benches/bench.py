@@ -129,13 +129,19 @@ def proc_children(pid: int) -> list[int]:
     return kids
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """user + sys of these processes (all their threads), from /proc/<pid>/stat."""
-    total = 0
+def cpu_split(pids: list[int]) -> tuple[float, float]:
+    """(user, sys) seconds of these processes (all their threads), from /proc/<pid>/stat."""
+    user = system = 0
     for pid in pids:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    return total / CLK_TCK
+        user += int(fields[11])  # utime (field 14)
+        system += int(fields[12])  # stime (field 15)
+    return user / CLK_TCK, system / CLK_TCK
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """user + sys of these processes (all their threads)."""
+    return sum(cpu_split(pids))
 
 
 def status_kib(pid: int, key: str) -> int:
@@ -361,15 +367,19 @@ def measured(c: Contender, backend: Contender, run) -> dict:
     """Runs `run()` and adds the proxy's and the backend's CPU time per request, and the
     share of the machine that other work took meanwhile (noise)."""
     pids = c.pids() if c.name != "direct" else []
-    before = cpu_seconds(pids) if pids else 0.0
+    before = cpu_split(pids) if pids else (0.0, 0.0)
     backend_before = cpu_seconds(backend.pids())
     busy_before, own_before, wall_before = busy_seconds(), own_seconds(), time.monotonic()
     r = run()
     n = max(1, r["requests"])
-    proxy = cpu_seconds(pids) - before if pids else 0.0
+    after = cpu_split(pids) if pids else (0.0, 0.0)
+    user, system = after[0] - before[0], after[1] - before[1]
+    proxy = user + system
     back = cpu_seconds(backend.pids()) - backend_before
     if pids:
         r["proxy_cpu_us_per_req"] = proxy / n * 1e6
+        r["proxy_user_us_per_req"] = user / n * 1e6
+        r["proxy_sys_us_per_req"] = system / n * 1e6
     r["backend_cpu_us_per_req"] = back / n * 1e6
     other = (busy_seconds() - busy_before) - (own_seconds() - own_before) - proxy - back
     wall = time.monotonic() - wall_before
@@ -484,6 +494,14 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}" if a is not None and b else "—"
 
 
+def split_cpu(r: dict) -> str:
+    """A proxy's CPU per request as `user + sys`: the kernel's share is the TCP work both
+    proxies must do; the user share is the proxy's own."""
+    if r.get("proxy_user_us_per_req") is None:
+        return "—"
+    return f"{r['proxy_user_us_per_req']:.1f} + {r['proxy_sys_us_per_req']:.1f}"
+
+
 def render(report: dict) -> str:
     m = report["machine"]
     lines = [
@@ -507,9 +525,9 @@ def render(report: dict) -> str:
         f"### Keep-alive, closed loop ({report['connections']} connections, "
         f"{report['seconds']:.0f} s, {keep[names[0]]['generator']})",
         "",
-        "| | requests/s | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/req | proxy peak RSS MiB "
-        "| other load |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| | requests/s | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/req | of it user + sys "
+        "| proxy peak RSS MiB | other load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for n in names:
         r = keep[n]
@@ -517,8 +535,8 @@ def render(report: dict) -> str:
         rss = report["peak_rss_kib"].get(n)
         lines.append(
             f"| {n} | {fmt(r['rps'])} | {fmt(l['p50'])} | {fmt(l['p99'])} | {fmt(l['p99_9'])} "
-            f"| {fmt(r.get('proxy_cpu_us_per_req'), 1)} | {fmt(rss and rss / 1024, 1)} "
-            f"| {r['other_cpu_share']:.0%} |")
+            f"| {fmt(r.get('proxy_cpu_us_per_req'), 1)} | {split_cpu(r)} "
+            f"| {fmt(rss and rss / 1024, 1)} | {r['other_cpu_share']:.0%} |")
     if fixed:
         rate = report["fixed_rate_rps"]
         lines += [
@@ -581,7 +599,9 @@ def render(report: dict) -> str:
         ng = k["nginx"]
         lines.append(f"* rgate/nginx requests/s: {ratio(rg['rps'], ng['rps'])} (target ≥ 1.3)")
         lines.append("* rgate/nginx proxy CPU per request: "
-                     f"{ratio(rg.get('proxy_cpu_us_per_req'), ng.get('proxy_cpu_us_per_req'))} (target ≤ 0.5)")
+                     f"{ratio(rg.get('proxy_cpu_us_per_req'), ng.get('proxy_cpu_us_per_req'))} (target ≤ 0.5); "
+                     f"user time only {ratio(rg.get('proxy_user_us_per_req'), ng.get('proxy_user_us_per_req'))}, "
+                     f"kernel time only {ratio(rg.get('proxy_sys_us_per_req'), ng.get('proxy_sys_us_per_req'))}")
         if fixed:
             lines.append("* rgate/nginx p99 at the fixed rate: "
                          f"{ratio(fixed['rgate']['latency_us']['p99'], fixed['nginx']['latency_us']['p99'])} (target ≤ 1)")
