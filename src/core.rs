@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
-use std::time::Instant;
+use std::time::Duration;
 
 use crate::backends::{BackendTable, TableReader};
 use crate::config::Config;
@@ -89,26 +89,38 @@ impl Core {
     }
 }
 
-/// Core-local alarms for waiting tasks: the core's drain wakes every waiter (and later
-/// drain waits end at once); the core's tick wakes the waiters whose deadline has passed.
+/// How often a core's tick runs: it looks at the process-wide drain flag, rings the
+/// alarms that are due and sweeps the idle pool.
+pub(crate) const TICK: Duration = Duration::from_millis(50);
+
+/// Core-local alarms: every timeout on the request path and every idle wait. The core's
+/// drain wakes every waiter (and later drain waits end at once); the core's tick advances
+/// the alarm clock and wakes the waiters whose deadline it reached.
 ///
-/// Deadlines here are coarse — up to one tick late — and that buys memory: a waiter is one
-/// slot (waker, deadline) in a small slab, left when its wait is dropped, where a runtime
-/// timer would add a cache-padded timer entry of 640 bytes to every waiting connection.
-/// The tick passes over the slots once (a few nanoseconds each), so this is for waits that
-/// are many and long (idle connections), not for precise ones.
+/// The clock counts ticks, so deadlines are coarse: an alarm set for `d` rings between
+/// `d` and `d` + two ticks later (later still if the core is too busy to tick on time),
+/// never earlier. That buys, per waiter, one slot (waker, deadline) in a small slab instead
+/// of a runtime timer — whose entry is cache-padded (640 bytes, and it makes every future
+/// holding it 128-byte aligned, which costs an aligned allocation per request) — and no
+/// clock read at all. The tick passes over the slots once (a few nanoseconds each).
 /// Single-threaded by construction (it lives in a core's `Rc`).
 #[derive(Default)]
 pub(crate) struct Alarms {
     draining: Cell<bool>,
+    ticks: Cell<u64>,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
 }
 
+/// A point on a core's alarm clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Deadline(u64);
+
 #[derive(Default)]
 struct Slot {
     waker: Option<Waker>,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
+    rung: bool,
 }
 
 /// Why a wait on `Alarms` ended.
@@ -118,7 +130,18 @@ pub(crate) enum Alarm {
     Deadline,
 }
 
+/// A timeout ran out before the future it bounded finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimedOut;
+
 impl Alarms {
+    /// The deadline `d` from now (rounded up to whole ticks, plus the tick under way).
+    pub(crate) fn deadline_in(&self, d: Duration) -> Deadline {
+        let ticks = d.as_nanos().div_ceil(TICK.as_nanos());
+        let ticks = u64::try_from(ticks).unwrap_or(u64::MAX / 2);
+        Deadline(self.ticks.get().saturating_add(ticks).saturating_add(1))
+    }
+
     /// Starts the core's drain: wakes every waiter.
     pub(crate) fn raise_drain(&self) {
         self.draining.set(true);
@@ -138,17 +161,17 @@ impl Alarms {
         self.wait(true, None)
     }
 
-    /// Until the core drains or `deadline` passes (seen at the next tick).
-    pub(crate) fn drain_or(&self, deadline: Instant) -> AlarmWait<'_> {
+    /// Until the core drains or `deadline` is reached.
+    pub(crate) fn drain_or(&self, deadline: Deadline) -> AlarmWait<'_> {
         self.wait(true, Some(deadline))
     }
 
-    /// Until `deadline` passes (seen at the next tick), drain or not.
-    pub(crate) fn deadline(&self, deadline: Instant) -> AlarmWait<'_> {
+    /// Until `deadline` is reached, drain or not.
+    pub(crate) fn at(&self, deadline: Deadline) -> AlarmWait<'_> {
         self.wait(false, Some(deadline))
     }
 
-    fn wait(&self, on_drain: bool, deadline: Option<Instant>) -> AlarmWait<'_> {
+    fn wait(&self, on_drain: bool, deadline: Option<Deadline>) -> AlarmWait<'_> {
         AlarmWait {
             alarms: self,
             on_drain,
@@ -157,10 +180,31 @@ impl Alarms {
         }
     }
 
-    /// Wakes the waiters whose deadline is `now` or earlier. Called at every core tick.
-    pub(crate) fn expire(&self, now: Instant) {
+    /// Runs `fut` until `deadline`; after it, `fut` is dropped and the answer is `TimedOut`.
+    pub(crate) async fn timeout<F: Future>(
+        &self,
+        deadline: Deadline,
+        fut: F,
+    ) -> Result<F::Output, TimedOut> {
+        let mut fut = std::pin::pin!(fut);
+        let mut alarm = std::pin::pin!(self.at(deadline));
+        std::future::poll_fn(|cx| {
+            if let Poll::Ready(out) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Ok(out));
+            }
+            alarm.as_mut().poll(cx).map(|_| Err(TimedOut))
+        })
+        .await
+    }
+
+    /// Advances the clock by one tick and wakes the waiters whose deadline it reached.
+    /// Called by the core's tick, every `TICK`.
+    pub(crate) fn tick(&self) {
+        let now = Deadline(self.ticks.get() + 1);
+        self.ticks.set(now.0);
         for slot in self.slots.borrow_mut().iter_mut() {
-            if slot.deadline.is_some_and(|d| d <= now) {
+            if !slot.rung && slot.deadline.is_some_and(|d| d <= now) {
+                slot.rung = true;
                 if let Some(w) = slot.waker.take() {
                     w.wake();
                 }
@@ -177,7 +221,7 @@ impl Alarms {
 pub(crate) struct AlarmWait<'a> {
     alarms: &'a Alarms,
     on_drain: bool,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
     slot: Option<usize>,
 }
 
@@ -187,17 +231,29 @@ impl Future for AlarmWait<'_> {
         if self.on_drain && self.alarms.draining.get() {
             return Poll::Ready(Alarm::Drain);
         }
-        if self.deadline.is_some_and(|d| d <= Instant::now()) {
-            return Poll::Ready(Alarm::Deadline);
-        }
-        let entry = Slot {
-            waker: Some(cx.waker().clone()),
-            deadline: self.deadline,
-        };
         let mut slots = self.alarms.slots.borrow_mut();
         match self.slot {
-            Some(i) => slots[i] = entry,
+            Some(i) => {
+                let slot = &mut slots[i];
+                if slot.rung {
+                    return Poll::Ready(Alarm::Deadline);
+                }
+                if !slot.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                    slot.waker = Some(cx.waker().clone());
+                }
+            }
             None => {
+                if self
+                    .deadline
+                    .is_some_and(|d| d.0 <= self.alarms.ticks.get())
+                {
+                    return Poll::Ready(Alarm::Deadline);
+                }
+                let entry = Slot {
+                    waker: Some(cx.waker().clone()),
+                    deadline: self.deadline,
+                    rung: false,
+                };
                 let i = match self.alarms.free.borrow_mut().pop() {
                     Some(i) => {
                         slots[i] = entry;
@@ -230,7 +286,6 @@ mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
     use std::task::Wake;
-    use std::time::Duration;
 
     struct CountingWaker(AtomicUsize);
 
@@ -240,7 +295,14 @@ mod tests {
         }
     }
 
-    fn poll(wait: &mut Pin<Box<AlarmWait<'_>>>, waker: &Arc<CountingWaker>) -> Poll<Alarm> {
+    fn counting() -> Arc<CountingWaker> {
+        Arc::new(CountingWaker(AtomicUsize::new(0)))
+    }
+
+    fn poll<F: Future + ?Sized>(
+        wait: &mut Pin<Box<F>>,
+        waker: &Arc<CountingWaker>,
+    ) -> Poll<F::Output> {
         let waker = Waker::from(waker.clone());
         wait.as_mut().poll(&mut Context::from_waker(&waker))
     }
@@ -250,31 +312,52 @@ mod tests {
     }
 
     #[test]
-    fn a_deadline_rings_at_the_first_tick_after_it() {
+    fn a_deadline_rings_at_the_tick_that_reaches_it_never_before() {
         let alarms = Alarms::default();
-        let waker = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let deadline = Instant::now() + Duration::from_secs(60);
+        let waker = counting();
+        // 120 ms is three ticks of 50 ms rounded up, plus the tick under way.
+        let deadline = alarms.deadline_in(Duration::from_millis(120));
         let mut wait = Box::pin(alarms.drain_or(deadline));
         assert_eq!(poll(&mut wait, &waker), Poll::Pending);
-        alarms.expire(deadline - Duration::from_millis(1));
+        for _ in 0..3 {
+            alarms.tick();
+        }
         assert_eq!(woken(&waker), 0, "not before the deadline");
-        alarms.expire(deadline);
+        assert_eq!(poll(&mut wait, &waker), Poll::Pending);
+        alarms.tick();
         assert_eq!(woken(&waker), 1);
-        alarms.expire(deadline);
+        assert_eq!(poll(&mut wait, &waker), Poll::Ready(Alarm::Deadline));
+        alarms.tick();
         assert_eq!(woken(&waker), 1, "woken once, not at every later tick");
 
-        let mut past = Box::pin(alarms.deadline(Instant::now()));
-        assert_eq!(poll(&mut past, &waker), Poll::Ready(Alarm::Deadline));
+        // A wait created after its deadline passed ends at once.
+        let mut late = Box::pin(alarms.at(deadline));
+        assert_eq!(poll(&mut late, &waker), Poll::Ready(Alarm::Deadline));
+    }
+
+    #[test]
+    fn a_timeout_gives_the_output_in_time_and_timed_out_after() {
+        let alarms = Alarms::default();
+        let waker = counting();
+        let deadline = alarms.deadline_in(Duration::ZERO);
+        let mut done = Box::pin(alarms.timeout(deadline, std::future::ready(7)));
+        assert_eq!(poll(&mut done, &waker), Poll::Ready(Ok(7)));
+        let mut never = Box::pin(alarms.timeout(deadline, std::future::pending::<()>()));
+        assert_eq!(poll(&mut never, &waker), Poll::Pending);
+        alarms.tick();
+        assert_eq!(woken(&waker), 1);
+        assert_eq!(poll(&mut never, &waker), Poll::Ready(Err(TimedOut)));
+        assert_eq!(alarms.waiting(), 0, "the finished timeout left its slot");
     }
 
     #[test]
     fn the_drain_wakes_drain_waits_and_later_ones_end_at_once() {
         let alarms = Alarms::default();
-        let waker = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let far = Instant::now() + Duration::from_secs(60);
+        let waker = counting();
+        let far = alarms.deadline_in(Duration::from_secs(60));
         let mut drain = Box::pin(alarms.drain());
         let mut idle = Box::pin(alarms.drain_or(far));
-        let mut grace = Box::pin(alarms.deadline(far));
+        let mut grace = Box::pin(alarms.at(far));
         for wait in [&mut drain, &mut idle, &mut grace] {
             assert_eq!(poll(wait, &waker), Poll::Pending);
         }
@@ -294,8 +377,8 @@ mod tests {
     #[test]
     fn a_dropped_wait_gives_its_slot_back() {
         let alarms = Alarms::default();
-        let waker = Arc::new(CountingWaker(AtomicUsize::new(0)));
-        let far = Instant::now() + Duration::from_secs(60);
+        let waker = counting();
+        let far = alarms.deadline_in(Duration::from_secs(60));
         for _ in 0..100 {
             let mut a = Box::pin(alarms.drain_or(far));
             let mut b = Box::pin(alarms.drain_or(far));

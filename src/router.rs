@@ -88,7 +88,10 @@ pub fn normalize_target(target: &str) -> Result<Cow<'_, str>, TargetError> {
         Some(i) => (&origin[..i], Some(&origin[i..])),
         None => (origin, None),
     };
-    if !path.split('/').any(|s| dot_segment(s).is_some()) {
+    // A dot segment needs a '.' (or its encoding, "%2e"): most paths have neither, and one
+    // pass over the bytes settles it before any splitting.
+    let may_have_dots = path.bytes().any(|b| b == b'.' || b == b'%');
+    if !may_have_dots || !path.split('/').any(|s| dot_segment(s).is_some()) {
         return Ok(Cow::Borrowed(origin));
     }
     let mut out: Vec<&str> = Vec::new();

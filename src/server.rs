@@ -10,20 +10,17 @@ use std::rc::Rc;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
 use crate::backends::TableFeed;
-use crate::core::{Core, Shared};
+use crate::core::{Core, Shared, TICK};
 use crate::proxy::serve_client;
 
 /// How often a started core checks whether the process is ready to accept.
 const GATE_POLL: Duration = Duration::from_millis(2);
-/// How often a core looks at the process-wide drain flag, rings its expired alarms (the
-/// idle deadlines of its connections) and sweeps its idle pool.
-const CORE_TICK: Duration = Duration::from_millis(50);
 const POOL_SWEEP_EVERY_TICKS: u32 = 20;
 /// io_uring submission queue size per core.
 const URING_ENTRIES: u32 = 4096;
@@ -188,8 +185,8 @@ async fn core_main(
 
     let mut ticks = 0u32;
     while !shared.is_draining() {
-        monoio::time::sleep(CORE_TICK).await;
-        core.alarms.expire(Instant::now());
+        monoio::time::sleep(TICK).await;
+        core.alarms.tick();
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(POOL_SWEEP_EVERY_TICKS) {
             core.pool.borrow_mut().evict_expired();
@@ -201,8 +198,8 @@ async fn core_main(
     }
     core.pool.borrow_mut().clear();
     while core.open_connections.get() > 0 {
-        monoio::time::sleep(CORE_TICK).await;
-        core.alarms.expire(Instant::now());
+        monoio::time::sleep(TICK).await;
+        core.alarms.tick();
     }
     log::debug!("core {id}: drained");
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use monoio::net::TcpStream;
 
 use super::stream::{Buffered, BODY_READ_BYTES};
+use crate::core::Alarms;
 use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
 use crate::http::framing::BodyFraming;
 
@@ -58,7 +59,7 @@ pub(crate) async fn relay_body(
     dst: &mut TcpStream,
     framing: BodyFraming,
     chunked: ChunkedRelay,
-    idle: Duration,
+    idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
     match framing {
@@ -76,9 +77,21 @@ pub(crate) async fn relay_body(
     }
 }
 
+/// How long a body's sender may stay silent, on the core's alarm clock.
+#[derive(Clone, Copy)]
+pub(crate) struct IdleLimit<'a> {
+    pub(crate) alarms: &'a Alarms,
+    pub(crate) limit: Duration,
+}
+
 /// Reads more into `src`; a clean close is `Ok(0)`.
-async fn fill(src: &mut Buffered, idle: Duration) -> Result<usize, RelayError> {
-    match monoio::time::timeout(idle, src.fill(BODY_READ_BYTES)).await {
+async fn fill(src: &mut Buffered, idle: IdleLimit<'_>) -> Result<usize, RelayError> {
+    let deadline = idle.alarms.deadline_in(idle.limit);
+    match idle
+        .alarms
+        .timeout(deadline, src.fill(BODY_READ_BYTES))
+        .await
+    {
         Err(_) => Err(RelayError::SourceTimeout),
         Ok(Err(e)) => Err(RelayError::SourceIo(e)),
         Ok(Ok(n)) => Ok(n),
@@ -95,7 +108,7 @@ async fn relay_length(
     src: &mut Buffered,
     dst: &mut TcpStream,
     length: u64,
-    idle: Duration,
+    idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
     let mut remaining = length;
@@ -119,7 +132,7 @@ async fn relay_chunked(
     src: &mut Buffered,
     dst: &mut TcpStream,
     mode: ChunkedRelay,
-    idle: Duration,
+    idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
     let mut decoder = ChunkedDecoder::new();
@@ -167,7 +180,7 @@ async fn relay_chunked(
 async fn relay_until_close(
     src: &mut Buffered,
     dst: &mut TcpStream,
-    idle: Duration,
+    idle: IdleLimit<'_>,
 ) -> Result<u64, RelayError> {
     let mut written = 0u64;
     loop {

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 
-use super::body::{relay_body, ChunkedRelay, RelayError};
+use super::body::{relay_body, ChunkedRelay, IdleLimit, RelayError};
 use super::stream::write_all;
 use super::upstream::{BackendConn, ExchangeEnd, UpstreamError};
 use super::{ClientConn, Next, RequestInfo, Tally};
@@ -46,7 +46,8 @@ impl ClientConn {
             };
             let mut conn = match pooled {
                 Some(c) => BackendConn::from_pool(c),
-                None => match BackendConn::connect(addr, timeouts.connect).await {
+                None => match BackendConn::connect(addr, &self.core.alarms, timeouts.connect).await
+                {
                     Ok(c) => c,
                     Err(e) => return self.upstream_failed(info, e, body_started, tally).await,
                 },
@@ -81,7 +82,10 @@ impl ClientConn {
                     &mut conn.stream.io,
                     info.framing,
                     ChunkedRelay::PassThrough,
-                    timeouts.body_idle,
+                    IdleLimit {
+                        alarms: &self.core.alarms,
+                        limit: timeouts.body_idle,
+                    },
                     &mut |_| {},
                 )
                 .await
@@ -207,7 +211,10 @@ impl ClientConn {
             &mut self.client.io,
             framing,
             mode,
-            timeouts.body_idle,
+            IdleLimit {
+                alarms: &core.alarms,
+                limit: timeouts.body_idle,
+            },
             &mut before_last_write,
         )
         .await;
@@ -250,7 +257,9 @@ impl ClientConn {
     ) -> Result<(), UpstreamError> {
         let timeout = self.core.shared.config.timeouts.response_header;
         loop {
-            let status = conn.wait_for_head(timeout, info.is_head).await?;
+            let status = conn
+                .wait_for_head(&self.core.alarms, timeout, info.is_head)
+                .await?;
             if !(100..200).contains(&status) || status == 101 {
                 return Ok(());
             }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
-use crate::core::{Alarm, Core};
+use crate::core::{Alarm, Core, Deadline};
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::{self, ErrorCode};
 use crate::http::request::{parse_request, RequestError, RequestHead};
@@ -67,7 +67,7 @@ enum Next {
     /// `101 Switching Protocols` relayed: the connection becomes a tunnel.
     Upgrade(BackendConn),
     /// No request yet: give back the buffers and wait for readability until the deadline.
-    Rest(Instant),
+    Rest(Deadline),
 }
 
 /// The parts of a request head that outlive its buffer.
@@ -172,7 +172,7 @@ impl ClientConn {
     async fn serve(&mut self) -> Next {
         let keepalive = self.core.shared.config.timeouts.keepalive_idle;
         // A new connection rests until its first bytes arrive, like an idle one.
-        let mut rest_until = Some(Instant::now() + keepalive);
+        let mut rest_until = Some(self.core.alarms.deadline_in(keepalive));
         loop {
             if let Some(deadline) = rest_until.take() {
                 if let Err(next) = self.rest(deadline).await {
@@ -222,7 +222,7 @@ impl ClientConn {
     async fn read_and_answer(&mut self) -> Next {
         let timeouts = self.core.shared.config.timeouts;
         let started = Instant::now();
-        let deadline = monoio::time::Instant::now() + timeouts.client_head;
+        let deadline = self.core.alarms.deadline_in(timeouts.client_head);
         loop {
             match self.decide() {
                 Ok(Some((info, decision, head_len))) => {
@@ -255,7 +255,12 @@ impl ClientConn {
                     return Next::Linger;
                 }
             }
-            match monoio::time::timeout_at(deadline, self.client.fill(0)).await {
+            match self
+                .core
+                .alarms
+                .timeout(deadline, self.client.fill(0))
+                .await
+            {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Abort,
                 Err(_) => {
@@ -287,15 +292,18 @@ impl ClientConn {
     async fn await_request(&mut self) -> Result<(), Next> {
         let core = self.core.clone();
         let keepalive = core.shared.config.timeouts.keepalive_idle;
-        let deadline = Instant::now() + keepalive;
+        let rest_deadline = || {
+            core.alarms
+                .deadline_in(keepalive.saturating_sub(IDLE_RELEASE_AFTER))
+        };
         if core.alarms.is_draining() {
-            return Err(Next::Rest(deadline));
+            return Err(Next::Rest(rest_deadline()));
         }
         let canceller = self.canceller.get_or_insert_with(Canceller::new);
         let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
         let wake = monoio::select! {
             r = &mut read => Some(r),
-            _ = monoio::time::sleep(IDLE_RELEASE_AFTER.min(keepalive)) => None,
+            _ = core.alarms.at(core.alarms.deadline_in(IDLE_RELEASE_AFTER.min(keepalive))) => None,
             _ = core.alarms.drain() => None,
         };
         let read = match wake {
@@ -310,7 +318,7 @@ impl ClientConn {
         match read {
             Ok(n) if n > 0 => Ok(()),
             Ok(_) => Err(Next::Close),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(Next::Rest(deadline)),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(Next::Rest(rest_deadline())),
             Err(_) => Err(Next::Abort),
         }
     }
@@ -319,7 +327,7 @@ impl ClientConn {
     /// can be dropped at any time) until `deadline` — or, once the core drains, for a short
     /// grace, so that a client in the middle of sending still gets its answer (with
     /// `Connection: close`) — then reads what arrived.
-    async fn rest(&mut self, deadline: Instant) -> Result<(), Next> {
+    async fn rest(&mut self, deadline: Deadline) -> Result<(), Next> {
         let core = self.core.clone();
         let io = &self.client.io;
         let ready = monoio::select! {
@@ -333,7 +341,7 @@ impl ClientConn {
             Some(r) => r,
             None => monoio::select! {
                 r = io.readable(false) => r,
-                _ = core.alarms.deadline(Instant::now() + DRAIN_IDLE_GRACE) => return Err(Next::Close),
+                _ = core.alarms.at(core.alarms.deadline_in(DRAIN_IDLE_GRACE)) => return Err(Next::Close),
             },
         };
         if ready.is_err() {
@@ -550,7 +558,13 @@ impl ClientConn {
         let idle = self.core.shared.config.timeouts.body_idle;
         while n > 0 {
             if self.client.data().is_empty() {
-                match monoio::time::timeout(idle, self.client.fill(0)).await {
+                let deadline = self.core.alarms.deadline_in(idle);
+                match self
+                    .core
+                    .alarms
+                    .timeout(deadline, self.client.fill(0))
+                    .await
+                {
                     Ok(Ok(k)) if k > 0 => {}
                     _ => return false,
                 }

@@ -13,6 +13,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::stream::Buffered;
+use crate::core::Alarms;
 use crate::http::gateway::ErrorCode;
 use crate::http::response::{parse_response, ResponseError};
 use crate::http::MAX_HEADERS;
@@ -111,9 +112,14 @@ pub(crate) struct ExchangeEnd {
 impl BackendConn {
     pub(crate) async fn connect(
         addr: SocketAddr,
+        alarms: &Alarms,
         timeout: Duration,
     ) -> Result<BackendConn, UpstreamError> {
-        let stream = match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        let deadline = alarms.deadline_in(timeout);
+        let stream = match alarms
+            .timeout(deadline, TcpStream::connect_addr(addr))
+            .await
+        {
             Err(_) => return Err(UpstreamError::ConnectTimeout),
             Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
             Ok(Ok(s)) => s,
@@ -144,10 +150,11 @@ impl BackendConn {
     /// `request_is_head` decides the framing of the response (a reply to HEAD has no body).
     pub(crate) async fn wait_for_head(
         &mut self,
+        alarms: &Alarms,
         timeout: Duration,
         request_is_head: bool,
     ) -> Result<u16, UpstreamError> {
-        let deadline = monoio::time::Instant::now() + timeout;
+        let deadline = alarms.deadline_in(timeout);
         loop {
             if !self.stream.data().is_empty() {
                 let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -158,7 +165,10 @@ impl BackendConn {
                 }
             }
             let had_bytes = !self.stream.data().is_empty();
-            match monoio::time::timeout_at(deadline, self.stream.fill(BACKEND_BUFFER_BYTES)).await {
+            match alarms
+                .timeout(deadline, self.stream.fill(BACKEND_BUFFER_BYTES))
+                .await
+            {
                 Err(_) => return Err(UpstreamError::ResponseTimeout),
                 Ok(Ok(0)) if had_bytes => {
                     return Err(UpstreamError::Invalid(ResponseError::Malformed(
