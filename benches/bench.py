@@ -37,6 +37,7 @@ import select
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -494,6 +495,34 @@ def ratio(a, b) -> str:
     return f"{a / b:.2f}" if a is not None and b else "—"
 
 
+def median_run(runs: list[dict]) -> dict:
+    """The rounds of one contender in one mode as one result: the median of every number
+    (each on its own), the rest from the first round; the rounds themselves kept."""
+    def merge(values: list):
+        first = values[0]
+        if isinstance(first, dict):
+            return {k: merge([v[k] for v in values if k in v]) for k in first}
+        if isinstance(first, (int, float)) and not isinstance(first, bool):
+            return statistics.median(values)
+        return first
+    out = merge(runs)
+    out["rounds"] = runs
+    return out
+
+
+def round_ratio(mode: dict, get) -> str:
+    """rgate/nginx of `get(result)`, round by round (each pair ran back to back): the
+    median of the per-round ratios, then every round's, so the spread is visible."""
+    rg, ng = mode["rgate"].get("rounds"), mode["nginx"].get("rounds")
+    if not rg or not ng:
+        return ratio(get(mode["rgate"]), get(mode["nginx"]))
+    rs = sorted(get(a) / get(b) for a, b in zip(rg, ng)
+                if get(a) is not None and get(b))
+    if not rs:
+        return "—"
+    return f"{statistics.median(rs):.2f} (rounds: {', '.join(f'{r:.2f}' for r in rs)})"
+
+
 def split_cpu(r: dict) -> str:
     """A proxy's CPU per request as `user + sys`: the kernel's share is the TCP work both
     proxies must do; the user share is the proxy's own."""
@@ -523,7 +552,8 @@ def render(report: dict) -> str:
     names = [n for n in ("direct", "rgate", "nginx") if n in keep]
     lines += [
         f"### Keep-alive, closed loop ({report['connections']} connections, "
-        f"{report['seconds']:.0f} s, {keep[names[0]]['generator']})",
+        f"{report['rounds']} rounds of {report['seconds']:.0f} s, medians, "
+        f"{keep[names[0]]['generator']})",
         "",
         "| | requests/s | p50 µs | p99 µs | p99.9 µs | proxy CPU µs/req | of it user + sys "
         "| proxy peak RSS MiB | other load |",
@@ -542,6 +572,7 @@ def render(report: dict) -> str:
         lines += [
             "",
             f"### Fixed rate ({rate:,.0f} requests/s, {report['connections']} connections, "
+            f"{report['rounds']} rounds of {report['seconds']:.0f} s, medians, "
             "latency from each request's due time)",
             "",
             "| | achieved/s | errors | p50 µs | p99 µs | p99.9 µs | max µs | proxy CPU µs/req "
@@ -597,14 +628,15 @@ def render(report: dict) -> str:
         lines.append(f"* rgate/direct requests/s: {ratio(rg['rps'], k['direct']['rps'])}")
     if rg and "nginx" in k:
         ng = k["nginx"]
-        lines.append(f"* rgate/nginx requests/s: {ratio(rg['rps'], ng['rps'])} (target ≥ 1.3)")
+        lines.append("* rgate/nginx requests/s: "
+                     f"{round_ratio(k, lambda r: r['rps'])} (target ≥ 1.3)")
         lines.append("* rgate/nginx proxy CPU per request: "
-                     f"{ratio(rg.get('proxy_cpu_us_per_req'), ng.get('proxy_cpu_us_per_req'))} (target ≤ 0.5); "
-                     f"user time only {ratio(rg.get('proxy_user_us_per_req'), ng.get('proxy_user_us_per_req'))}, "
-                     f"kernel time only {ratio(rg.get('proxy_sys_us_per_req'), ng.get('proxy_sys_us_per_req'))}")
+                     f"{round_ratio(k, lambda r: r.get('proxy_cpu_us_per_req'))} (target ≤ 0.5); "
+                     f"user time only {round_ratio(k, lambda r: r.get('proxy_user_us_per_req'))}; "
+                     f"kernel time only {round_ratio(k, lambda r: r.get('proxy_sys_us_per_req'))}")
         if fixed:
             lines.append("* rgate/nginx p99 at the fixed rate: "
-                         f"{ratio(fixed['rgate']['latency_us']['p99'], fixed['nginx']['latency_us']['p99'])} (target ≤ 1)")
+                         f"{round_ratio(fixed, lambda r: r['latency_us']['p99'])} (target ≤ 1)")
         if close:
             lines.append("* rgate/nginx new-connection requests/s: "
                          f"{ratio(close['rgate']['rps'], close['nginx']['rps'])}")
@@ -641,7 +673,10 @@ def build() -> dict[str, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--seconds", type=float, default=10, help="length of each load run")
+    ap.add_argument("--seconds", type=float, default=5, help="length of each load run")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="keep-alive and fixed-rate runs per contender, interleaved; "
+                         "the report gives medians")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--idle", type=int, default=10_000, help="idle connections to hold")
     ap.add_argument("--body-bytes", type=int, default=1 << 30)
@@ -679,6 +714,7 @@ def main() -> int:
     report: dict = {
         "started": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": machine(), "connections": args.connections, "seconds": args.seconds,
+        "rounds": args.rounds,
         "close_seconds": min(args.seconds, 5.0), "micro": micro, "body_bytes": args.body_bytes,
         "keep_alive": {}, "fixed_rate": {}, "new_connection": {}, "peak_rss_kib": {},
         "idle": {}, "large_body": {},
@@ -694,16 +730,30 @@ def main() -> int:
             log("nginx is not installed: comparing against the backend only")
         load = Load(tool, args.connections, args.seconds, not args.no_wrk)
 
+        # Rounds interleave the contenders (direct, rgate, nginx, direct, …) so that a
+        # slow spell of the machine falls on all of them, not on one.
         for c in contenders:
-            log(f"{c.name}: warm-up, then closed-loop keep-alive for {args.seconds:.0f} s")
+            log(f"{c.name}: warm-up")
             load.closed(c.port, 2)
-            report["keep_alive"][c.name] = measured(c, backend, lambda: load.closed(c.port, args.seconds))
+        runs: dict[str, list] = {c.name: [] for c in contenders}
+        for n in range(args.rounds):
+            for c in contenders:
+                log(f"round {n + 1}/{args.rounds}, {c.name}: closed-loop keep-alive "
+                    f"for {args.seconds:.0f} s")
+                runs[c.name].append(measured(c, backend, lambda: load.closed(c.port, args.seconds)))
+        for c in contenders:
+            report["keep_alive"][c.name] = median_run(runs[c.name])
         proxies = [report["keep_alive"][c.name]["rps"] for c in contenders if c.name != "direct"]
         rate = args.rate or round(min(proxies) * FIXED_RATE_SHARE, -2)
         report["fixed_rate_rps"] = rate
+        runs = {c.name: [] for c in contenders}
+        for n in range(args.rounds):
+            for c in contenders:
+                log(f"round {n + 1}/{args.rounds}, {c.name}: fixed rate {rate:,.0f}/s "
+                    f"for {args.seconds:.0f} s")
+                runs[c.name].append(measured(c, backend, lambda: load.fixed(c.port, rate)))
         for c in contenders:
-            log(f"{c.name}: fixed rate {rate:,.0f}/s for {args.seconds:.0f} s")
-            report["fixed_rate"][c.name] = measured(c, backend, lambda: load.fixed(c.port, rate))
+            report["fixed_rate"][c.name] = median_run(runs[c.name])
         for c in contenders:
             if c.name != "direct":
                 report["peak_rss_kib"][c.name] = status_kib(c.worker_pid(), "VmHWM")

@@ -172,30 +172,40 @@ fn put_header(out: &mut Vec<u8>, name: &str, value: &[u8]) {
 
 /// Appends `n` in decimal. By hand: the formatting machinery costs more than the rest of
 /// a head's writing, and these run for every request.
-pub(crate) fn put_decimal(out: &mut Vec<u8>, mut n: u64) {
+pub(crate) fn put_decimal(out: &mut Vec<u8>, n: u64) {
     let mut digits = [0u8; 20];
-    let mut at = digits.len();
+    let at = decimal_into(&mut digits, n);
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// Writes `n` in decimal at the end of `buf`; returns where its digits start.
+fn decimal_into(buf: &mut [u8], mut n: u64) -> usize {
+    let mut at = buf.len();
     loop {
         at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
+        buf[at] = b'0' + (n % 10) as u8;
         n /= 10;
         if n == 0 {
-            break;
+            return at;
         }
     }
-    out.extend_from_slice(&digits[at..]);
 }
 
 /// Appends an address as `Display` writes it (IPv4 by hand, for the same reason).
 fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().into_iter().enumerate() {
+            // Right to left into one buffer: "255.255.255.255" is the longest.
+            let mut text = [0u8; 15];
+            let mut at = text.len();
+            for (i, octet) in v4.octets().into_iter().rev().enumerate() {
                 if i > 0 {
-                    out.push(b'.');
+                    at -= 1;
+                    text[at] = b'.';
                 }
-                put_decimal(out, u64::from(octet));
+                at = decimal_into(&mut text[..at], u64::from(octet));
             }
+            out.extend_from_slice(&text[at..]);
         }
         IpAddr::V6(v6) => {
             let _ = write!(out, "{v6}");
@@ -214,10 +224,11 @@ mod tests {
             put_decimal(&mut out, n);
             assert_eq!(out, n.to_string().into_bytes());
         }
-        let ips: [IpAddr; 5] = [
+        let ips: [IpAddr; 6] = [
             "0.0.0.0".parse().unwrap(),
             "127.0.0.1".parse().unwrap(),
             "10.200.3.255".parse().unwrap(),
+            "255.255.255.255".parse().unwrap(),
             "::1".parse().unwrap(),
             "2001:db8::8a2e:370:7334".parse().unwrap(),
         ];
