@@ -634,6 +634,9 @@ def render(report: dict) -> str:
                      f"{round_ratio(k, lambda r: r.get('proxy_cpu_us_per_req'))} (target ≤ 0.5); "
                      f"user time only {round_ratio(k, lambda r: r.get('proxy_user_us_per_req'))}; "
                      f"kernel time only {round_ratio(k, lambda r: r.get('proxy_sys_us_per_req'))}")
+        lines.append("* rgate's kernel time alone / nginx's whole CPU time, per request: "
+                     f"{ratio(rg.get('proxy_sys_us_per_req'), ng.get('proxy_cpu_us_per_req'))} "
+                     "(above 0.5, no change to rgate's own code can meet the CPU target)")
         if fixed:
             lines.append("* rgate/nginx p99 at the fixed rate: "
                          f"{round_ratio(fixed, lambda r: r['latency_us']['p99'])} (target ≤ 1)")
