@@ -1,7 +1,9 @@
 //! One core's state: a plain struct built inside the core's thread and shared by that
 //! core's tasks through an `Rc`. Nothing in it is touched by another core on the request
-//! path: the table reader, the pool and the counters are this core's own. `Shared` holds
-//! the immutable config and the few cross-thread signals (drain), read between requests.
+//! path: the table reader, the pool, the counters and the alarms are this core's own.
+//! `Shared` holds the immutable config and the few cross-thread signals (drain), read
+//! between requests. `Alarms` is the core's drain signal and the coarse clock on which
+//! every request-path timeout and idle wait runs.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;

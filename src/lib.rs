@@ -9,7 +9,8 @@
 //!   * `stats` — per-core counters collected into SQLite; `/stats`, `/metrics`.
 //! * Data plane (one monoio runtime per core, never blocks, shares no lock):
 //!   * `server` — core threads, runtime and driver choice, accept loops.
-//!   * `core` — one core's state: table reader, backend pool, counters, drain signal.
+//!   * `core` — one core's state: table reader, backend pool, counters, and its alarms
+//!     (the drain, and the coarse clock every request-path timeout runs on).
 //!   * `proxy` — the per-connection loop: head → route → backend → stream back.
 //!   * `http` — the HTTP/1.1 codec on byte buffers (no sockets).
 //!   * `router` — target normalisation and longest-prefix routing.
