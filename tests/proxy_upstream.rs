@@ -320,3 +320,45 @@ fn the_legacy_driver_streams_bodies_and_tunnels_too() {
     c.stream.read_exact(&mut back).unwrap();
     assert_eq!(&back, b"ping through the tunnel");
 }
+
+#[test]
+fn the_pool_keeps_at_most_64_idle_connections_per_backend_and_reuses_them() {
+    // `MAX_IDLE_PER_ADDR` in src/proxy/pool.rs; one core, so one pool.
+    const MAX_IDLE: usize = 64;
+    const AT_ONCE: usize = MAX_IDLE + 6;
+    let b = Backend::start("b");
+    let gw = Gateway::options(&config(&[("/", "b")], &[("b", &[b.addr])], ""))
+        .cores(1)
+        .start();
+    let burst = |tag: &str| {
+        // Requests the backend holds for 500 ms: each needs its own backend connection.
+        let clients: Vec<Client> = (0..AT_ONCE)
+            .map(|i| {
+                let mut c = gw.client();
+                c.send(
+                    format!("GET /{tag}{i}?do=sleep&ms=500 HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
+                );
+                c
+            })
+            .collect();
+        for mut c in clients {
+            assert_eq!(c.read_response(false).status, 200);
+        }
+    };
+    burst("a");
+    assert_eq!(
+        b.connections(),
+        AT_ONCE,
+        "one backend connection per request"
+    );
+    // Back from the burst, the pool keeps MAX_IDLE of them and closes the rest.
+    let limit = Instant::now() + Duration::from_secs(5);
+    while b.closed_by_peer() < AT_ONCE - MAX_IDLE && Instant::now() < limit {
+        thread::sleep(Duration::from_millis(20));
+    }
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(b.closed_by_peer(), AT_ONCE - MAX_IDLE, "{}", gw.log());
+    // The kept ones serve the next burst: only the missing few are opened again.
+    burst("b");
+    assert_eq!(b.connections(), AT_ONCE + (AT_ONCE - MAX_IDLE));
+}

@@ -44,6 +44,8 @@ struct BackendState {
     idle_close: Option<Duration>,
     stop: AtomicBool,
     connections: AtomicUsize,
+    /// Connections the peer closed while they waited for a request.
+    closed_by_peer: AtomicUsize,
     requests: AtomicUsize,
     open: Mutex<Vec<TcpStream>>,
 }
@@ -130,6 +132,11 @@ impl Backend {
         self.state.connections.load(Ordering::SeqCst)
     }
 
+    /// Connections the peer (rgate) closed between requests, so far.
+    pub fn closed_by_peer(&self) -> usize {
+        self.state.closed_by_peer.load(Ordering::SeqCst)
+    }
+
     /// Request heads received so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
@@ -183,6 +190,7 @@ fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()>
             .get_ref()
             .set_read_timeout(Some(state.idle_close.unwrap_or(IO_TIMEOUT)))?;
         if reader.fill_buf()?.is_empty() {
+            state.closed_by_peer.fetch_add(1, Ordering::SeqCst);
             return Ok(());
         }
         reader.get_ref().set_read_timeout(Some(IO_TIMEOUT))?;
