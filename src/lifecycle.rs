@@ -121,6 +121,9 @@ fn serve(
         }
         None => vec![listener::bind(&args.bind, port)?],
     };
+    for l in &listeners {
+        listener::set_nodelay_for_accepted(l)?;
+    }
     let shared = Arc::new(Shared::new(config, stats));
     let (ready_tx, ready_rx) = mpsc::channel();
     let threads = server::start_cores(&listeners, readers, shared.clone(), ready_tx)?;

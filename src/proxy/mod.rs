@@ -113,7 +113,7 @@ pub(crate) fn serve_client(
     io: TcpStream,
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
-    let _ = io.set_nodelay(true);
+    // TCP_NODELAY comes from the listening socket (`listener::set_nodelay_for_accepted`).
     ClientConn {
         _open: OpenConnection::count(&core),
         core,
