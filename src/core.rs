@@ -173,6 +173,11 @@ impl Alarms {
         self.wait(false, Some(deadline))
     }
 
+    /// Until `d` from now has passed, drain or not.
+    pub(crate) fn after(&self, d: Duration) -> AlarmWait<'_> {
+        self.at(self.deadline_in(d))
+    }
+
     fn wait(&self, on_drain: bool, deadline: Option<Deadline>) -> AlarmWait<'_> {
         AlarmWait {
             alarms: self,
@@ -197,6 +202,15 @@ impl Alarms {
             alarm.as_mut().poll(cx).map(|_| Err(TimedOut))
         })
         .await
+    }
+
+    /// `timeout` with the deadline `d` from now.
+    pub(crate) async fn timeout_in<F: Future>(
+        &self,
+        d: Duration,
+        fut: F,
+    ) -> Result<F::Output, TimedOut> {
+        self.timeout(self.deadline_in(d), fut).await
     }
 
     /// Advances the clock by one tick and wakes the waiters whose deadline it reached.

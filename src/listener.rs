@@ -30,20 +30,7 @@ pub fn bind(bind: &str, port: u16) -> io::Result<TcpListener> {
     // SAFETY: `fd` is a fresh socket that nothing else owns; the listener takes it over and
     // closes it on every error path below by being dropped.
     let listener = unsafe { TcpListener::from_raw_fd(fd) };
-    let one: libc::c_int = 1;
-    // SAFETY: valid fd, pointer to a live c_int and its size.
-    let rc = unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_REUSEADDR,
-            &one as *const libc::c_int as *const libc::c_void,
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    enable(&listener, libc::SOL_SOCKET, libc::SO_REUSEADDR)?;
     let (storage, len) = sockaddr(&addr);
     // SAFETY: `storage` holds a valid sockaddr of `len` bytes for this family.
     if unsafe { libc::bind(fd, &storage as *const _ as *const libc::sockaddr, len) } < 0 {
@@ -63,23 +50,29 @@ pub fn bind(bind: &str, port: u16) -> io::Result<TcpListener> {
 /// without it, the last small segment of a response written in pieces could wait for the
 /// client's delayed ACK.
 pub fn set_nodelay_for_accepted(listener: &TcpListener) -> io::Result<()> {
+    enable(listener, libc::IPPROTO_TCP, libc::TCP_NODELAY).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot set TCP_NODELAY on the listening socket: {e}"),
+        )
+    })
+}
+
+/// Turns on an integer socket option of `listener`.
+fn enable(listener: &TcpListener, level: libc::c_int, option: libc::c_int) -> io::Result<()> {
     let one: libc::c_int = 1;
     // SAFETY: a valid fd owned by `listener`, pointer to a live c_int and its size.
     let rc = unsafe {
         libc::setsockopt(
             listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
+            level,
+            option,
             &one as *const libc::c_int as *const libc::c_void,
             std::mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
     if rc < 0 {
-        let e = io::Error::last_os_error();
-        return Err(io::Error::new(
-            e.kind(),
-            format!("cannot set TCP_NODELAY on the listening socket: {e}"),
-        ));
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -86,10 +86,9 @@ pub(crate) struct IdleLimit<'a> {
 
 /// Reads more into `src`; a clean close is `Ok(0)`.
 async fn fill(src: &mut Buffered, idle: IdleLimit<'_>) -> Result<usize, RelayError> {
-    let deadline = idle.alarms.deadline_in(idle.limit);
     match idle
         .alarms
-        .timeout(deadline, src.fill(BODY_READ_BYTES))
+        .timeout_in(idle.limit, src.fill(BODY_READ_BYTES))
         .await
     {
         Err(_) => Err(RelayError::SourceTimeout),

@@ -303,7 +303,7 @@ impl ClientConn {
         let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
         let wake = monoio::select! {
             r = &mut read => Some(r),
-            _ = core.alarms.at(core.alarms.deadline_in(IDLE_RELEASE_AFTER.min(keepalive))) => None,
+            _ = core.alarms.after(IDLE_RELEASE_AFTER.min(keepalive)) => None,
             _ = core.alarms.drain() => None,
         };
         let read = match wake {
@@ -341,7 +341,7 @@ impl ClientConn {
             Some(r) => r,
             None => monoio::select! {
                 r = io.readable(false) => r,
-                _ = core.alarms.at(core.alarms.deadline_in(DRAIN_IDLE_GRACE)) => return Err(Next::Close),
+                _ = core.alarms.after(DRAIN_IDLE_GRACE) => return Err(Next::Close),
             },
         };
         if ready.is_err() {
@@ -558,13 +558,7 @@ impl ClientConn {
         let idle = self.core.shared.config.timeouts.body_idle;
         while n > 0 {
             if self.client.data().is_empty() {
-                let deadline = self.core.alarms.deadline_in(idle);
-                match self
-                    .core
-                    .alarms
-                    .timeout(deadline, self.client.fill(0))
-                    .await
-                {
+                match self.core.alarms.timeout_in(idle, self.client.fill(0)).await {
                     Ok(Ok(k)) if k > 0 => {}
                     _ => return false,
                 }

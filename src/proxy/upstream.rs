@@ -115,9 +115,8 @@ impl BackendConn {
         alarms: &Alarms,
         timeout: Duration,
     ) -> Result<BackendConn, UpstreamError> {
-        let deadline = alarms.deadline_in(timeout);
         let stream = match alarms
-            .timeout(deadline, TcpStream::connect_addr(addr))
+            .timeout_in(timeout, TcpStream::connect_addr(addr))
             .await
         {
             Err(_) => return Err(UpstreamError::ConnectTimeout),
