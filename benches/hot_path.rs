@@ -17,7 +17,7 @@ use rgate::config::Route;
 use rgate::http::request::parse_request;
 use rgate::http::response::parse_response;
 use rgate::http::writer::{write_request_head, write_response_head, RelayFraming};
-use rgate::http::{Version, MAX_HEADERS};
+use rgate::http::{UnderscorePolicy, Version, MAX_HEADERS};
 use rgate::router::{normalize_target, RouteTable};
 
 /// What wrk sends: the smallest realistic request.
@@ -153,7 +153,14 @@ fn main() {
                     .flatten()
                     .expect("a valid request");
                 out.clear();
-                write_request_head(out, black_box(&head), head.target, client_ip, backend);
+                write_request_head(
+                    out,
+                    black_box(&head),
+                    head.target,
+                    client_ip,
+                    backend,
+                    UnderscorePolicy::Drop,
+                );
                 black_box(out.len());
             })
         }),

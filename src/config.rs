@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::http::UnderscorePolicy;
+
 // ----- raw: exactly what the YAML may say -----
 
 #[derive(Debug, Deserialize)]
@@ -27,6 +29,14 @@ struct RawConfig {
     timeouts: Option<RawTimeouts>,
     #[serde(default)]
     stats: Option<RawStats>,
+    #[serde(default)]
+    headers: Option<RawHeaders>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaders {
+    underscores: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -85,6 +95,14 @@ pub struct Config {
     pub backends: Vec<BackendSpec>,
     pub timeouts: Timeouts,
     pub stats: StatsSettings,
+    pub headers: HeaderSettings,
+}
+
+/// How request header fields are treated beyond what HTTP requires.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HeaderSettings {
+    /// Field names with `_` (`Content_Length`…): dropped, forwarded or refused.
+    pub underscores: UnderscorePolicy,
 }
 
 /// One `path_prefix` → backend rule. `backend` indexes `Config::backends`.
@@ -252,6 +270,7 @@ impl Validator<'_> {
         };
         let timeouts = self.timeouts(raw.timeouts)?;
         let stats = self.stats(raw.stats)?;
+        let headers = self.headers(raw.headers)?;
         Ok(Config {
             path: self.file.to_path_buf(),
             routes,
@@ -259,7 +278,26 @@ impl Validator<'_> {
             backends,
             timeouts,
             stats,
+            headers,
         })
+    }
+
+    fn headers(&self, raw: Option<RawHeaders>) -> Result<HeaderSettings, ConfigError> {
+        let mut h = HeaderSettings::default();
+        if let Some(value) = raw.and_then(|r| r.underscores) {
+            h.underscores = match value.as_str() {
+                "drop" => UnderscorePolicy::Drop,
+                "forward" => UnderscorePolicy::Forward,
+                "reject" => UnderscorePolicy::Reject,
+                other => {
+                    return Err(self.err(
+                        "headers.underscores",
+                        format!("{other:?} is not one of drop, forward, reject"),
+                    ))
+                }
+            };
+        }
+        Ok(h)
     }
 
     fn backends(&self, raw: Vec<RawBackend>) -> Result<Vec<BackendSpec>, ConfigError> {
@@ -554,6 +592,11 @@ backends:
             "backends: [{name: a, addresses: ['not an address']}]",
             "backends[0].addresses[0]",
             "host:port",
+        );
+        expect_err(
+            "headers: {underscores: allow}",
+            "headers.underscores",
+            "not one of drop, forward, reject",
         );
         expect_err(
             "timeouts: {connect_ms: 0}",

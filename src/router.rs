@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 
 use crate::config::Route;
+use crate::http::host::split_absolute_form;
 
 /// The result of routing one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +75,14 @@ impl TargetError {
 pub fn normalize_target(target: &str) -> Result<Cow<'_, str>, TargetError> {
     let origin = if target.starts_with('/') || target == "*" {
         target
-    } else if let Some(rest) = strip_scheme(target) {
-        // absolute-form: drop the authority (RFC 9112 §3.2.2); Host still says where.
-        match rest.find(['/', '?']) {
-            Some(i) if rest.as_bytes()[i] == b'/' => &rest[i..],
-            Some(i) => return Ok(Cow::Owned(format!("/{}", &rest[i..]))),
-            None => "/",
+    } else if let Some((_, rest)) = split_absolute_form(target) {
+        // absolute-form: the authority became the Host (`http::host`); the backend gets
+        // origin-form (RFC 9112 §3.2.2). A fragment is never part of a target.
+        let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
+        if rest.starts_with('/') {
+            rest
+        } else {
+            return Ok(Cow::Owned(format!("/{rest}")));
         }
     } else {
         return Err(TargetError::UnsupportedForm);
@@ -157,17 +160,6 @@ fn dot_segment(seg: &str) -> Option<DotSegment> {
     }
 }
 
-fn strip_scheme(target: &str) -> Option<&str> {
-    let lower = target.get(..8)?.to_ascii_lowercase();
-    if lower.starts_with("http://") {
-        Some(&target[7..])
-    } else if lower.starts_with("https://") {
-        Some(&target[8..])
-    } else {
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +208,8 @@ mod tests {
         assert_eq!(n("http://host/api/x?y").unwrap(), "/api/x?y");
         assert_eq!(n("http://host").unwrap(), "/");
         assert_eq!(n("HTTP://host?q").unwrap(), "/?q");
+        assert_eq!(n("http://host#frag").unwrap(), "/");
+        assert_eq!(n("http://host/a/../b#frag").unwrap(), "/b");
         assert_eq!(n("*").unwrap(), "*");
         assert_eq!(n("host:443").unwrap_err(), TargetError::UnsupportedForm);
         let t = table();

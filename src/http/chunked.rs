@@ -1,14 +1,22 @@
-//! The chunked transfer coding (RFC 9112 §7.1) as a byte-at-a-time state machine.
+//! The chunked transfer coding (RFC 9112 §7.1) as a byte-at-a-time state machine, and the
+//! `Reframer` that writes a chunked body anew.
 //!
-//! The decoder never copies: each call consumes a prefix of the input and says whether
-//! that prefix was framing (size lines, CRLFs, trailers) or payload. A proxy forwarding the
-//! body chunked sends every consumed byte on; one de-chunking (for an HTTP/1.0 client) sends
-//! only the payload. Either way the decoder proves where the message ends, so nothing past
-//! it is ever forwarded as body. It is strict: bare LF, a missing CRLF after data, an
-//! oversized chunk size or over-long extensions and trailers are errors, because a lenient
-//! decoder in a proxy is how request smuggling starts.
+//! The decoder never copies payload: each call consumes a prefix of the input and says
+//! whether that prefix was framing (size lines, CRLFs, trailers) or payload; it keeps only
+//! the trailer section (bounded), for `trailers` to check. It is strict: bare LF, a missing
+//! CRLF after data, whitespace not followed by an extension, control bytes in extensions,
+//! an oversized chunk size or over-long extensions and trailers are errors, because a
+//! lenient decoder in a proxy is how request smuggling starts.
+//!
+//! The decoder proves where the message ends, so nothing past it is ever forwarded as body.
+//! What is forwarded is never the sender's framing: a body relayed chunked goes through the
+//! `Reframer`, which writes each chunk's size line itself (no extensions), the payload, and a
+//! last chunk with only the trailer fields that may pass. A body de-chunked for an HTTP/1.0
+//! client is the payload alone.
 
 use std::fmt;
+
+use super::trailers::{self, TrailerError};
 
 /// At most 16 hex digits: a size up to 2^64 - 1.
 const MAX_SIZE_DIGITS: u8 = 16;
@@ -22,7 +30,7 @@ pub const MAX_TRAILER_BYTES: usize = 16 * 1024;
 enum ChunkedState {
     /// Reading the hex digits of a chunk size.
     Size,
-    /// After the digits: optional whitespace before `;` or CR.
+    /// After the digits: whitespace, which must lead to `;` (BWS before an extension).
     SizeWs,
     /// Inside `;name=value` extensions, up to CR.
     Extension,
@@ -54,6 +62,10 @@ pub enum ChunkedError {
     ExtensionTooLong,
     MissingCrlf,
     TrailerTooLong,
+    /// A control byte inside a chunk extension.
+    InvalidExtension,
+    /// A trailer line that is not a field line.
+    Trailer(TrailerError),
 }
 
 impl fmt::Display for ChunkedError {
@@ -64,6 +76,9 @@ impl fmt::Display for ChunkedError {
             ChunkedError::ExtensionTooLong => "chunk extension too long",
             ChunkedError::MissingCrlf => "missing CRLF in chunked framing",
             ChunkedError::TrailerTooLong => "trailer section too long",
+            ChunkedError::InvalidExtension => "control character in a chunk extension",
+            ChunkedError::Trailer(TrailerError::InvalidName) => "invalid trailer field name",
+            ChunkedError::Trailer(TrailerError::InvalidValue) => "invalid trailer field value",
         })
     }
 }
@@ -84,7 +99,8 @@ pub struct ChunkedDecoder {
     remaining: u64,
     digits: u8,
     extension_len: usize,
-    trailer_len: usize,
+    /// The trailer field lines, each with its CRLF (empty for most bodies: no allocation).
+    trailer: Vec<u8>,
 }
 
 impl Default for ChunkedDecoder {
@@ -100,8 +116,13 @@ impl ChunkedDecoder {
             remaining: 0,
             digits: 0,
             extension_len: 0,
-            trailer_len: 0,
+            trailer: Vec::new(),
         }
+    }
+
+    /// The trailer field lines read so far, each ending with CRLF.
+    pub fn trailer_section(&self) -> &[u8] {
+        &self.trailer
     }
 
     /// True once the final CRLF has been consumed.
@@ -141,10 +162,17 @@ impl ChunkedDecoder {
                 None if self.digits == 0 => return Err(ChunkedError::InvalidSize),
                 None => self.after_size(b)?,
             },
-            SizeWs => self.after_size(b)?,
+            SizeWs => match b {
+                b' ' | b'\t' => SizeWs,
+                b';' => Extension,
+                _ => return Err(ChunkedError::InvalidSize),
+            },
             Extension => match b {
                 b'\r' => SizeLf,
                 b'\n' => return Err(ChunkedError::MissingCrlf),
+                // Stripped when re-framed, but a control byte here means the sender's idea
+                // of where the line ends may differ from rgate's.
+                0..=0x08 | 0x0a..=0x1f | 0x7f => return Err(ChunkedError::InvalidExtension),
                 _ => {
                     self.extension_len += 1;
                     if self.extension_len > MAX_EXTENSION_BYTES {
@@ -173,15 +201,15 @@ impl ChunkedDecoder {
             TrailerStart => match b {
                 b'\r' => EndLf,
                 b'\n' => return Err(ChunkedError::MissingCrlf),
-                _ => self.trailer_byte(TrailerLine)?,
+                _ => self.trailer_byte(b, TrailerLine)?,
             },
             TrailerLine => match b {
-                b'\r' => self.trailer_byte(TrailerLf)?,
+                b'\r' => self.trailer_byte(b, TrailerLf)?,
                 b'\n' => return Err(ChunkedError::MissingCrlf),
-                _ => self.trailer_byte(TrailerLine)?,
+                _ => self.trailer_byte(b, TrailerLine)?,
             },
             TrailerLf => match b {
-                b'\n' => self.trailer_byte(TrailerStart)?,
+                b'\n' => self.trailer_byte(b, TrailerStart)?,
                 _ => return Err(ChunkedError::MissingCrlf),
             },
             EndLf => match b {
@@ -217,13 +245,81 @@ impl ChunkedDecoder {
         }
     }
 
-    fn trailer_byte(&mut self, next: ChunkedState) -> Result<ChunkedState, ChunkedError> {
-        self.trailer_len += 1;
-        if self.trailer_len > MAX_TRAILER_BYTES {
+    fn trailer_byte(&mut self, b: u8, next: ChunkedState) -> Result<ChunkedState, ChunkedError> {
+        if self.trailer.len() >= MAX_TRAILER_BYTES {
             return Err(ChunkedError::TrailerTooLong);
         }
+        self.trailer.push(b);
         Ok(next)
     }
+}
+
+/// Re-frames a chunked body as it streams: consumes the sender's chunked bytes and appends
+/// the same payload in chunks whose framing rgate writes itself — size lines without
+/// extensions, and a last chunk carrying only the trailer fields that may pass
+/// (`trailers::write_allowed`). Chunk boundaries may differ from the sender's; the payload
+/// does not.
+#[derive(Debug, Default)]
+pub struct Reframer {
+    decoder: ChunkedDecoder,
+    /// The last chunk and trailer section have been written.
+    finished: bool,
+}
+
+impl Reframer {
+    pub fn new() -> Reframer {
+        Reframer::default()
+    }
+
+    /// True once the whole body was read and its end written.
+    pub fn is_done(&self) -> bool {
+        self.finished
+    }
+
+    /// Consumes the prefix of `input` that belongs to the body (all of it, unless the body
+    /// ends inside it) and appends the re-framed bytes to `out`; returns how much was
+    /// consumed. On an error, `out` may hold a partial chunk: the message is to be cut.
+    pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, ChunkedError> {
+        let mut at = 0;
+        while at < input.len() && !self.decoder.is_done() {
+            match self.decoder.decode(&input[at..])? {
+                Decoded::Payload(n) => {
+                    write_chunk(out, &input[at..at + n]);
+                    at += n;
+                }
+                Decoded::Framing(n) => at += n,
+            }
+        }
+        if self.decoder.is_done() && !self.finished {
+            out.extend_from_slice(b"0\r\n");
+            trailers::write_allowed(self.decoder.trailer_section(), out)
+                .map_err(ChunkedError::Trailer)?;
+            out.extend_from_slice(b"\r\n");
+            self.finished = true;
+        }
+        Ok(at)
+    }
+}
+
+/// Appends one chunk of `payload` (not empty: an empty chunk would end the body).
+fn write_chunk(out: &mut Vec<u8>, payload: &[u8]) {
+    debug_assert!(!payload.is_empty());
+    let mut digits = [0u8; 16];
+    let mut at = digits.len();
+    let mut n = payload.len();
+    loop {
+        at -= 1;
+        digits[at] = b"0123456789abcdef"[n % 16];
+        n /= 16;
+        if n == 0 {
+            break;
+        }
+    }
+    out.reserve(digits.len() - at + payload.len() + 4);
+    out.extend_from_slice(&digits[at..]);
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(payload);
+    out.extend_from_slice(b"\r\n");
 }
 
 fn hex_value(b: u8) -> Option<u8> {
@@ -336,6 +432,78 @@ mod tests {
         let mut long_trailer = b"0\r\n".to_vec();
         long_trailer.extend(std::iter::repeat_n(b'a', MAX_TRAILER_BYTES + 1));
         assert_eq!(error_of(&long_trailer), ChunkedError::TrailerTooLong);
+    }
+
+    #[test]
+    fn rejects_whitespace_without_extension_and_controls_in_extensions() {
+        assert_eq!(error_of(b"5 \r\nhello"), ChunkedError::InvalidSize);
+        assert_eq!(error_of(b"5\t\r\nhello"), ChunkedError::InvalidSize);
+        assert_eq!(error_of(b"5;a\x01b\r\n"), ChunkedError::InvalidExtension);
+        assert_eq!(error_of(b"5;a\0\r\n"), ChunkedError::InvalidExtension);
+        assert_eq!(error_of(b"5;\x7f\r\n"), ChunkedError::InvalidExtension);
+        assert_eq!(error_of(b"5;a\rb\r\n"), ChunkedError::MissingCrlf);
+    }
+
+    /// Re-frames `input` delivered in the given pieces, as the relay does (the unconsumed
+    /// rest of a piece is offered again with the next one). Returns (output, bytes left).
+    fn reframe(pieces: &[&[u8]]) -> Result<(Vec<u8>, usize), ChunkedError> {
+        let mut r = Reframer::new();
+        let mut out = Vec::new();
+        let mut pending = Vec::new();
+        for piece in pieces {
+            pending.extend_from_slice(piece);
+            if r.is_done() {
+                continue;
+            }
+            let used = r.feed(&pending, &mut out)?;
+            pending.drain(..used);
+        }
+        assert!(r.is_done(), "reframer not done");
+        Ok((out, pending.len()))
+    }
+
+    #[test]
+    fn reframing_writes_clean_chunks_at_every_split() {
+        let input = b"5;ext=\"q\"\r\nhello\r\n006 ;x\r\n world\r\n0\r\nX-Sum: 1\r\n\
+Content-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\nGET /next HTTP/1.1\r\n";
+        let (whole, left) = reframe(&[input]).unwrap();
+        assert_eq!(left, b"GET /next HTTP/1.1\r\n".len());
+        assert_eq!(
+            whole,
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\nX-Sum: 1\r\n\r\n".to_vec()
+        );
+        for i in 0..=input.len() {
+            let (a, b) = input.split_at(i);
+            let (out, rest) = reframe(&[a, b]).unwrap();
+            assert_eq!(rest, left, "split at {i}");
+            // Chunk boundaries may move; the payload and the end may not.
+            let (payload, _, after) = run(&[&out]).unwrap();
+            assert_eq!(payload, b"hello world", "split at {i}");
+            assert_eq!(after, 0, "split at {i}");
+            assert!(out.ends_with(b"0\r\nX-Sum: 1\r\n\r\n"), "split at {i}");
+        }
+    }
+
+    #[test]
+    fn reframing_refuses_a_malformed_trailer() {
+        assert_eq!(
+            reframe(&[b"1\r\na\r\n0\r\nX-A : 1\r\n\r\n"]).unwrap_err(),
+            ChunkedError::Trailer(TrailerError::InvalidName)
+        );
+        assert_eq!(
+            reframe(&[b"0\r\nX-A: 1\r\n folded\r\n\r\n"]).unwrap_err(),
+            ChunkedError::Trailer(TrailerError::InvalidName)
+        );
+    }
+
+    #[test]
+    fn chunk_sizes_are_written_in_hex() {
+        for n in [1usize, 9, 10, 15, 16, 255, 4096, 65_535, 1 << 20] {
+            let mut out = Vec::new();
+            write_chunk(&mut out, &vec![b'x'; n]);
+            assert!(out.starts_with(format!("{n:x}\r\n").as_bytes()), "{n}");
+            assert_eq!(out.len(), format!("{n:x}").len() + n + 4);
+        }
     }
 
     #[test]

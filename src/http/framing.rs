@@ -1,6 +1,7 @@
 //! Body framing: how the length of a message body is known, decided once per message
 //! from its head, by the rules of RFC 9112 §6.3. An ambiguous request is refused, never
-//! forwarded; an ambiguous response is treated as invalid (502).
+//! forwarded; an ambiguous response is treated as invalid (502). The decision is all that
+//! leaves this module: the writer states it in a framing field of rgate's own.
 
 use super::{comma_list, trim, Version};
 
@@ -58,7 +59,6 @@ pub struct FramingHeaders {
 struct Codings {
     count: u32,
     last_is_chunked: bool,
-    chunked_count: u32,
 }
 
 impl FramingHeaders {
@@ -73,7 +73,6 @@ impl FramingHeaders {
                 // Parameters (`;q=`) are not allowed on chunked; compare the whole token.
                 let chunked = coding.eq_ignore_ascii_case(b"chunked");
                 self.codings.count += 1;
-                self.codings.chunked_count += u32::from(chunked);
                 self.codings.last_is_chunked = chunked;
             }
             true
@@ -134,17 +133,17 @@ impl FramingHeaders {
                 // ambiguity on, so rgate treats the response as invalid.
                 return Err(FramingError::LengthAndTransferEncoding);
             }
-            // Rule 4: chunked last → chunked; otherwise the body runs until close.
-            if self.codings.last_is_chunked && self.codings.chunked_count == 1 {
-                return Ok(if self.codings.count == 1 {
-                    BodyFraming::Chunked
-                } else {
-                    // e.g. `gzip, chunked`: de-chunking would leave a gzip coding that the
-                    // relayed head no longer announces; refuse rather than corrupt.
-                    return Err(FramingError::UnsupportedCoding);
-                });
+            // Rule 4 would read a body whose final coding is not chunked until close; rgate
+            // relays only what it can frame itself, so anything but exactly `chunked` is
+            // refused (`gzip, chunked` would also leave a coding the relayed head no longer
+            // announces once de-chunked).
+            if !self.codings.last_is_chunked {
+                return Err(FramingError::ChunkedNotFinal);
             }
-            return Ok(BodyFraming::UntilClose);
+            if self.codings.count != 1 {
+                return Err(FramingError::UnsupportedCoding);
+            }
+            return Ok(BodyFraming::Chunked);
         }
         match self.content_length {
             None => Ok(BodyFraming::UntilClose),
@@ -286,10 +285,28 @@ mod tests {
             resp(&[("Transfer-Encoding", "chunked")], 200, false),
             Ok(Chunked)
         );
-        assert_eq!(
-            resp(&[("Transfer-Encoding", "gzip")], 200, false),
-            Ok(UntilClose)
-        );
+        // Anything but exactly `chunked` is refused rather than read until close.
+        for te in [
+            "gzip",
+            "identity",
+            "chunked, chunked",
+            "gzip, chunked",
+            "xchunked",
+        ] {
+            assert!(
+                resp(&[("Transfer-Encoding", te)], 200, false).is_err(),
+                "{te}"
+            );
+        }
+        assert!(resp(
+            &[
+                ("Transfer-Encoding", "chunked"),
+                ("Transfer-Encoding", "chunked")
+            ],
+            200,
+            false
+        )
+        .is_err());
         assert!(resp(&[("Content-Length", "x")], 200, false).is_err());
         assert!(resp(
             &[("Content-Length", "3"), ("Transfer-Encoding", "chunked")],

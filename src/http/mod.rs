@@ -6,14 +6,27 @@
 //! * `response` — the backend's response head.
 //! * `framing`  — `BodyFraming`, decided once per message (RFC 9112 §6).
 //! * `chunked`  — the chunked coding as a state machine.
+//! * `chunked`  — also re-frames a chunked body: rgate writes every chunk line itself.
+//! * `trailers` — which trailer fields of a chunked body may be passed on.
+//! * `host`     — the Host grammar, and the authority of an absolute-form target.
 //! * `writer`   — the heads rgate writes: forwarded requests, relayed responses.
 //! * `gateway`  — responses rgate makes itself (errors, the default response).
+//!
+//! # Framing integrity
+//! What a backend parses must be exactly what rgate decided to forward, and what a client
+//! parses exactly what the backend answered to it. So rgate never copies a framing field:
+//! it decides a message's framing once (`framing`), drops every `Content-Length` and
+//! `Transfer-Encoding` the peer sent, and writes its own (`writer`), re-chunking chunked
+//! bodies (`chunked::Reframer`). A `Connection` option can remove end-to-end fields, but
+//! never one rgate frames, routes on or sets itself (`NEVER_HOP_BY_HOP`).
 
 pub mod chunked;
 pub mod framing;
 pub mod gateway;
+pub mod host;
 pub mod request;
 pub mod response;
+pub mod trailers;
 pub mod writer;
 
 /// At most this many header fields in a head (request or response); more → 431 / 502.
@@ -60,7 +73,15 @@ impl ConnectionTokens {
             } else if token.eq_ignore_ascii_case(b"upgrade") {
                 self.upgrade = true;
             } else if let Ok(name) = std::str::from_utf8(token) {
-                self.extra.push(name.to_ascii_lowercase());
+                // RFC 9110 §7.6.1 lets an intermediary refuse to treat a field as hop-by-hop;
+                // the fields rgate frames, routes on or sets are never removable this way
+                // (`Connection: content-length` would otherwise unframe a relayed body).
+                if !NEVER_HOP_BY_HOP
+                    .iter()
+                    .any(|n| n.eq_ignore_ascii_case(name))
+                {
+                    self.extra.push(name.to_ascii_lowercase());
+                }
             }
         }
     }
@@ -80,7 +101,8 @@ impl ConnectionTokens {
 
 /// Header fields that describe one connection, not the message (RFC 9110 §7.6.1), and so
 /// are never forwarded as they are. `Upgrade` is handled apart: kept only while upgrading.
-const HOP_BY_HOP: [&str; 7] = [
+/// `HTTP2-Settings` belongs to an h2c upgrade (RFC 7540 §3.2.1), which rgate never relays.
+const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -88,7 +110,34 @@ const HOP_BY_HOP: [&str; 7] = [
     "trailer",
     "transfer-encoding",
     "upgrade",
+    "http2-settings",
 ];
+
+/// Fields a `Connection` option can never remove: the framing rgate writes itself, the
+/// Host it routes on and forwards, and the fields it sets on every forwarded request.
+pub const NEVER_HOP_BY_HOP: [&str; 7] = [
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-request-id",
+];
+
+/// What to do with a request header whose name contains `_`. Such names are valid tokens,
+/// but CGI-style servers map `_` and `-` to the same variable, so `Content_Length` can reach
+/// a backend as its framing; nginx drops them by default, and so does rgate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnderscorePolicy {
+    /// Not forwarded (the default).
+    #[default]
+    Drop,
+    /// Forwarded like any other field.
+    Forward,
+    /// The request is refused with 400.
+    Reject,
+}
 
 /// Whether `name` must not be forwarded, given the message's `Connection` tokens.
 pub fn is_hop_by_hop(name: &str, connection: &ConnectionTokens) -> bool {

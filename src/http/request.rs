@@ -1,11 +1,18 @@
 //! The client's request head: httparse does the tokenising; this module enforces rgate's
 //! limits and RFC 9112's rules and extracts what the proxy needs (framing, persistence,
-//! `Expect`, `Upgrade`, `Host`). The head stays borrowed from the connection's buffer.
+//! `Expect`, `Upgrade`, the effective Host). The head stays borrowed from the connection's
+//! buffer.
 
 use std::fmt;
 
 use super::framing::{BodyFraming, FramingError, FramingHeaders};
-use super::{ConnectionTokens, Version, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
+use super::host::{absolute_form_host, check_host, HostError};
+use super::{ConnectionTokens, UnderscorePolicy, Version, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
+
+/// The only protocol rgate tunnels after `101 Switching Protocols`. Others (h2c above all)
+/// would hand the client a raw connection to the backend that rgate's routing no longer
+/// sees, so an `Upgrade` asking for them is dropped and the request forwarded as a plain one.
+const TUNNELED_PROTOCOL: &[u8] = b"websocket";
 
 /// The longest request line we wait for: target plus method, version and spaces.
 const MAX_REQUEST_LINE_BYTES: usize = MAX_TARGET_BYTES + 64;
@@ -22,9 +29,13 @@ pub struct RequestHead<'h, 'b> {
     pub framing: BodyFraming,
     pub connection: ConnectionTokens,
     pub expect_continue: bool,
-    /// The `Upgrade` value, when `Connection: upgrade` asks for one.
+    /// The `Upgrade` value, when `Connection: upgrade` asks for a WebSocket.
     pub upgrade: Option<&'b [u8]>,
+    /// The validated Host the request is for: the authority of an absolute-form target, or
+    /// else the `Host` field (RFC 9112 §3.2.2). None only for HTTP/1.0 without Host.
     pub host: Option<&'b [u8]>,
+    /// Some field name contains `_` (see `UnderscorePolicy`).
+    pub underscore_names: bool,
 }
 
 impl RequestHead<'_, '_> {
@@ -44,6 +55,15 @@ impl RequestHead<'_, '_> {
     pub fn wants_keep_alive(&self) -> bool {
         self.connection.persistent(self.version)
     }
+
+    /// Refuses the request when a field name has `_` and the policy says so.
+    pub fn check_underscores(&self, policy: UnderscorePolicy) -> Result<(), RequestError> {
+        if self.underscore_names && policy == UnderscorePolicy::Reject {
+            Err(RequestError::Malformed("header field name contains '_'"))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// Why a request head was refused. Each maps to the status the client gets.
@@ -61,6 +81,8 @@ pub enum RequestError {
     Framing(FramingError),
     /// An `Expect` other than 100-continue (417).
     UnsupportedExpectation,
+    /// A Host field or absolute-form authority that is not a valid host (400).
+    Host(HostError),
 }
 
 impl RequestError {
@@ -70,7 +92,7 @@ impl RequestError {
             RequestError::TargetTooLong => 414,
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => 431,
             RequestError::Framing(FramingError::UnsupportedCoding) => 501,
-            RequestError::Framing(_) => 400,
+            RequestError::Framing(_) | RequestError::Host(_) => 400,
             RequestError::UnsupportedExpectation => 417,
         }
     }
@@ -93,6 +115,7 @@ impl fmt::Display for RequestError {
             RequestError::UnsupportedExpectation => {
                 write!(f, "only the 100-continue expectation is supported")
             }
+            RequestError::Host(e) => write!(f, "invalid Host: {e}"),
         }
     }
 }
@@ -133,7 +156,9 @@ pub fn parse_request<'h, 'b>(
     let mut expect_continue = false;
     let mut upgrade = None;
     let mut host = None;
+    let mut underscore_names = false;
     for h in headers {
+        underscore_names |= h.name.as_bytes().contains(&b'_');
         if framing.observe(h.name, h.value) {
             continue;
         }
@@ -143,6 +168,7 @@ pub fn parse_request<'h, 'b>(
             if host.is_some() {
                 return Err(RequestError::Malformed("more than one Host header"));
             }
+            check_host(h.value).map_err(RequestError::Host)?;
             host = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("expect") {
             if h.value.eq_ignore_ascii_case(b"100-continue") {
@@ -158,10 +184,15 @@ pub fn parse_request<'h, 'b>(
     if version == Version::Http11 && host.is_none() {
         return Err(RequestError::Malformed("missing Host header"));
     }
+    // §3.2.2: the authority of an absolute-form target replaces Host.
+    if let Some(authority) = absolute_form_host(target) {
+        host = Some(authority.map_err(RequestError::Host)?.as_bytes());
+    }
     let framing = framing
         .request_framing(version)
         .map_err(RequestError::Framing)?;
-    if !connection.upgrade || version == Version::Http10 {
+    let tunnelable = upgrade.is_some_and(|u: &[u8]| u.eq_ignore_ascii_case(TUNNELED_PROTOCOL));
+    if !connection.upgrade || version == Version::Http10 || !tunnelable {
         upgrade = None;
     }
     // 100-continue only means something for a request with a body from an HTTP/1.1 client.
@@ -178,6 +209,7 @@ pub fn parse_request<'h, 'b>(
         expect_continue,
         upgrade,
         host,
+        underscore_names,
     }))
 }
 

@@ -15,6 +15,9 @@ pub struct ResponseHead<'h, 'b> {
     pub headers: &'h [httparse::Header<'b>],
     pub head_len: usize,
     pub framing: BodyFraming,
+    /// The Content-Length the backend declared, when valid: a response to HEAD and a 304
+    /// announce the length the body would have had (RFC 9110 §8.6), and rgate passes it on.
+    pub declared_length: Option<u64>,
     pub connection: ConnectionTokens,
 }
 
@@ -87,6 +90,7 @@ pub fn parse_response<'h, 'b>(
             connection.add(h.value);
         }
     }
+    let declared_length = framing.content_length();
     let framing = framing
         .response_framing(version, status, request_is_head)
         .map_err(ResponseError::Framing)?;
@@ -97,6 +101,7 @@ pub fn parse_response<'h, 'b>(
         headers,
         head_len,
         framing,
+        declared_length,
         connection,
     }))
 }

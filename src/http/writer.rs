@@ -1,6 +1,9 @@
 //! The heads rgate writes on behalf of others: the request it forwards to a backend and the
 //! response head it relays to the client. Both keep every end-to-end field in its order and
-//! with its value, drop the hop-by-hop ones, and state their own framing.
+//! with its value, drop the hop-by-hop ones, and state their own framing: every
+//! `Content-Length` and `Transfer-Encoding` of the peer is dropped, and the one framing field
+//! written comes from rgate's own decision (`BodyFraming`, `RelayFraming`), after and
+//! independently of the filtering — nothing the peer sends can remove or change it.
 
 use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
@@ -8,56 +11,63 @@ use std::net::{IpAddr, SocketAddr};
 use super::framing::BodyFraming;
 use super::request::RequestHead;
 use super::response::ResponseHead;
-use super::{is_hop_by_hop, Version};
+use super::{is_hop_by_hop, UnderscorePolicy, Version};
+
+/// Whether a field is one of the two that frame a message; the writers never copy those.
+fn is_framing(name: &str) -> bool {
+    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+}
 
 /// Appends the head of the request forwarded to a backend. `target` is the normalised
-/// request-target the route was chosen on; `fallback_host` is used when the client sent
-/// no Host (HTTP/1.0), because the backend is spoken to in HTTP/1.1.
+/// origin-form request-target the route was chosen on; `fallback_host` is used when the
+/// client sent no Host (HTTP/1.0), because the backend is spoken to in HTTP/1.1.
 pub fn write_request_head(
     out: &mut Vec<u8>,
     head: &RequestHead<'_, '_>,
     target: &str,
     client_ip: IpAddr,
     fallback_host: SocketAddr,
+    underscores: UnderscorePolicy,
 ) {
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    // The validated Host (the absolute-form authority when there was one), first.
+    out.extend_from_slice(b"Host: ");
+    match head.host {
+        Some(host) => out.extend_from_slice(host),
+        None => {
+            let _ = write!(out, "{fallback_host}");
+        }
+    }
+    out.extend_from_slice(b"\r\n");
 
     let upgrading = head.upgrade.is_some();
     let last_xff = head
         .headers
         .iter()
         .rposition(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"));
-    let mut wrote_length = false;
+    let mut declared_length = false;
     for (i, h) in head.headers.iter().enumerate() {
         let name = h.name;
+        if is_framing(name) {
+            declared_length |= name.eq_ignore_ascii_case("content-length");
+            continue;
+        }
         if name.eq_ignore_ascii_case("upgrade") {
             if !upgrading {
                 continue;
             }
         } else if is_hop_by_hop(name, &head.connection)
+            || name.eq_ignore_ascii_case("host")
             // rgate answers `Expect: 100-continue` itself.
             || name.eq_ignore_ascii_case("expect")
             // rgate is the edge: these describe rgate's own client connection.
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
+            || (underscores != UnderscorePolicy::Forward && name.contains('_'))
         {
-            continue;
-        }
-        if name.eq_ignore_ascii_case("content-length") {
-            // Duplicates were checked to be identical; send one.
-            if !wrote_length {
-                if let BodyFraming::Length(n) = head.framing {
-                    out.extend_from_slice(b"Content-Length: ");
-                    put_decimal(out, n);
-                    out.extend_from_slice(b"\r\n");
-                } else {
-                    out.extend_from_slice(b"Content-Length: 0\r\n");
-                }
-                wrote_length = true;
-            }
             continue;
         }
         put_header(out, name, h.value);
@@ -68,21 +78,21 @@ pub fn write_request_head(
             out.extend_from_slice(b"\r\n");
         }
     }
-    if head.framing == BodyFraming::Chunked {
-        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    match head.framing {
+        BodyFraming::Length(n) => put_length(out, n),
+        BodyFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+        // `Content-Length: 0` stays (some servers want a length on every POST); without it,
+        // a request without a body has no framing field at all.
+        BodyFraming::None if declared_length => put_length(out, 0),
+        BodyFraming::None | BodyFraming::UntilClose => {}
     }
     if upgrading {
         out.extend_from_slice(b"Connection: upgrade\r\n");
     }
-    match head.host {
-        Some(host) => {
-            out.extend_from_slice(b"X-Forwarded-Host: ");
-            out.extend_from_slice(host);
-            out.extend_from_slice(b"\r\n");
-        }
-        None => {
-            let _ = write!(out, "Host: {fallback_host}\r\n");
-        }
+    if let Some(host) = head.host {
+        out.extend_from_slice(b"X-Forwarded-Host: ");
+        out.extend_from_slice(host);
+        out.extend_from_slice(b"\r\n");
     }
     if last_xff.is_none() {
         out.extend_from_slice(b"X-Forwarded-For: ");
@@ -97,7 +107,7 @@ pub fn write_request_head(
 pub enum RelayFraming {
     /// As the backend framed it: no body, or Content-Length.
     AsIs,
-    /// Chunked, passed through to an HTTP/1.1 client.
+    /// Chunked (re-chunked by rgate) to an HTTP/1.1 client.
     Chunked,
     /// Delimited by closing the connection (until-close bodies; chunked de-chunked for 1.0).
     Close,
@@ -121,9 +131,11 @@ pub fn write_response_head(
     out.push(b' ');
     out.extend_from_slice(resp.reason.as_bytes());
     out.extend_from_slice(b"\r\n");
-    let mut wrote_length = false;
     for h in resp.headers {
         let name = h.name;
+        if is_framing(name) {
+            continue;
+        }
         if name.eq_ignore_ascii_case("upgrade") {
             if relay != RelayFraming::Upgrade {
                 continue;
@@ -131,27 +143,23 @@ pub fn write_response_head(
         } else if is_hop_by_hop(name, &resp.connection) {
             continue;
         }
-        if name.eq_ignore_ascii_case("content-length") {
-            if matches!(relay, RelayFraming::AsIs | RelayFraming::Interim) && !wrote_length {
-                match resp.framing {
-                    BodyFraming::Length(n) => {
-                        out.extend_from_slice(b"Content-Length: ");
-                        put_decimal(out, n);
-                        out.extend_from_slice(b"\r\n");
-                    }
-                    // A HEAD or 304 response announces the length it would have had.
-                    _ => put_header(out, name, h.value),
-                }
-                wrote_length = true;
-            }
-            continue;
-        }
         put_header(out, name, h.value);
     }
     match relay {
+        RelayFraming::AsIs => match resp.framing {
+            BodyFraming::Length(n) => put_length(out, n),
+            // A response to HEAD, a 304 or a `Content-Length: 0` announces its length; 1xx
+            // and 204 never carry one (RFC 9110 §8.6).
+            _ if resp.status == 204 || resp.status < 200 => {}
+            _ => {
+                if let Some(n) = resp.declared_length {
+                    put_length(out, n);
+                }
+            }
+        },
         RelayFraming::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
         RelayFraming::Upgrade => out.extend_from_slice(b"Connection: upgrade\r\n"),
-        _ => {}
+        RelayFraming::Close | RelayFraming::Interim => {}
     }
     if !matches!(relay, RelayFraming::Upgrade | RelayFraming::Interim) {
         if !keep_alive {
@@ -160,6 +168,12 @@ pub fn write_response_head(
             out.extend_from_slice(b"Connection: keep-alive\r\n");
         }
     }
+    out.extend_from_slice(b"\r\n");
+}
+
+fn put_length(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(b"Content-Length: ");
+    put_decimal(out, n);
     out.extend_from_slice(b"\r\n");
 }
 
@@ -242,18 +256,40 @@ mod tests {
     use crate::http::response::parse_response;
     use crate::http::MAX_HEADERS;
 
-    fn forwarded(input: &[u8]) -> String {
+    fn forwarded_with(input: &[u8], underscores: UnderscorePolicy) -> String {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let head = parse_request(input, &mut storage).unwrap().unwrap();
+        let target = crate::router::normalize_target(head.target).unwrap();
         let mut out = Vec::new();
         write_request_head(
             &mut out,
             &head,
-            head.target,
+            &target,
             "10.0.0.7".parse().unwrap(),
             "127.0.0.1:9".parse().unwrap(),
+            underscores,
         );
         String::from_utf8(out).unwrap()
+    }
+
+    fn forwarded(input: &[u8]) -> String {
+        forwarded_with(input, UnderscorePolicy::Drop)
+    }
+
+    /// The fields of a head, lower-cased names, in order (the request or status line apart).
+    fn fields(head: &str) -> Vec<(String, String)> {
+        head.split("\r\n")
+            .skip(1)
+            .take_while(|l| !l.is_empty())
+            .map(|l| {
+                let (n, v) = l.split_once(": ").expect("field line");
+                (n.to_ascii_lowercase(), v.to_string())
+            })
+            .collect()
+    }
+
+    fn count(head: &str, name: &str) -> usize {
+        fields(head).iter().filter(|(n, _)| n == name).count()
     }
 
     #[test]
@@ -261,7 +297,7 @@ mod tests {
         let out = forwarded(
             b"POST /a HTTP/1.1\r\nHost: gw\r\nConnection: keep-alive, X-Secret\r\nX-Secret: s\r\n\
 Keep-Alive: 5\r\nTE: trailers\r\nUser-Agent: t\r\nTransfer-Encoding: chunked\r\n\
-Proxy-Connection: x\r\nUpgrade: h2c\r\nAccept: */*\r\n\r\n",
+Proxy-Connection: x\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nAccept: */*\r\n\r\n",
         );
         assert_eq!(
             out,
@@ -278,9 +314,111 @@ X-Forwarded-Proto: http\r\n\r\n"
         );
         assert_eq!(
             out,
-            "GET / HTTP/1.1\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\nHost: gw\r\n\
+            "GET / HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\n\
 X-Forwarded-Host: gw\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
+    }
+
+    /// A `Connection` option naming any field rgate frames, routes on or sets changes
+    /// nothing of what the backend gets: the framing, Host and X-Forwarded-* stay.
+    #[test]
+    fn connection_options_cannot_remove_what_rgate_frames_or_sets() {
+        let names = [
+            "content-length",
+            "Content-Length",
+            "transfer-encoding",
+            "host",
+            "HOST",
+            "x-forwarded-for",
+            "x-forwarded-host",
+            "x-forwarded-proto",
+            "x-request-id",
+            "connection",
+            "keep-alive",
+        ];
+        for name in names {
+            let length = forwarded(
+                format!(
+                    "POST /x HTTP/1.1\r\nHost: a\r\nConnection: {name}\r\nX-Forwarded-For: 1.1.1.1\r\n\
+X-Request-Id: r1\r\nContent-Length: 41\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            assert_eq!(count(&length, "content-length"), 1, "{name}: {length}");
+            assert!(
+                length.contains("\r\nContent-Length: 41\r\n"),
+                "{name}: {length}"
+            );
+            assert_eq!(count(&length, "transfer-encoding"), 0, "{name}: {length}");
+            assert!(length.contains("\r\nHost: a\r\n"), "{name}: {length}");
+            assert!(
+                length.contains("\r\nX-Forwarded-For: 1.1.1.1, 10.0.0.7\r\n"),
+                "{name}: {length}"
+            );
+            assert!(
+                length.contains("\r\nX-Forwarded-Host: a\r\n"),
+                "{name}: {length}"
+            );
+            assert!(
+                length.contains("\r\nX-Request-Id: r1\r\n"),
+                "{name}: {length}"
+            );
+            assert_eq!(count(&length, "x-forwarded-proto"), 1, "{name}: {length}");
+            let chunked = forwarded(
+                format!(
+                    "POST /x HTTP/1.1\r\nHost: a\r\nConnection: close, {name}\r\n\
+Transfer-Encoding: chunked\r\n\r\n"
+                )
+                .as_bytes(),
+            );
+            assert_eq!(count(&chunked, "transfer-encoding"), 1, "{name}: {chunked}");
+            assert!(chunked.contains("Transfer-Encoding: chunked\r\n"), "{name}");
+            assert_eq!(count(&chunked, "content-length"), 0, "{name}: {chunked}");
+            assert_eq!(count(&chunked, "host"), 1, "{name}: {chunked}");
+        }
+    }
+
+    #[test]
+    fn request_framing_is_rgates_own() {
+        // Duplicate identical lengths become one; a zero length stays a zero length.
+        let out = forwarded(
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n",
+        );
+        assert_eq!(count(&out, "content-length"), 1, "{out}");
+        let out = forwarded(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 00\r\n\r\n");
+        assert!(out.contains("\r\nContent-Length: 0\r\n"), "{out}");
+        let out = forwarded(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(count(&out, "content-length"), 0, "{out}");
+        assert_eq!(count(&out, "transfer-encoding"), 0, "{out}");
+        // The length written is the number rgate parsed, not the client's spelling.
+        let out = forwarded(b"POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 0007\r\n\r\n");
+        assert!(out.contains("\r\nContent-Length: 7\r\n"), "{out}");
+    }
+
+    #[test]
+    fn absolute_form_authority_replaces_host() {
+        let out = forwarded(b"GET http://good:8080/x?q HTTP/1.1\r\nHost: evil\r\n\r\n");
+        assert!(
+            out.starts_with("GET /x?q HTTP/1.1\r\nHost: good:8080\r\n"),
+            "{out}"
+        );
+        assert_eq!(count(&out, "host"), 1, "{out}");
+        assert!(out.contains("X-Forwarded-Host: good:8080\r\n"), "{out}");
+        assert!(!out.contains("evil"), "{out}");
+    }
+
+    #[test]
+    fn underscored_names_follow_the_policy() {
+        let input =
+            b"POST /x HTTP/1.1\r\nHost: a\r\nContent_Length: 5\r\nTransfer_Encoding: chunked\r\n\
+X_Forwarded_For: 6.6.6.6\r\nX-Ok: 1\r\nContent-Length: 2\r\n\r\n";
+        let dropped = forwarded_with(input, UnderscorePolicy::Drop);
+        assert!(!dropped.contains('_'), "{dropped}");
+        assert!(dropped.contains("X-Ok: 1\r\n"), "{dropped}");
+        let kept = forwarded_with(input, UnderscorePolicy::Forward);
+        assert!(kept.contains("Content_Length: 5\r\n"), "{kept}");
+        assert!(kept.contains("Transfer_Encoding: chunked\r\n"), "{kept}");
+        assert_eq!(count(&kept, "content-length"), 1, "{kept}");
     }
 
     #[test]
@@ -290,11 +428,18 @@ X-Forwarded-Host: gw\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
         assert!(out.contains("Upgrade: websocket\r\n"), "{out}");
         assert!(out.contains("Connection: upgrade\r\n"), "{out}");
+        // h2c would tunnel past the routing: forwarded as a plain request.
+        let out = forwarded(
+            b"GET /ws HTTP/1.1\r\nHost: gw\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AA\r\n\r\n",
+        );
+        assert!(!out.to_ascii_lowercase().contains("upgrade"), "{out}");
+        assert!(!out.contains("HTTP2-Settings"), "{out}");
         let out = forwarded(b"GET / HTTP/1.0\r\n\r\n");
         assert!(
             out.starts_with("GET / HTTP/1.1\r\nHost: 127.0.0.1:9\r\n"),
             "{out}"
         );
+        assert!(!out.contains("X-Forwarded-Host"), "{out}");
     }
 
     fn relayed(input: &[u8], relay: RelayFraming, v: Version, keep: bool) -> String {
@@ -315,7 +460,7 @@ X-Forwarded-Host: gw\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
         assert_eq!(
             out,
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nX-A: b\r\n\r\n"
+            "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Length: 5\r\n\r\n"
         );
         let out = relayed(
             b"HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nTrailer: X\r\n\r\n",
@@ -331,5 +476,62 @@ X-Forwarded-Host: gw\r\nX-Forwarded-Proto: http\r\n\r\n"
             true,
         );
         assert!(out.ends_with("Connection: keep-alive\r\n\r\n"), "{out}");
+        assert!(out.contains("Content-Length: 0\r\n"), "{out}");
+    }
+
+    #[test]
+    fn response_framing_survives_connection_options() {
+        for name in [
+            "content-length",
+            "Content-Length",
+            "transfer-encoding",
+            "close",
+        ] {
+            let input =
+                format!("HTTP/1.1 200 OK\r\nConnection: {name}\r\nContent-Length: 5\r\n\r\nhello");
+            let out = relayed(input.as_bytes(), RelayFraming::AsIs, Version::Http11, true);
+            assert_eq!(count(&out, "content-length"), 1, "{name}: {out}");
+            assert!(out.contains("Content-Length: 5\r\n"), "{name}: {out}");
+            let input = format!(
+                "HTTP/1.1 200 OK\r\nConnection: {name}\r\nTransfer-Encoding: chunked\r\n\r\n"
+            );
+            let out = relayed(
+                input.as_bytes(),
+                RelayFraming::Chunked,
+                Version::Http11,
+                true,
+            );
+            assert_eq!(count(&out, "transfer-encoding"), 1, "{name}: {out}");
+            assert_eq!(count(&out, "content-length"), 0, "{name}: {out}");
+        }
+    }
+
+    #[test]
+    fn response_lengths_without_a_body() {
+        let head = |input: &[u8], head_request: bool| {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let resp = parse_response(input, &mut storage, head_request)
+                .unwrap()
+                .unwrap();
+            let mut out = Vec::new();
+            write_response_head(&mut out, &resp, RelayFraming::AsIs, Version::Http11, true);
+            String::from_utf8(out).unwrap()
+        };
+        // HEAD and 304 announce the length the body would have had, as rgate parsed it.
+        let out = head(b"HTTP/1.1 200 OK\r\nContent-Length: 0042\r\n\r\n", true);
+        assert!(out.contains("Content-Length: 42\r\n"), "{out}");
+        let out = head(
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n",
+            false,
+        );
+        assert!(out.contains("Content-Length: 9\r\n"), "{out}");
+        // An invalid one is not passed on; 204 and 1xx never carry one.
+        let out = head(b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", true);
+        assert_eq!(count(&out, "content-length"), 0, "{out}");
+        let out = head(
+            b"HTTP/1.1 204 No Content\r\nContent-Length: 3\r\n\r\n",
+            false,
+        );
+        assert_eq!(count(&out, "content-length"), 0, "{out}");
     }
 }

@@ -1,6 +1,8 @@
 //! Streaming a message body from one connection to the other, in whatever framing it has,
 //! through a bounded buffer: the body is never held whole. Used both ways (client →
-//! backend for requests, backend → client for responses).
+//! backend for requests, backend → client for responses). A length-delimited body is
+//! forwarded byte for byte (its length was written by rgate in the head); a chunked one is
+//! re-framed (`http::chunked::Reframer`) or de-chunked, never forwarded as it came.
 
 use std::fmt;
 use std::io;
@@ -8,16 +10,17 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-use super::stream::{Buffered, BODY_READ_BYTES};
+use super::stream::{write_all, Buffered, BODY_READ_BYTES};
 use crate::core::Alarms;
-use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded};
+use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded, Reframer};
 use crate::http::framing::BodyFraming;
+use crate::http::trailers;
 
 /// How a chunked body is written on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ChunkedRelay {
-    /// Validated and forwarded as chunked, byte for byte.
-    PassThrough,
+    /// Forwarded chunked, in chunks rgate frames itself (`Reframer`).
+    Reframe,
     /// Payload only: the receiver is told the end by the connection closing (HTTP/1.0).
     Dechunk,
 }
@@ -134,45 +137,71 @@ async fn relay_chunked(
     idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
+    match mode {
+        ChunkedRelay::Reframe => reframe_chunked(src, dst, idle, before_last_write).await,
+        ChunkedRelay::Dechunk => dechunk(src, dst, idle, before_last_write).await,
+    }
+}
+
+/// Re-frames as far as the buffered data goes, then writes that in one write.
+async fn reframe_chunked(
+    src: &mut Buffered,
+    dst: &mut TcpStream,
+    idle: IdleLimit<'_>,
+    before_last_write: &mut dyn FnMut(u64),
+) -> Result<u64, RelayError> {
+    let mut reframer = Reframer::new();
+    let mut out = Vec::new();
+    let mut written = 0u64;
+    while !reframer.is_done() {
+        if src.data().is_empty() && fill(src, idle).await? == 0 {
+            return Err(RelayError::SourceClosed);
+        }
+        let used = reframer
+            .feed(src.data(), &mut out)
+            .map_err(RelayError::Chunked)?;
+        src.consume(used);
+        if out.is_empty() {
+            continue;
+        }
+        let n = out.len() as u64;
+        if reframer.is_done() {
+            before_last_write(written + n);
+        }
+        let (res, buf) = write_all(dst, out).await;
+        out = buf;
+        res.map_err(RelayError::DestinationIo)?;
+        written += n;
+    }
+    Ok(written)
+}
+
+/// Payload only, straight out of the read buffer; the receiver learns the end when the
+/// connection closes, after this.
+async fn dechunk(
+    src: &mut Buffered,
+    dst: &mut TcpStream,
+    idle: IdleLimit<'_>,
+    before_last_write: &mut dyn FnMut(u64),
+) -> Result<u64, RelayError> {
     let mut decoder = ChunkedDecoder::new();
     let mut written = 0u64;
     while !decoder.is_done() {
         if src.data().is_empty() && fill(src, idle).await? == 0 {
             return Err(RelayError::SourceClosed);
         }
-        match mode {
-            ChunkedRelay::PassThrough => {
-                // Validate as far as the data goes, then forward it all in one write.
-                let mut span = 0;
-                while span < src.data().len() && !decoder.is_done() {
-                    match decoder
-                        .decode(&src.data()[span..])
-                        .map_err(RelayError::Chunked)?
-                    {
-                        Decoded::Framing(n) | Decoded::Payload(n) => span += n,
-                    }
-                }
-                if decoder.is_done() {
-                    before_last_write(written + span as u64);
-                }
-                forward(src, span, dst).await?;
-                written += span as u64;
-            }
-            ChunkedRelay::Dechunk => {
-                match decoder.decode(src.data()).map_err(RelayError::Chunked)? {
-                    Decoded::Framing(n) => src.consume(n),
-                    Decoded::Payload(n) => {
-                        forward(src, n, dst).await?;
-                        written += n as u64;
-                    }
-                }
+        match decoder.decode(src.data()).map_err(RelayError::Chunked)? {
+            Decoded::Framing(n) => src.consume(n),
+            Decoded::Payload(n) => {
+                forward(src, n, dst).await?;
+                written += n as u64;
             }
         }
     }
-    if mode == ChunkedRelay::Dechunk {
-        // The receiver learns the end when the connection closes, after this.
-        before_last_write(written);
-    }
+    // The trailer is dropped, but a malformed one still means a malformed message.
+    trailers::write_allowed(decoder.trailer_section(), &mut Vec::new())
+        .map_err(|e| RelayError::Chunked(ChunkedError::Trailer(e)))?;
+    before_last_write(written);
     Ok(written)
 }
 

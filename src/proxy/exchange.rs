@@ -81,7 +81,7 @@ impl ClientConn {
                     &mut self.client,
                     &mut conn.stream.io,
                     info.framing,
-                    ChunkedRelay::PassThrough,
+                    ChunkedRelay::Reframe,
                     IdleLimit {
                         alarms: &self.core.alarms,
                         limit: timeouts.body_idle,
@@ -196,7 +196,7 @@ impl ClientConn {
             return Next::Upgrade(conn);
         }
         let mode = if relay == RelayFraming::Chunked {
-            ChunkedRelay::PassThrough
+            ChunkedRelay::Reframe
         } else {
             ChunkedRelay::Dechunk
         };

@@ -363,9 +363,11 @@ impl ClientConn {
         let Some(head) = parse_request(self.client.data(), &mut storage)? else {
             return Ok(None);
         };
+        let shared = &self.core.shared;
+        let underscores = shared.config.headers.underscores;
+        head.check_underscores(underscores)?;
         let info = RequestInfo::of(&head);
         let head_len = head.head_len;
-        let shared = &self.core.shared;
         let target = match normalize_target(head.target) {
             Ok(t) => t,
             Err(e) => return Ok(Some((info, Decision::BadTarget(e.reason()), head_len))),
@@ -390,7 +392,14 @@ impl ClientConn {
         };
         let addr = instance.addr;
         self.head.clear();
-        write_request_head(&mut self.head, &head, &target, self.peer.ip(), addr);
+        write_request_head(
+            &mut self.head,
+            &head,
+            &target,
+            self.peer.ip(),
+            addr,
+            underscores,
+        );
         Ok(Some((info, Decision::Forward(route, addr), head_len)))
     }
 

@@ -4,11 +4,10 @@
 //! ended cleanly and both sides agreed to keep-alive). The most recently used connection is
 //! taken first (it is the least likely to have been closed by the backend); at most
 //! `MAX_IDLE_PER_ADDR` wait per address, and none longer than the pool idle timeout.
-//! One the backend closed while it was idle is dropped when taken, never handed out: a
-//! connection idle for `STALE_CHECK_AFTER` or more is checked (one non-blocking peek)
-//! before reuse. One reused sooner is not — under load that is almost every reuse, and the
-//! peek would be a syscall per request; backends close idle connections after seconds, and
-//! a backend that dies within those milliseconds is covered by the proxy's retry.
+//! Every connection is checked when taken (one non-blocking peek), however briefly it was
+//! idle: one with any unread byte or an EOF is closed, never handed out. A byte nobody asked
+//! for is a response to a request rgate did not send — handing that connection to the next
+//! client would give it someone else's answer — and an EOF means the backend closed it.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasherDefault, Hasher};
@@ -16,9 +15,6 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use super::upstream::ReusableConn;
-
-/// Idle time after which a pooled connection is checked for a close before reuse.
-const STALE_CHECK_AFTER: Duration = Duration::from_millis(20);
 
 /// Idle connections kept per backend address on one core.
 pub(crate) const MAX_IDLE_PER_ADDR: usize = 64;
@@ -93,11 +89,7 @@ impl IdlePool {
     pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<ReusableConn> {
         let queue = self.by_addr.get_mut(&addr)?;
         while let Some(idle) = queue.pop_back() {
-            let idle_for = idle.since.elapsed();
-            if idle_for >= self.idle_timeout {
-                continue;
-            }
-            if idle_for < STALE_CHECK_AFTER || !idle.conn.is_stale() {
+            if idle.since.elapsed() < self.idle_timeout && !idle.conn.is_stale() {
                 return Some(idle.conn);
             }
         }
