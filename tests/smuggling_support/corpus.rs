@@ -383,6 +383,8 @@ pub struct RespCase {
     pub method: &'static str,
     pub parts: Vec<Vec<u8>>,
     pub then: Then,
+    /// The last part is sent only once the client has its response.
+    pub hold_last: bool,
     pub expect: RespExpect,
 }
 
@@ -392,17 +394,20 @@ fn resp(name: &'static str, raw: &str, then: Then, expect: RespExpect) -> RespCa
         method: "GET",
         parts: vec![raw.as_bytes().to_vec()],
         then,
+        hold_last: false,
         expect,
     }
 }
 
-/// A response that ends, then more bytes in a second write (a second response, unasked).
-fn resp_split(name: &'static str, first: &str, extra: &str, expect: RespExpect) -> RespCase {
+/// A response that ends; once the client has it (rgate read it whole and may have pooled the
+/// connection), `extra` bytes follow and the backend does `then`.
+fn resp_late(name: &'static str, first: &str, extra: &str, then: Then, expect: RespExpect) -> RespCase {
     RespCase {
         name,
         method: "GET",
         parts: vec![first.as_bytes().to_vec(), extra.as_bytes().to_vec()],
-        then: Then::KeepOpen,
+        then,
+        hold_last: true,
         expect,
     }
 }
@@ -457,13 +462,15 @@ pub fn response_cases() -> Vec<RespCase> {
         resp("chunk-extension-control", &format!("{h}Transfer-Encoding: chunked\r\n\r\n5;a=\x01\r\nhello\r\n0\r\n\r\n"), Keep, bad_gateway().or_cut()),
         // ----- bytes beyond the response -----
         resp("extra-response-same-write", &format!("{h}Content-Length: 5\r\n\r\nhello{poison}"), Keep, relay(200, b"hello")),
-        resp_split("extra-response-second-write", &format!("{h}Content-Length: 5\r\n\r\nhello"), poison, relay(200, b"hello")),
-        resp_split("extra-response-after-chunked", &format!("{h}{chunked_hello}"), poison, relay(200, b"hello")),
+        resp_late("extra-response-late", &format!("{h}Content-Length: 5\r\n\r\nhello"), poison, Keep, relay(200, b"hello")),
+        resp_late("extra-response-late-after-chunked", &format!("{h}{chunked_hello}"), poison, Keep, relay(200, b"hello")),
+        resp_late("close-late-after-keep-alive-response", &format!("{h}Content-Length: 5\r\n\r\nhello"), "", Close, relay(200, b"hello")),
+        resp_late("one-byte-late", &format!("{h}Content-Length: 5\r\n\r\nhello"), "H", Keep, relay(200, b"hello")),
         resp("extra-response-after-chunked-same-write", &format!("{h}{chunked_hello}{poison}"), Keep, relay(200, b"hello")),
         resp("no-body-204-with-bytes", &format!("HTTP/1.1 204 No Content\r\n\r\n{poison}"), Keep, relay(204, b"")),
         resp("no-body-204-with-length", "HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\nhello", Keep, relay(204, b"").or_bad_gateway()),
         resp("no-body-304-with-bytes", &format!("HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\nhello{poison}"), Keep, relay(304, b"").or_bad_gateway()),
-        resp_split("no-body-304-then-bytes", "HTTP/1.1 304 Not Modified\r\n\r\n", poison, relay(304, b"")),
+        resp_late("no-body-304-then-late-bytes", "HTTP/1.1 304 Not Modified\r\n\r\n", poison, Keep, relay(304, b"")),
         resp("interim-103-with-length", "HTTP/1.1 103 Early Hints\r\nContent-Length: 5\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Keep, relay(200, b"ok").or_bad_gateway()),
         resp("interim-100-then-final", "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", Keep, relay(200, b"ok")),
         resp("connection-close-with-extra", &format!("{h}Connection: close\r\nContent-Length: 5\r\n\r\nhello{poison}"), Keep, relay(200, b"hello")),
@@ -486,6 +493,7 @@ pub fn response_cases() -> Vec<RespCase> {
         method: "HEAD",
         parts: vec![format!("{h}Content-Length: 5\r\n\r\nhello{poison}").into_bytes()],
         then: Keep,
+        hold_last: false,
         expect: relay(200, b""),
     });
     cases

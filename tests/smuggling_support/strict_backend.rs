@@ -31,12 +31,19 @@ pub enum Then {
     Close,
 }
 
-/// An exact response for one path: `parts` are written one `write` each, in order.
+/// An exact response for one path: `parts` are written one `write` each, in order. With
+/// `hold_last`, the last part waits until the test calls `release` (at most `HOLD_LIMIT`):
+/// bytes that arrive after rgate has read the response, as a backend's late bytes or close
+/// would.
 #[derive(Debug, Clone)]
 pub struct RawReply {
     pub parts: Vec<Vec<u8>>,
     pub then: Then,
+    pub hold_last: bool,
 }
+
+/// The longest a held last part waits for `release`.
+const HOLD_LIMIT: Duration = Duration::from_secs(5);
 
 /// One message the backend parsed.
 #[derive(Debug, Clone)]
@@ -64,6 +71,7 @@ struct Inner {
     errors: Vec<String>,
     replies: HashMap<String, RawReply>,
     replies_done: HashSet<String>,
+    released: HashSet<String>,
     open: Vec<TcpStream>,
 }
 
@@ -124,7 +132,13 @@ impl StrictBackend {
     pub fn reply(&self, path: &str, reply: RawReply) {
         let mut inner = self.state.inner.lock().unwrap();
         inner.replies_done.remove(path);
+        inner.released.remove(path);
         inner.replies.insert(path.to_string(), reply);
+    }
+
+    /// Lets the held last part of the reply for `path` go.
+    pub fn release(&self, path: &str) {
+        self.state.inner.lock().unwrap().released.insert(path.to_string());
     }
 
     /// Whether the raw reply for `path` was written completely.
@@ -313,13 +327,26 @@ fn answer(out: &mut TcpStream, st: &State, serial: usize, msg: &Message) -> bool
     let path = msg.target().split('?').next().unwrap_or("").to_string();
     let raw = st.inner.lock().unwrap().replies.get(&path).cloned();
     if let Some(raw) = raw {
-        for part in &raw.parts {
+        let last = raw.parts.len().saturating_sub(1);
+        for (i, part) in raw.parts.iter().enumerate() {
+            if raw.hold_last && i == last {
+                let deadline = Instant::now() + HOLD_LIMIT;
+                while !st.inner.lock().unwrap().released.contains(&path)
+                    && Instant::now() < deadline
+                {
+                    thread::sleep(Duration::from_millis(2));
+                }
+            }
             if out.write_all(part).and_then(|()| out.flush()).is_err() {
                 return false;
             }
         }
+        let keep = raw.then == Then::KeepOpen;
+        if !keep {
+            let _ = out.shutdown(Shutdown::Both);
+        }
         st.inner.lock().unwrap().replies_done.insert(path);
-        return raw.then == Then::KeepOpen;
+        return keep;
     }
     let body = format!(
         "{serial} {} {} {}",
