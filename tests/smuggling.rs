@@ -39,8 +39,8 @@ const CASE_TIMEOUT: Duration = Duration::from_secs(5);
 const SETTLE: Duration = Duration::from_secs(2);
 /// How long the load test runs.
 const LOAD_TIME: Duration = Duration::from_secs(4);
-/// Requests per load client, at most.
-const LOAD_REQUESTS: usize = 600;
+/// Requests per load client, at most (the time limit usually ends the run first).
+const LOAD_REQUESTS: usize = 50_000;
 const LOAD_CLIENTS: usize = 6;
 
 /// Trailer fields that frame, route or describe a connection: never forwarded.
@@ -475,15 +475,16 @@ fn response_corpus() {
     );
 }
 
-/// Sends `raw` on a fresh connection and reads whatever comes, briefly: the attacker.
-fn attack(addr: SocketAddr, raw: &[u8], head: bool) {
+/// Sends `raw` on a fresh connection and reads up to `responses` responses, briefly: the
+/// attacker.
+fn attack(addr: SocketAddr, raw: &[u8], head: bool, responses: usize) {
     let Ok(mut c) = StrictClient::connect(addr, Duration::from_millis(500)) else {
         return;
     };
     if c.send(raw).is_err() {
         return;
     }
-    for _ in 0..4 {
+    for _ in 0..responses {
         if c.read_response(head).is_err() {
             return;
         }
@@ -494,10 +495,16 @@ fn attack(addr: SocketAddr, raw: &[u8], head: bool) {
 /// replays both corpora.
 fn poisoning_under_load(cores: u32) {
     let rig = Rig::start(cores, "");
-    let requests: Vec<Vec<u8>> = corpus::request_cases()
+    let requests: Vec<(Vec<u8>, bool, usize)> = corpus::request_cases()
         .iter()
         .enumerate()
-        .map(|(i, c)| c.bytes(&format!("x{i:03}")))
+        .map(|(i, c)| {
+            let responses = match &c.expect {
+                Expect::Forward(f) | Expect::Either(f, _) => f.len(),
+                Expect::Reject(_) | Expect::RejectInBody(_) => 1,
+            };
+            (c.bytes(&format!("x{i:03}")), false, responses)
+        })
         .collect();
     let mut triggers = Vec::new();
     for (i, case) in corpus::response_cases().iter().enumerate() {
@@ -514,7 +521,7 @@ fn poisoning_under_load(cores: u32) {
         rig.backend.release(&path);
         let head = case.method == "HEAD";
         let raw = format!("{} {path} HTTP/1.1\r\nHost: a\r\n\r\n", case.method);
-        triggers.push((raw.into_bytes(), head));
+        triggers.push((raw.into_bytes(), head, 1));
     }
     let addr = rig.gw.addr;
     let deadline = Instant::now() + LOAD_TIME;
@@ -523,16 +530,12 @@ fn poisoning_under_load(cores: u32) {
     let attacker = {
         let (stop, attacks) = (stop.clone(), attacks.clone());
         thread::spawn(move || {
-            let all: Vec<(Vec<u8>, bool)> = requests
-                .into_iter()
-                .map(|r| (r, false))
-                .chain(triggers)
-                .collect();
-            for (raw, head) in all.iter().cycle().take(100_000) {
+            let all: Vec<(Vec<u8>, bool, usize)> = requests.into_iter().chain(triggers).collect();
+            for (raw, head, responses) in all.iter().cycle().take(100_000) {
                 if stop.load(Ordering::SeqCst) || Instant::now() >= deadline {
                     return;
                 }
-                attack(addr, raw, *head);
+                attack(addr, raw, *head, *responses);
                 *attacks.lock().unwrap() += 1;
             }
         })
