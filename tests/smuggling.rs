@@ -153,7 +153,9 @@ fn forwarded_faults(m: &Message, want: &Forwarded, tag: &str) -> Vec<String> {
     }
     let xff = m.all("x-forwarded-for");
     if xff.len() != 1 || xff[0].rsplit(',').next().map(str::trim) != Some("127.0.0.1") {
-        f.push(format!("X-Forwarded-For {xff:?}, expected one ending in 127.0.0.1"));
+        f.push(format!(
+            "X-Forwarded-For {xff:?}, expected one ending in 127.0.0.1"
+        ));
     }
     if m.all("x-forwarded-proto") != ["http"] {
         f.push(format!(
@@ -166,7 +168,10 @@ fn forwarded_faults(m: &Message, want: &Forwarded, tag: &str) -> Vec<String> {
     }
     for (name, value) in &want.has {
         if m.all(name) != [*value] {
-            f.push(format!("backend got {name} {:?}, expected [{value:?}]", m.all(name)));
+            f.push(format!(
+                "backend got {name} {:?}, expected [{value:?}]",
+                m.all(name)
+            ));
         }
     }
     if !m.extensions.is_empty() {
@@ -243,7 +248,9 @@ fn run_request_case(rig: &Rig, case: &Case, tag: &str) -> Vec<String> {
     match (refused, statuses, wanted) {
         (Some(status), Some(allowed), _) if !(200..300).contains(&status) => {
             if !allowed.contains(&status) {
-                faults.push(format!("rgate answered {status}, expected one of {allowed:?}"));
+                faults.push(format!(
+                    "rgate answered {status}, expected one of {allowed:?}"
+                ));
             }
             if let Err(e) = c.closes_cleanly() {
                 faults.push(format!("after the {status}: {e}"));
@@ -302,7 +309,10 @@ fn check_forwarded(
                     serials.push(serial)
                 }
                 _ => {
-                    faults.push(format!("response {i}: not the backend's echo: {}", brief(&m)));
+                    faults.push(format!(
+                        "response {i}: not the backend's echo: {}",
+                        brief(&m)
+                    ));
                     break;
                 }
             },
@@ -319,7 +329,14 @@ fn check_forwarded(
     if got.len() != wanted.len() {
         let seen: Vec<String> = got
             .iter()
-            .map(|r| format!("{} {} {}", r.msg.method(), r.msg.target(), show(&r.msg.body)))
+            .map(|r| {
+                format!(
+                    "{} {} {}",
+                    r.msg.method(),
+                    r.msg.target(),
+                    show(&r.msg.body)
+                )
+            })
             .collect();
         faults.push(format!(
             "backend parsed {} messages, expected {}: {seen:?}",
@@ -439,7 +456,11 @@ fn run_response_case(rig: &Rig, case: &RespCase, tag: &str) -> Vec<String> {
         faults.push("the backend never sent its reply".into());
     }
     if usable {
-        faults.extend(own_response(&mut c, &format!("/api/{tag}/same"), "next request (a POST) on the same connection"));
+        faults.extend(own_response(
+            &mut c,
+            &format!("/api/{tag}/same"),
+            "next request (a POST) on the same connection",
+        ));
     }
     faults.extend(probe(rig.gw.addr, tag));
     for e in rig.backend.errors_since(mark) {
@@ -599,7 +620,10 @@ fn poisoning_under_load(cores: u32) {
         mismatches.len(),
         errors.len()
     );
-    assert!(attacks > 0 && ok > 0, "the load ran: {attacks} attacks, {ok} responses");
+    assert!(
+        attacks > 0 && ok > 0,
+        "the load ran: {attacks} attacks, {ok} responses"
+    );
     assert!(
         mismatches.is_empty(),
         "{} clients got a response that was not theirs (cores {cores}):\n{}",
@@ -647,7 +671,11 @@ fn underscores_reject_refuses_the_request() {
     let r = c.read_response(false).unwrap();
     assert_eq!(rgate_error(&r), Some(400), "{}", brief(&r));
     c.closes_cleanly().unwrap();
-    assert_eq!(rig.backend.mark().received, mark.received, "nothing reached the backend");
+    assert_eq!(
+        rig.backend.mark().received,
+        mark.received,
+        "nothing reached the backend"
+    );
 }
 
 #[test]
@@ -674,7 +702,11 @@ fn underscores_drop_is_the_default_and_explicit() {
         assert_eq!(r.status(), 200, "{}", brief(&r));
         let got = rig.backend.messages();
         assert_eq!(got.len(), 1);
-        assert!(got[0].msg.all("X_Custom").is_empty(), "{extra:?}: {:?}", got[0].msg.headers);
+        assert!(
+            got[0].msg.all("X_Custom").is_empty(),
+            "{extra:?}: {:?}",
+            got[0].msg.headers
+        );
         assert_eq!(got[0].msg.all("X-Kept"), ["k"], "{extra:?}");
     }
 }
@@ -770,7 +802,10 @@ fn strict_backend_counts_a_smuggled_request_and_sees_leftovers() {
         thread::sleep(Duration::from_millis(5));
     }
     let pending = b.settle(Duration::from_millis(50));
-    assert!(pending.as_ref().is_err_and(|e| e.contains("unparsed")), "{pending:?}");
+    assert!(
+        pending.as_ref().is_err_and(|e| e.contains("unparsed")),
+        "{pending:?}"
+    );
     assert!(b.errors().is_empty(), "{:?}", b.errors());
 }
 
@@ -793,9 +828,11 @@ fn strict_parser_judges_responses() {
         .unwrap()
         .unwrap();
     assert_eq!(m.body, b"hello");
-    assert!(parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhel", false)
-        .unwrap()
-        .is_none());
+    assert!(
+        parse(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhel", false)
+            .unwrap()
+            .is_none()
+    );
     let m = parse(
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x\r\nhello\r\n0\r\nContent-Length: 9\r\n\r\n",
         false,
@@ -805,5 +842,9 @@ fn strict_parser_judges_responses() {
     assert_eq!(m.extensions, [";x"]);
     assert_eq!(trailer_faults(&m.trailers).len(), 1);
     assert!(!wire::valid_host("a, b") && !wire::valid_host("a/b@c") && !wire::valid_host("a:b"));
-    assert!(wire::valid_host("a.b-c_d:8080") && wire::valid_host("[::1]:80") && wire::valid_host("1.2.3.4"));
+    assert!(
+        wire::valid_host("a.b-c_d:8080")
+            && wire::valid_host("[::1]:80")
+            && wire::valid_host("1.2.3.4")
+    );
 }

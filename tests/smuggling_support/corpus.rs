@@ -401,7 +401,13 @@ fn resp(name: &'static str, raw: &str, then: Then, expect: RespExpect) -> RespCa
 
 /// A response that ends; once the client has it (rgate read it whole and may have pooled the
 /// connection), `extra` bytes follow and the backend does `then`.
-fn resp_late(name: &'static str, first: &str, extra: &str, then: Then, expect: RespExpect) -> RespCase {
+fn resp_late(
+    name: &'static str,
+    first: &str,
+    extra: &str,
+    then: Then,
+    expect: RespExpect,
+) -> RespCase {
     RespCase {
         name,
         method: "GET",

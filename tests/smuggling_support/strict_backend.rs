@@ -138,7 +138,12 @@ impl StrictBackend {
 
     /// Lets the held last part of the reply for `path` go.
     pub fn release(&self, path: &str) {
-        self.state.inner.lock().unwrap().released.insert(path.to_string());
+        self.state
+            .inner
+            .lock()
+            .unwrap()
+            .released
+            .insert(path.to_string());
     }
 
     /// Whether the raw reply for `path` was written completely.
@@ -285,7 +290,12 @@ fn serve(mut stream: TcpStream, id: usize, st: &State) {
                 buf.extend_from_slice(&chunk[..n]);
                 st.inner.lock().unwrap().conns[id].received += n;
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
                 if st.stop.load(Ordering::SeqCst) {
                     return;
                 }
@@ -299,7 +309,10 @@ fn serve(mut stream: TcpStream, id: usize, st: &State) {
 fn host_problem(msg: &Message) -> Option<String> {
     let hosts = msg.all("host");
     if msg.start[2] == "HTTP/1.1" && hosts.len() != 1 {
-        return Some(format!("{} Host fields in an HTTP/1.1 request", hosts.len()));
+        return Some(format!(
+            "{} Host fields in an HTTP/1.1 request",
+            hosts.len()
+        ));
     }
     if hosts.len() > 1 {
         return Some("more than one Host".into());

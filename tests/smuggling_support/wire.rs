@@ -80,7 +80,11 @@ impl Message {
 
 /// Parses one message from the start of `buf`. `eof`: no more bytes will come (only a body
 /// delimited by the close can end then). Returns the message and the bytes it used.
-pub fn parse_message(buf: &[u8], role: Role, eof: bool) -> Result<Option<(Message, usize)>, String> {
+pub fn parse_message(
+    buf: &[u8],
+    role: Role,
+    eof: bool,
+) -> Result<Option<(Message, usize)>, String> {
     let Some((start, headers, head_len)) = parse_head(buf, role)? else {
         return Ok(None);
     };
@@ -464,7 +468,9 @@ pub fn valid_host(host: &str) -> bool {
         }
     };
     let port_ok = port.is_empty()
-        || (port.starts_with(':') && port.len() <= 6 && port[1..].bytes().all(|c| c.is_ascii_digit()));
+        || (port.starts_with(':')
+            && port.len() <= 6
+            && port[1..].bytes().all(|c| c.is_ascii_digit()));
     let name_ok = name.starts_with('[')
         || name.bytes().enumerate().all(|(i, c)| {
             c.is_ascii_alphanumeric()
