@@ -43,6 +43,11 @@ pub struct Args {
     #[argh(option, default = "30")]
     pub upgrade_timeout: u64,
 
+    /// run a small supervisor that holds the sockets and restarts the serving process on
+    /// SIGHUP (the default when rgate is PID 1, as in its container image)
+    #[argh(switch)]
+    pub supervise: bool,
+
     /// validate the config and exit: 0 when valid, 2 with the reason when not
     #[argh(switch)]
     pub check: bool,

@@ -16,6 +16,9 @@
 //!   * `router` — target normalisation and longest-prefix routing.
 //! * `listener`, `logging` — sockets owned by the process; the stderr logger.
 //! * `upgrade` — zero-downtime restart: sockets handed to a successor process.
+//! * `supervisor` — as PID 1 (or `--supervise`): holds the sockets for the container's life,
+//!   runs the serving process and restarts it on SIGHUP with `upgrade`'s handover; a pure
+//!   state machine (`supervisor::machine`) decides.
 
 pub mod backends;
 pub mod cli;
@@ -30,4 +33,5 @@ pub mod proxy;
 pub mod router;
 pub mod server;
 pub mod stats;
+pub mod supervisor;
 pub mod upgrade;

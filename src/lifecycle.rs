@@ -2,8 +2,14 @@
 //! then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
 //! same sockets (`upgrade`) and, once it is ready, drains and exits. Signals are blocked in every
 //! thread and taken synchronously here with `sigtimedwait`, so no handler runs inside a core.
+//!
+//! As PID 1 or with `--supervise`, the process becomes the `supervisor` instead, which runs
+//! this lifecycle in a child. A supervised process (`RGATE_SUPERVISOR_PID` set) leaves
+//! restarts and the pid file to its supervisor: SIGHUP is passed up to it, and the
+//! supervisor's SIGTERM is what tells it to drain once its successor is ready.
 
 use std::io;
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::path::Path;
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -16,7 +22,7 @@ use crate::core::Shared;
 use crate::server::{self, DriverKind};
 use crate::stats::{Collector, StatsHub};
 use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
-use crate::{discovery, listener, logging};
+use crate::{discovery, listener, logging, supervisor};
 use std::net::TcpListener;
 
 /// Exit code for a bad config or bad command line.
@@ -33,6 +39,12 @@ pub fn run(args: Args) -> i32 {
     if let Err(e) = logging::init(&args.log_level) {
         eprintln!("rgate: {e}");
         return EXIT_CONFIG;
+    }
+    if upgrade::supervisor_from_env().is_none()
+        && !args.check
+        && (args.supervise || supervisor::is_pid_1())
+    {
+        return supervisor::run(&args);
     }
     // Whatever a predecessor (or systemd) passed us is taken now, before any thread starts.
     let handover = Handover::take();
@@ -80,6 +92,8 @@ pub fn run(args: Args) -> i32 {
 struct Handover {
     listeners: io::Result<Option<Vec<TcpListener>>>,
     notifier: Option<ReadyNotifier>,
+    /// The supervisor's pid, when one started this process.
+    supervisor: Option<u32>,
 }
 
 impl Handover {
@@ -87,6 +101,7 @@ impl Handover {
         let handover = Handover {
             listeners: upgrade::inherited_listeners(),
             notifier: ReadyNotifier::from_env(),
+            supervisor: upgrade::supervisor_from_env(),
         };
         upgrade::forget_environment();
         handover
@@ -151,13 +166,27 @@ fn serve(
             std::process::id()
         ))?;
     }
-    write_pid_file(&args.pid_file)?;
+    let supervisor = handover.supervisor;
+    if supervisor.is_none() {
+        write_pid_file(&args.pid_file)?;
+    }
     shared.start_accepting();
     log::info!("ready (pid {})", std::process::id());
 
     loop {
         match signals.wait(Duration::from_secs(1))? {
             Some(libc::SIGTERM) | Some(libc::SIGINT) => break,
+            Some(libc::SIGHUP) if supervisor.is_some() => {
+                let pid = supervisor.unwrap_or_default();
+                log::info!("SIGHUP: supervised; asking the supervisor (pid {pid}) to restart");
+                // SAFETY: kill(2) touches no memory of ours.
+                if unsafe { libc::kill(pid as libc::pid_t, libc::SIGHUP) } < 0 {
+                    log::error!(
+                        "cannot signal the supervisor: {}",
+                        io::Error::last_os_error()
+                    );
+                }
+            }
             Some(libc::SIGHUP) => {
                 log::info!("SIGHUP: starting a successor");
                 let timeout = Duration::from_secs(args.upgrade_timeout);
@@ -196,7 +225,9 @@ fn serve(
     drop(listeners);
     // The cores are done (or past the drain timeout): write the last deltas.
     collector.stop();
-    remove_pid_file(&args.pid_file);
+    if supervisor.is_none() {
+        remove_pid_file(&args.pid_file);
+    }
     log::info!("stopped");
     Ok(())
 }
@@ -215,7 +246,7 @@ pub fn write_pid_file(path: &Path) -> io::Result<()> {
 }
 
 /// Removes the pid file if it still names this process.
-fn remove_pid_file(path: &Path) {
+pub(crate) fn remove_pid_file(path: &Path) {
     if std::fs::read_to_string(path).is_ok_and(|s| s.trim() == std::process::id().to_string()) {
         let _ = std::fs::remove_file(path);
     }
@@ -242,6 +273,17 @@ impl SignalSet {
             }
             Ok(SignalSet { set })
         }
+    }
+
+    /// A non-blocking signalfd(2) that reads these (blocked) signals, to poll(2) with other fds.
+    pub fn signalfd(&self) -> io::Result<OwnedFd> {
+        // SAFETY: `self.set` is an initialised sigset; -1 asks for a new fd.
+        let fd = unsafe { libc::signalfd(-1, &self.set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: a fresh fd that nothing else owns.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
     }
 
     /// Waits up to `timeout` for one of the signals; `None` when none came.

@@ -13,6 +13,10 @@
 //! processes hold them during the overlap, and the kernel's accept queue is shared.
 //! If the successor exits, says nothing within the timeout, or cannot be started, the old
 //! process kills it if needed, logs why, and keeps serving.
+//!
+//! The same handover starts every serving process under the supervisor (`supervisor`):
+//! `Successor` is the started process and its readiness pipe, without the waiting, so the
+//! supervisor can watch it alongside signals and its other children.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -37,6 +41,9 @@ const ENV_LISTEN_FDNAMES: &str = "LISTEN_FDNAMES";
 const ENV_READY_FD: &str = "RGATE_READY_FD";
 /// The fd of the real stderr, which the successor takes back once ready.
 const ENV_STDERR_FD: &str = "RGATE_STDERR_FD";
+/// Set by the supervisor in the serving processes it starts: its pid. A supervised process
+/// leaves restarts (and the pid file) to the supervisor.
+pub const ENV_SUPERVISOR_PID: &str = "RGATE_SUPERVISOR_PID";
 /// Lines of the successor's output kept for the failure message.
 const REMEMBERED_LINES: usize = 20;
 /// How long a failed restart waits for the successor's last output to be read.
@@ -95,65 +102,28 @@ pub fn start_successor(
     timeout: Duration,
     signals: &SignalSet,
 ) -> UpgradeOutcome {
-    let (ready_read, ready_write) = match pipe() {
-        Ok(p) => p,
-        Err(e) => return failed(format!("cannot create the readiness pipe: {e}")),
+    let mut successor = match Successor::start(invocation, listeners, &[]) {
+        Ok(s) => s,
+        Err(reason) => return failed(reason),
     };
-    let (log_read, log_write) = match pipe() {
-        Ok(p) => p,
-        Err(e) => return failed(format!("cannot create the log pipe: {e}")),
-    };
-    let mut child = match spawn(invocation, listeners, &ready_write, &log_write) {
-        Ok(c) => c,
-        Err(e) => {
-            return failed(format!(
-                "cannot start {}: {e}",
-                invocation.program.display()
-            ))
-        }
-    };
-    // Only the child holds the write ends now: EOF on them means it is gone (or done).
-    drop(ready_write);
-    drop(log_write);
-    let pid = child.id();
     log::info!(
-        "restart: successor pid {pid} started from {}",
+        "restart: successor pid {} started from {}",
+        successor.pid(),
         invocation.program.display()
     );
-    let (printed, relay) = relay_output(pid, log_read);
-
-    let outcome = wait_ready(&mut child, ready_read, timeout, signals);
+    let outcome = wait_ready(&mut successor, timeout, signals);
     match &outcome {
         // Once this process exits, the successor is re-parented; nothing to wait for.
-        UpgradeOutcome::Ready { .. } => drop(child),
+        UpgradeOutcome::Ready { .. } => {}
         UpgradeOutcome::Failed { .. } | UpgradeOutcome::Interrupted { .. } => {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = successor.child.kill();
+            let _ = successor.child.wait();
         }
     }
     match outcome {
-        UpgradeOutcome::Failed { reason } => {
-            // The successor is gone: let the relay read what it wrote last (bounded, in case
-            // something it started still holds the pipe).
-            if let Some(relay) = relay {
-                let deadline = Instant::now() + RELAY_FINISH_LIMIT;
-                while !relay.is_finished() && Instant::now() < deadline {
-                    std::thread::sleep(Duration::from_millis(10));
-                }
-            }
-            let lines = printed
-                .lock()
-                .map(|l| l.iter().cloned().collect::<Vec<_>>())
-                .unwrap_or_default();
-            let said = if lines.is_empty() {
-                "it printed nothing".to_string()
-            } else {
-                format!("it printed:\n    {}", lines.join("\n    "))
-            };
-            UpgradeOutcome::Failed {
-                reason: format!("successor pid {pid}: {reason}; {said}"),
-            }
-        }
+        UpgradeOutcome::Failed { reason } => UpgradeOutcome::Failed {
+            reason: successor.failure_report(&reason),
+        },
         other => other,
     }
 }
@@ -162,47 +132,30 @@ fn failed(reason: String) -> UpgradeOutcome {
     UpgradeOutcome::Failed { reason }
 }
 
-fn wait_ready(
-    child: &mut Child,
-    ready_read: OwnedFd,
-    timeout: Duration,
-    signals: &SignalSet,
-) -> UpgradeOutcome {
+fn wait_ready(successor: &mut Successor, timeout: Duration, signals: &SignalSet) -> UpgradeOutcome {
     let deadline = Instant::now() + timeout;
-    let mut ready = File::from(ready_read);
-    let mut said = Vec::new();
     loop {
-        match poll_readable(ready.as_raw_fd(), POLL_SLICE) {
-            Ok(true) => {
-                let mut chunk = [0u8; 256];
-                match ready.read(&mut chunk) {
-                    Ok(0) => {
-                        return failed(match child.wait() {
-                            Ok(status) => format!("exited before it was ready ({status})"),
-                            Err(_) => "closed its readiness pipe before it was ready".into(),
-                        })
+        match poll_readable(successor.ready_fd(), POLL_SLICE) {
+            Ok(true) => match successor.read_readiness() {
+                Readiness::Waiting => {}
+                Readiness::Ready { announced } => {
+                    return UpgradeOutcome::Ready {
+                        pid: successor.pid(),
+                        announced,
                     }
-                    Ok(n) => {
-                        said.extend_from_slice(&chunk[..n]);
-                        if let Some(end) = said.iter().position(|&b| b == b'\n') {
-                            let line = String::from_utf8_lossy(&said[..end]).into_owned();
-                            return match line.strip_prefix("ready") {
-                                Some(rest) => UpgradeOutcome::Ready {
-                                    pid: child.id(),
-                                    announced: rest.trim().to_string(),
-                                },
-                                None => failed(format!("said {line:?} instead of ready")),
-                            };
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return failed(format!("readiness pipe: {e}")),
                 }
-            }
+                Readiness::Closed => {
+                    return failed(match successor.child.wait() {
+                        Ok(status) => format!("exited before it was ready ({status})"),
+                        Err(_) => "closed its readiness pipe before it was ready".into(),
+                    })
+                }
+                Readiness::Refused { reason } => return failed(reason),
+            },
             Ok(false) => {}
             Err(e) => return failed(format!("readiness pipe: {e}")),
         }
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = successor.child.try_wait() {
             return failed(format!("exited before it was ready ({status})"));
         }
         match signals.wait(Duration::ZERO) {
@@ -211,11 +164,128 @@ fn wait_ready(
             _ => {}
         }
         if Instant::now() >= deadline {
-            return failed(format!(
-                "not ready within {} s (--upgrade-timeout); killed",
-                timeout.as_secs_f64()
-            ));
+            return failed(not_ready_in_time(timeout));
         }
+    }
+}
+
+/// The reason given for a successor that did not say ready within `timeout`.
+pub fn not_ready_in_time(timeout: Duration) -> String {
+    format!(
+        "not ready within {} s (--upgrade-timeout); killed",
+        timeout.as_secs_f64()
+    )
+}
+
+/// What a started process has said on its readiness pipe so far.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// Nothing yet, or not a whole line.
+    Waiting,
+    /// It said `ready …`; the rest of the line is what it announced (version, pid).
+    Ready { announced: String },
+    /// It closed the pipe without a word: it has exited, or is exiting.
+    Closed,
+    /// It said something else, or the pipe failed: it will not become ready.
+    Refused { reason: String },
+}
+
+/// A process started on the listening sockets (the LISTEN_FDS handover) that has not yet
+/// said it is ready: its pid, its readiness pipe, and the last lines it printed. A
+/// restarting rgate waits on one (`start_successor`); the supervisor keeps one for each
+/// serving process it starts and reaps them itself (so it never calls `wait` through here).
+pub struct Successor {
+    child: Child,
+    ready: File,
+    said: Vec<u8>,
+    printed: Arc<Mutex<VecDeque<String>>>,
+    relay: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Successor {
+    /// Starts `invocation` with `listeners` as fds 3, 4, … and `env` added to its
+    /// environment; its stderr is relayed (prefixed) until it says it is ready.
+    pub fn start(
+        invocation: &Invocation,
+        listeners: &[TcpListener],
+        env: &[(&str, String)],
+    ) -> Result<Successor, String> {
+        let (ready_read, ready_write) =
+            pipe().map_err(|e| format!("cannot create the readiness pipe: {e}"))?;
+        let (log_read, log_write) =
+            pipe().map_err(|e| format!("cannot create the log pipe: {e}"))?;
+        let child = spawn(invocation, listeners, env, &ready_write, &log_write)
+            .map_err(|e| format!("cannot start {}: {e}", invocation.program.display()))?;
+        // Only the child holds the write ends now: EOF on them means it is gone (or done).
+        drop(ready_write);
+        drop(log_write);
+        let (printed, relay) = relay_output(child.id(), log_read);
+        Ok(Successor {
+            child,
+            ready: File::from(ready_read),
+            said: Vec::new(),
+            printed,
+            relay,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The readiness pipe, to poll for input.
+    pub fn ready_fd(&self) -> RawFd {
+        self.ready.as_raw_fd()
+    }
+
+    /// Reads what the pipe holds (call when it polls readable; it does not block then).
+    pub fn read_readiness(&mut self) -> Readiness {
+        let mut chunk = [0u8; 256];
+        match self.ready.read(&mut chunk) {
+            Ok(0) => Readiness::Closed,
+            Ok(n) => {
+                self.said.extend_from_slice(&chunk[..n]);
+                let Some(end) = self.said.iter().position(|&b| b == b'\n') else {
+                    return Readiness::Waiting;
+                };
+                let line = String::from_utf8_lossy(&self.said[..end]).into_owned();
+                match line.strip_prefix("ready") {
+                    Some(rest) => Readiness::Ready {
+                        announced: rest.trim().to_string(),
+                    },
+                    None => Readiness::Refused {
+                        reason: format!("said {line:?} instead of ready"),
+                    },
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Readiness::Waiting,
+            Err(e) => Readiness::Refused {
+                reason: format!("readiness pipe: {e}"),
+            },
+        }
+    }
+
+    /// `reason`, with what the successor printed last. Called once it is gone (or killed):
+    /// the relay is given a moment (bounded, in case something it started still holds the
+    /// pipe) to read its last output.
+    pub fn failure_report(&self, reason: &str) -> String {
+        if let Some(relay) = &self.relay {
+            let deadline = Instant::now() + RELAY_FINISH_LIMIT;
+            while !relay.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let lines = self
+            .printed
+            .lock()
+            .map(|l| l.iter().cloned().collect::<Vec<_>>())
+            .unwrap_or_default();
+        let said = if lines.is_empty() {
+            "it printed nothing".to_string()
+        } else {
+            format!("it printed:\n    {}", lines.join("\n    "))
+        };
+        format!("successor pid {}: {reason}; {said}", self.pid())
     }
 }
 
@@ -257,6 +327,7 @@ fn relay_output(
 fn spawn(
     invocation: &Invocation,
     listeners: &[TcpListener],
+    env: &[(&str, String)],
     ready_write: &OwnedFd,
     log_write: &OwnedFd,
 ) -> io::Result<Child> {
@@ -281,7 +352,8 @@ fn spawn(
         .env_remove(ENV_LISTEN_FDNAMES)
         .env(ENV_LISTEN_FDS, n.to_string())
         .env(ENV_READY_FD, ready_fd.to_string())
-        .env(ENV_STDERR_FD, stderr_fd.to_string());
+        .env(ENV_STDERR_FD, stderr_fd.to_string())
+        .envs(env.iter().map(|(k, v)| (k, v)));
     // SAFETY: the closure runs in the forked child before exec and only calls dup2, which
     // is async-signal-safe; it allocates nothing and touches no lock.
     unsafe {
@@ -461,9 +533,15 @@ impl ReadyNotifier {
     }
 }
 
+/// The supervisor's pid when this process was started by one (`--supervise`, or PID 1).
+pub fn supervisor_from_env() -> Option<u32> {
+    std::env::var(ENV_SUPERVISOR_PID).ok()?.parse().ok()
+}
+
 /// Clears the handover variables so they never leak into anything this process starts.
 pub fn forget_environment() {
     for name in [
+        ENV_SUPERVISOR_PID,
         ENV_LISTEN_FDS,
         ENV_LISTEN_PID,
         ENV_LISTEN_FDNAMES,

@@ -7,6 +7,7 @@
 
 mod common;
 mod support_docker;
+mod support_load;
 
 use std::collections::BTreeMap;
 use std::net::TcpListener;
@@ -360,6 +361,232 @@ fn rgate_image_serves_the_demo() {
     }
     let logs = run_logs(&gateway);
     panic!("the rgate image did not serve the demo: {last}\n{logs}");
+}
+
+// ----- the rgate image as PID 1: restart and stop as a user of the image does them -----
+
+/// The rgate image of this test, running with host networking on a free 127.0.0.1 port,
+/// with `config` mounted as its config file (in a directory, as the README advises).
+struct ImageGateway {
+    id: String,
+    addr: std::net::SocketAddr,
+}
+
+fn run_rgate_image(t: &DockerTest, config: &str, extra: &[&str]) -> ImageGateway {
+    let bins = Path::new(env!("CARGO_BIN_EXE_rgate"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("x86_64-unknown-linux-gnu/release");
+    let image = format!("rgate-test-rgate:{}", t.run);
+    t.build_image(
+        &image,
+        "rgate.Dockerfile",
+        &[
+            (bins.join("rgate"), "rgate"),
+            (
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yml"),
+                "config.yml",
+            ),
+        ],
+    );
+    let config_dir = t.dir.join("config");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    std::fs::write(config_dir.join("config.yml"), config).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+        .to_string();
+    let run_label = format!("{}={}", support_docker::RUN_LABEL, t.run);
+    let mount = format!("{}:/etc/rgate:ro", config_dir.display());
+    let mut args = vec![
+        "run",
+        "-d",
+        "--label",
+        &run_label,
+        "--network",
+        "host",
+        "-v",
+        &mount,
+        // Only addresses backends here: no Docker socket, discovery is not under test.
+        "-e",
+        "DOCKER_HOST=unix:///nonexistent/docker.sock",
+        &image,
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--cores",
+        "2",
+        "--config",
+        "/etc/rgate/config.yml",
+    ];
+    args.extend_from_slice(extra);
+    let id = docker(&args).unwrap();
+    let addr = format!("127.0.0.1:{port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while get(addr, "/stats").map(|r| r.status) != Ok(200) {
+        assert!(
+            Instant::now() < deadline,
+            "the rgate image did not serve; logs:\n{}",
+            run_logs(&id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    ImageGateway { id, addr }
+}
+
+impl ImageGateway {
+    fn inspect(&self, format: &str) -> String {
+        docker(&["inspect", "-f", format, &self.id]).unwrap_or_default()
+    }
+
+    fn running(&self) -> bool {
+        self.inspect("{{.State.Running}}") == "true"
+    }
+
+    /// The processes in the container, as `docker top` lists them.
+    fn processes(&self) -> usize {
+        docker(&["top", &self.id, "-o", "pid"])
+            .map(|out| out.lines().skip(1).count())
+            .unwrap_or(0)
+    }
+
+    fn handovers(&self) -> usize {
+        run_logs(&self.id)
+            .matches("supervisor: restart: successor pid")
+            .count()
+    }
+}
+
+fn echo_answers(r: &Response, path: &str) -> bool {
+    r.status == 200
+        && serde_json::from_slice::<serde_json::Value>(&r.body)
+            .is_ok_and(|echo| echo["target"] == path && echo["body_len"] == 0)
+}
+
+/// Issue 18, as a user of the image meets it: `docker kill -s HUP` ten times under load.
+/// The container keeps running (rgate is PID 1 and supervises), no request fails, /stats
+/// counts exactly what was sent, and `docker top` shows the supervisor and one serving
+/// process once the drains are done. Then `docker stop` ends it with status 0.
+#[test]
+fn rgate_image_survives_ten_sighups_under_load_and_stops_with_status_0() {
+    let Some(t) = DockerTest::begin("image-hup") else {
+        return;
+    };
+    let backend = Backend::start("app");
+    let config = common::config(&[("/api", "app")], &[("app", &[backend.addr])], "");
+    let gw = run_rgate_image(&t, &config, &["--drain-timeout", "10"]);
+    let load = support_load::Load::start(gw.addr, 4, "/api", echo_answers);
+    for n in 1..=10 {
+        std::thread::sleep(Duration::from_millis(300));
+        docker(&["kill", "-s", "HUP", &gw.id]).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while gw.handovers() < n {
+            assert!(
+                Instant::now() < deadline && gw.running(),
+                "restart {n}: the container is {}; logs:\n{}",
+                gw.inspect("{{.State.Status}} (exit {{.State.ExitCode}})"),
+                run_logs(&gw.id)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let outcome = load.finish();
+    assert_eq!(outcome.failed, 0, "failures: {:?}", outcome.failures);
+    assert!(
+        outcome.ok > 100,
+        "only {} requests went through",
+        outcome.ok
+    );
+    assert!(gw.running(), "logs:\n{}", run_logs(&gw.id));
+
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while gw.processes() != 2 {
+        assert!(
+            Instant::now() < deadline,
+            "processes in the container: {}",
+            docker(&["top", &gw.id]).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let total = support_load::wait_stats_total(gw.addr, outcome.ok, Duration::from_secs(5));
+    assert_eq!(total, Some(outcome.ok), "logs:\n{}", run_logs(&gw.id));
+
+    docker(&["stop", "-t", "20", &gw.id]).unwrap();
+    assert_eq!(
+        gw.inspect("{{.State.ExitCode}}"),
+        "0",
+        "{}",
+        run_logs(&gw.id)
+    );
+}
+
+/// `docker stop` during traffic: the requests in flight complete, the container exits 0,
+/// within the drain time.
+#[test]
+fn docker_stop_during_traffic_completes_requests_in_flight_and_exits_0() {
+    let Some(t) = DockerTest::begin("image-stop") else {
+        return;
+    };
+    let backend = Backend::start("app");
+    let slow_backend = Backend::start("slow");
+    let config = common::config(
+        &[("/api", "app"), ("/slow", "slow")],
+        &[("app", &[backend.addr]), ("slow", &[slow_backend.addr])],
+        "",
+    );
+    let gw = run_rgate_image(&t, &config, &["--drain-timeout", "10"]);
+    let load = support_load::Load::start(gw.addr, 2, "/api", echo_answers);
+    let addr = gw.addr;
+    let in_flight: Vec<_> = (0..4)
+        .map(|n| {
+            std::thread::spawn(move || {
+                let path = format!("/slow/{n}?do=sleep&ms=2000");
+                let mut c = support_load::connect(addr)?;
+                let r = c.try_exchange(&support_load::get(&path))?;
+                echo_answers(&r, &path)
+                    .then_some(())
+                    .ok_or(format!("{path}: {r:?}"))
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while slow_backend.requests() < 4 || load.answered() < 20 {
+        assert!(
+            Instant::now() < deadline,
+            "no traffic: {}",
+            run_logs(&gw.id)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(load.failed(), 0);
+    let started = Instant::now();
+    // Docker's grace (20 s) is longer than rgate's drain (10 s): the exit is rgate's own.
+    docker(&["stop", "-t", "20", &gw.id]).unwrap();
+    let took = started.elapsed();
+    for (n, request) in in_flight.into_iter().enumerate() {
+        let result = request.join().unwrap();
+        assert!(
+            result.is_ok(),
+            "request {n}: {result:?}\n{}",
+            run_logs(&gw.id)
+        );
+    }
+    assert_eq!(
+        gw.inspect("{{.State.ExitCode}}"),
+        "0",
+        "{}",
+        run_logs(&gw.id)
+    );
+    assert!(took < Duration::from_secs(15), "docker stop took {took:?}");
+    let logs = run_logs(&gw.id);
+    assert!(logs.contains("supervisor: exiting with status 0"), "{logs}");
+    let outcome = load.finish();
+    assert!(outcome.ok > 20, "{outcome:?}");
 }
 
 fn run_logs(id: &str) -> String {
