@@ -321,6 +321,84 @@ mod tests {
         );
     }
 
+    /// Host is validated whole, however the head arrives: every prefix asks for more input
+    /// (or fails the same way), and the whole gives the same verdict.
+    #[test]
+    fn host_is_validated_at_every_split() {
+        for host in ["a, b", "a/b@c", "a b", "a:99999", "[::1", "", "a?b"] {
+            let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\nX-A: b\r\n\r\n");
+            let got = parse_all_ways(input.as_bytes());
+            assert!(
+                matches!(got, Err(RequestError::Host(_))),
+                "{host:?}: {got:?}"
+            );
+            assert_eq!(got.unwrap_err().status(), 400);
+        }
+        for host in ["a", "a.example:8080", "[::1]:80", "10.0.0.1"] {
+            let input = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(parse_all_ways(input.as_bytes()).is_ok(), "{host:?}");
+        }
+    }
+
+    fn effective_host(input: &[u8]) -> Result<Option<Vec<u8>>, RequestError> {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        parse_request(input, &mut storage).map(|h| h.expect("complete").host.map(<[u8]>::to_vec))
+    }
+
+    #[test]
+    fn absolute_form_authority_is_the_host() {
+        assert_eq!(
+            effective_host(b"GET http://good:81/x HTTP/1.1\r\nHost: evil\r\n\r\n"),
+            Ok(Some(b"good:81".to_vec()))
+        );
+        assert_eq!(
+            effective_host(b"GET http://u:p@good/x HTTP/1.1\r\nHost: good\r\n\r\n"),
+            Err(RequestError::Host(HostError::Userinfo))
+        );
+        assert_eq!(
+            effective_host(b"GET http:///x HTTP/1.1\r\nHost: good\r\n\r\n"),
+            Err(RequestError::Host(HostError::Empty))
+        );
+        // The Host field must still be there, and valid, in HTTP/1.1.
+        assert!(effective_host(b"GET http://good/x HTTP/1.1\r\n\r\n").is_err());
+        assert!(effective_host(b"GET http://good/x HTTP/1.1\r\nHost: a b\r\n\r\n").is_err());
+        assert_eq!(
+            effective_host(b"GET http://good/x HTTP/1.0\r\n\r\n"),
+            Ok(Some(b"good".to_vec()))
+        );
+        assert_eq!(effective_host(b"GET /x HTTP/1.0\r\n\r\n"), Ok(None));
+    }
+
+    #[test]
+    fn only_websocket_upgrades_and_underscores_are_noticed() {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let h = parse_request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: h2c\r\n\r\n",
+            &mut storage,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.upgrade, None);
+        assert!(!h.underscore_names);
+        assert_eq!(h.check_underscores(UnderscorePolicy::Reject), Ok(()));
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let h = parse_request(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: WebSocket\r\nX_A: 1\r\n\r\n",
+            &mut storage,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(h.upgrade, Some(&b"WebSocket"[..]));
+        assert!(h.underscore_names);
+        assert_eq!(h.check_underscores(UnderscorePolicy::Drop), Ok(()));
+        assert_eq!(h.check_underscores(UnderscorePolicy::Forward), Ok(()));
+        assert_eq!(
+            h.check_underscores(UnderscorePolicy::Reject)
+                .map_err(|e| e.status()),
+            Err(400)
+        );
+    }
+
     #[test]
     fn enforces_size_limits() {
         let mut long_target = b"GET /".to_vec();
