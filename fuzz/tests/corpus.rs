@@ -4,6 +4,7 @@
 
 use std::panic;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
 
 fn files(dir: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -25,10 +26,12 @@ fn replay(dir: &str, check: fn(&[u8]), reached_checks: fn(&[u8]) -> bool) -> usi
     let mut failed = Vec::new();
     let mut checked = 0;
     for file in &files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
         let data = std::fs::read(file).expect("readable corpus file");
         checked += usize::from(reached_checks(&data));
-        if panic::catch_unwind(|| check(&data)).is_err() {
-            failed.push(file.file_name().unwrap().to_string_lossy().into_owned());
+        if let Err(panic) = quietly(|| check(&data)) {
+            println!("FAIL corpus/{dir}/{name}: {panic}\n");
+            failed.push(name);
         }
     }
     println!(
@@ -37,11 +40,25 @@ fn replay(dir: &str, check: fn(&[u8]), reached_checks: fn(&[u8]) -> bool) -> usi
     );
     assert!(
         failed.is_empty(),
-        "{} of {} files in corpus/{dir} fail (messages above): {failed:#?}",
+        "{} of {} files in corpus/{dir} fail (FAIL lines above): {failed:#?}",
         failed.len(),
         files.len()
     );
     checked
+}
+
+/// Runs `f`, turning a panic into its message (printed once by the caller, without the
+/// default hook's backtrace for each file).
+fn quietly(f: impl FnOnce() + panic::UnwindSafe) -> Result<(), String> {
+    static SILENCE: Once = Once::new();
+    SILENCE.call_once(|| panic::set_hook(Box::new(|_| {})));
+    panic::catch_unwind(f).map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "panic without a message".into())
+    })
 }
 
 #[test]
