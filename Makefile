@@ -20,6 +20,7 @@ test: static
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
 fmt:

@@ -22,6 +22,70 @@ pub mod strict;
 pub use request::check_request;
 pub use response::check_response;
 
+use std::panic;
+
+/// Which fuzz target an input is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Request,
+    Response,
+}
+
+/// What the checks make of one input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// rgate refused it, or it ends before a whole message: nothing to compare.
+    RefusedOrIncomplete,
+    /// rgate's output and the strict parser agree.
+    Agrees,
+    /// The failure message (what the fuzz target would crash with).
+    Differs(String),
+}
+
+impl Target {
+    pub const ALL: [Target; 2] = [Target::Request, Target::Response];
+
+    /// The fuzz target's name, also its corpus directory's.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Request => "request",
+            Target::Response => "response",
+        }
+    }
+
+    pub fn check(self, data: &[u8]) {
+        match self {
+            Target::Request => check_request(data),
+            Target::Response => check_response(data),
+        }
+    }
+
+    /// Runs the check, catching its panic. The panic hook still runs: callers replaying
+    /// many inputs may want to silence it (`std::panic::set_hook`).
+    pub fn verdict(self, data: &[u8]) -> Verdict {
+        match panic::catch_unwind(|| self.check(data)) {
+            Err(payload) => Verdict::Differs(
+                payload
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "panic without a message".into()),
+            ),
+            Ok(()) => {
+                let reached = match self {
+                    Target::Request => request::forward(data).is_some(),
+                    Target::Response => response::relay(data).is_some(),
+                };
+                if reached {
+                    Verdict::Agrees
+                } else {
+                    Verdict::RefusedOrIncomplete
+                }
+            }
+        }
+    }
+}
+
 /// Trailer fields that must never reach a peer that might merge trailers into the head:
 /// framing, routing and connection control (RFC 9110 §6.5.1).
 const FORBIDDEN_TRAILERS: [&str; 9] = [
