@@ -67,10 +67,11 @@ fuzz-smoke:
 fuzz-replay:
 	cd fuzz && CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) test
 
-# Adds to fuzz/corpus/ only the inputs from fuzz/target/corpus/ that reach new coverage.
+# Adds to fuzz/corpus/ only the inputs from fuzz/target/corpus/ that reach new edges
+# (-use_counters=0: edges, not hit counts, or the corpus grows by hundreds of files a run).
 fuzz-merge:
 	for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_TARGET_DIR)/corpus/$$t && \
-	  $(FUZZ_RUN) $$t fuzz/corpus/$$t $(FUZZ_TARGET_DIR)/corpus/$$t -- -merge=1 || exit 1; done
+	  $(FUZZ_RUN) $$t fuzz/corpus/$$t $(FUZZ_TARGET_DIR)/corpus/$$t -- -merge=1 -use_counters=0 || exit 1; done
 
 # ----- Docker: the demo backends, the rgate image, the demo -----
 # Static binaries for the FROM scratch images (tests/support_docker builds them the same way).
