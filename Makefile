@@ -41,7 +41,8 @@ bench:
 # both; the codec is safe Rust.) The fuzz crate builds into its own target dir.
 # `make fuzz` runs each target FUZZ_SECONDS; new inputs go to fuzz/target/corpus/ (not the
 # repo); `make fuzz-merge` adds those that cover new code to fuzz/corpus/. Crashes land in
-# fuzz/artifacts/<target>/; replay one with `cd fuzz && cargo fuzz run -s none <target> <file>`.
+# fuzz/artifacts/<target>/: from the top, `cargo fuzz run -s none <target> <file>` replays one;
+# `cd fuzz && cargo run -q --example explain -- <target> artifacts/<target>/*` says how each differs.
 FUZZ_SECONDS ?= 600
 FUZZ_SMOKE_SECONDS ?= 25
 FUZZ_TARGETS := request response
