@@ -3,7 +3,8 @@ CARGO ?= cargo
 COMPOSE := $(shell if docker compose version >/dev/null 2>&1; then echo "docker compose"; \
 	elif command -v docker-compose >/dev/null 2>&1; then echo docker-compose; fi)
 
-.PHONY: build release test lint fmt bench static demo-image image run demo-down
+.PHONY: build release test lint fmt bench static demo-image image run demo-down \
+	fuzz fuzz-smoke fuzz-replay fuzz-merge
 
 build:
 	$(CARGO) build
@@ -19,6 +20,7 @@ test: static
 
 lint:
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
 fmt:
@@ -29,6 +31,48 @@ fmt:
 BENCH_ARGS ?=
 bench:
 	python3 benches/bench.py $(BENCH_ARGS)
+
+# ----- Fuzzing: fuzz/ is its own crate and workspace (see fuzz/src/lib.rs) -----
+# Differential fuzz targets `request` and `response`: rgate's codec in memory, its output
+# re-read by a strict parser. cargo-fuzz (`cargo install cargo-fuzz --locked`) on STABLE
+# Rust: `--sanitizer none` drops `-Zsanitizer=address`, the only nightly flag cargo-fuzz
+# passes; its coverage flags (-Cpasses=sancov-module, -Cllvm-args=-sanitizer-coverage-*)
+# and -Cdebug-assertions are stable, so no nightly and no RUSTC_BOOTSTRAP. (ASan would need
+# both; the codec is safe Rust.) The fuzz crate builds into its own target dir.
+# `make fuzz` runs each target FUZZ_SECONDS; new inputs go to fuzz/target/corpus/ (not the
+# repo); `make fuzz-merge` adds those that cover new code to fuzz/corpus/. Crashes land in
+# fuzz/artifacts/<target>/: from the top, `cargo fuzz run -s none <target> <file>` replays one;
+# `cd fuzz && cargo run -q --example explain -- <target> artifacts/<target>/*` says how each differs.
+FUZZ_SECONDS ?= 600
+FUZZ_SMOKE_SECONDS ?= 25
+FUZZ_TARGETS := request response
+FUZZ_TARGET_DIR ?= $(CURDIR)/fuzz/target
+FUZZ_FLAGS ?=
+FUZZ_RUN = CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) fuzz run --sanitizer none \
+	--target-dir $(FUZZ_TARGET_DIR)
+LIBFUZZER_FLAGS = -dict=$(CURDIR)/fuzz/http.dict -timeout=10 -rss_limit_mb=2048 $(FUZZ_FLAGS)
+
+fuzz:
+	for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_TARGET_DIR)/corpus/$$t && \
+	  $(FUZZ_RUN) $$t $(FUZZ_TARGET_DIR)/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SECONDS) $(LIBFUZZER_FLAGS) || exit 1; done
+
+# Bounded (2 x 25 s plus the build) for `make test` and CI; the repo corpus is only read.
+fuzz-smoke:
+	for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_TARGET_DIR)/corpus/$$t && \
+	  $(FUZZ_RUN) $$t $(FUZZ_TARGET_DIR)/corpus/$$t fuzz/corpus/$$t -- \
+	    -max_total_time=$(FUZZ_SMOKE_SECONDS) $(LIBFUZZER_FLAGS) || exit 1; done
+
+# Stable `cargo test`, no fuzzer: every corpus file through the same checks, and the oracle's
+# own tests (it must refuse what it is meant to catch).
+fuzz-replay:
+	cd fuzz && CARGO_TARGET_DIR=$(FUZZ_TARGET_DIR) $(CARGO) test
+
+# Adds to fuzz/corpus/ only the inputs from fuzz/target/corpus/ that reach new edges
+# (-use_counters=0: edges, not hit counts, or the corpus grows by hundreds of files a run).
+fuzz-merge:
+	for t in $(FUZZ_TARGETS); do mkdir -p $(FUZZ_TARGET_DIR)/corpus/$$t && \
+	  $(FUZZ_RUN) $$t fuzz/corpus/$$t $(FUZZ_TARGET_DIR)/corpus/$$t -- -merge=1 -use_counters=0 || exit 1; done
 
 # ----- Docker: the demo backends, the rgate image, the demo -----
 # Static binaries for the FROM scratch images (tests/support_docker builds them the same way).
