@@ -1,20 +1,23 @@
-//! How the proxy relays a chunked body, restated from `src/proxy/body.rs::relay_chunked`
-//! (socket-bound and crate-private there): rgate's `ChunkedDecoder` proves where the body
-//! ends; `PassThrough` forwards every byte it consumed as it came, `Dechunk` forwards only
-//! the payload. Keep this in step with the proxy: the oracle judges what is written here.
+//! How the proxy relays a chunked body (`src/proxy/body.rs`), on byte buffers: `Reframe`
+//! feeds the body to rgate's own `chunked::Reframer` — the very code the proxy runs, which
+//! writes every chunk line itself and filters the trailers —, `Dechunk` forwards only the
+//! payload once rgate's `ChunkedDecoder` and trailer check accepted the body. The socket
+//! loop around them is the proxy's; the oracle judges what these codec calls produce.
 
-use rgate::http::chunked::{ChunkedDecoder, Decoded};
+use rgate::http::chunked::{ChunkedDecoder, Decoded, Reframer};
+use rgate::http::trailers;
 
-/// Which bytes of a chunked body the proxy writes on.
+/// How the proxy writes a chunked body on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkedRelay {
-    PassThrough,
+    Reframe,
     Dechunk,
 }
 
 /// Relays the chunked body at the start of `body` into `out`. Returns the payload, or
-/// `None` when rgate refuses it (a decoder error) or the input ends before the body does.
+/// `None` when rgate refuses it or the input ends before the body does.
 pub fn relay_chunked(body: &[u8], mode: ChunkedRelay, out: &mut Vec<u8>) -> Option<Vec<u8>> {
+    // The payload as rgate's decoder reads it, whatever the mode.
     let mut decoder = ChunkedDecoder::new();
     let mut payload = Vec::new();
     let mut at = 0;
@@ -25,14 +28,22 @@ pub fn relay_chunked(body: &[u8], mode: ChunkedRelay, out: &mut Vec<u8>) -> Opti
         let decoded = decoder.decode(&body[at..]).ok()?;
         let (Decoded::Framing(n) | Decoded::Payload(n)) = decoded;
         assert!(n > 0, "ChunkedDecoder made no progress at byte {at}");
-        let bytes = &body[at..at + n];
         if let Decoded::Payload(_) = decoded {
-            payload.extend_from_slice(bytes);
-        }
-        if mode == ChunkedRelay::PassThrough || matches!(decoded, Decoded::Payload(_)) {
-            out.extend_from_slice(bytes);
+            payload.extend_from_slice(&body[at..at + n]);
         }
         at += n;
+    }
+    match mode {
+        ChunkedRelay::Reframe => {
+            let mut reframer = Reframer::new();
+            let used = reframer.feed(body, out).ok()?;
+            assert!(reframer.is_done(), "the decoder ended the body, the reframer did not");
+            assert_eq!(used, at, "the reframer and the decoder disagree on the body's end");
+        }
+        ChunkedRelay::Dechunk => {
+            trailers::write_allowed(decoder.trailer_section(), &mut Vec::new()).ok()?;
+            out.extend_from_slice(&payload);
+        }
     }
     Some(payload)
 }

@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rgate::http::framing::BodyFraming;
 use rgate::http::request::parse_request;
 use rgate::http::writer::write_request_head;
-use rgate::http::MAX_HEADERS;
+use rgate::http::{UnderscorePolicy, MAX_HEADERS};
 use rgate::router::normalize_target;
 
 use crate::relay::{relay_chunked, ChunkedRelay};
@@ -52,9 +52,18 @@ pub fn check_request(data: &[u8]) {
 pub fn forward(data: &[u8]) -> Option<Forwarded> {
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let head = parse_request(data, &mut storage).ok()??;
+    // As the proxy's `decide`, with the default `headers.underscores: drop`.
+    head.check_underscores(UnderscorePolicy::Drop).ok()?;
     let target = normalize_target(head.target).ok()?;
     let mut out = Vec::new();
-    write_request_head(&mut out, &head, &target, CLIENT_IP, BACKEND);
+    write_request_head(
+        &mut out,
+        &head,
+        &target,
+        CLIENT_IP,
+        BACKEND,
+        UnderscorePolicy::Drop,
+    );
 
     let body = &data[head.head_len..];
     let payload = match head.framing {
@@ -64,8 +73,8 @@ pub fn forward(data: &[u8]) -> Option<Forwarded> {
             out.extend_from_slice(&body[..n]);
             body[..n].to_vec()
         }
-        // Requests are relayed chunked to the backend (`exchange.rs`: `PassThrough`).
-        BodyFraming::Chunked => relay_chunked(body, ChunkedRelay::PassThrough, &mut out)?,
+        // Requests are relayed chunked to the backend, re-framed (`exchange.rs`: `Reframe`).
+        BodyFraming::Chunked => relay_chunked(body, ChunkedRelay::Reframe, &mut out)?,
         BodyFraming::UntilClose => panic!("request framed until close: {}", show(data)),
     };
     let host = match absolute_authority(head.target) {

@@ -100,7 +100,7 @@ pub fn relay(data: &[u8]) -> Option<Relayed> {
             }
             BodyFraming::Chunked => {
                 let mode = if relay == RelayFraming::Chunked {
-                    ChunkedRelay::PassThrough
+                    ChunkedRelay::Reframe
                 } else {
                     ChunkedRelay::Dechunk
                 };

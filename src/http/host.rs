@@ -82,28 +82,55 @@ pub fn check_host(value: &[u8]) -> Result<(), HostError> {
     }
 }
 
-/// `reg-name = *( unreserved / pct-encoded / sub-delims )`, less the comma.
+/// `reg-name = *( unreserved / pct-encoded / sub-delims )`, less the comma. One table
+/// look-up per byte: this runs on every request.
 fn check_reg_name(name: &[u8]) -> Result<(), HostError> {
     let mut i = 0;
     while i < name.len() {
-        match name[i] {
-            b',' => return Err(HostError::Comma),
-            b'%' => {
-                let hex = name
-                    .get(i + 1..i + 3)
-                    .ok_or(HostError::BadPercentEncoding)?;
+        match REG_NAME[usize::from(name[i])] {
+            ByteClass::Allowed => {}
+            ByteClass::Percent => {
+                let hex = name.get(i + 1..i + 3).ok_or(HostError::BadPercentEncoding)?;
                 if !hex.iter().all(u8::is_ascii_hexdigit) {
                     return Err(HostError::BadPercentEncoding);
                 }
                 i += 2;
             }
-            b if is_unreserved(b) || is_sub_delim(b) => {}
-            _ => return Err(HostError::InvalidByte),
+            ByteClass::Comma => return Err(HostError::Comma),
+            ByteClass::Invalid => return Err(HostError::InvalidByte),
         }
         i += 1;
     }
     Ok(())
 }
+
+#[derive(Clone, Copy)]
+enum ByteClass {
+    Invalid,
+    Allowed,
+    Percent,
+    Comma,
+}
+
+/// What each byte is in a reg-name.
+const REG_NAME: [ByteClass; 256] = {
+    let mut table = [ByteClass::Invalid; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = if byte == b'%' {
+            ByteClass::Percent
+        } else if byte == b',' {
+            ByteClass::Comma
+        } else if is_unreserved(byte) || is_sub_delim(byte) {
+            ByteClass::Allowed
+        } else {
+            ByteClass::Invalid
+        };
+        b += 1;
+    }
+    table
+};
 
 /// Inside the brackets: an IPv6 address, or `v` HEXDIG+ `.` (unreserved / sub-delims / `:`)+.
 fn check_ip_literal(inner: &[u8]) -> Result<(), HostError> {
@@ -143,11 +170,11 @@ fn check_port(port: &[u8]) -> Result<(), HostError> {
     Ok(())
 }
 
-fn is_unreserved(b: u8) -> bool {
+const fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
-fn is_sub_delim(b: u8) -> bool {
+const fn is_sub_delim(b: u8) -> bool {
     matches!(
         b,
         b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='

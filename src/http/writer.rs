@@ -14,8 +14,13 @@ use super::response::ResponseHead;
 use super::{is_hop_by_hop, UnderscorePolicy, Version};
 
 /// Whether a field is one of the two that frame a message; the writers never copy those.
+/// (The length decides first: this runs for every field of every message.)
 fn is_framing(name: &str) -> bool {
-    name.eq_ignore_ascii_case("content-length") || name.eq_ignore_ascii_case("transfer-encoding")
+    match name.len() {
+        14 => name.eq_ignore_ascii_case("content-length"),
+        17 => name.eq_ignore_ascii_case("transfer-encoding"),
+        _ => false,
+    }
 }
 
 /// Appends the head of the request forwarded to a backend. `target` is the normalised
