@@ -25,12 +25,14 @@ log=$(mktemp -t rgate-test.XXXXXX)
 trap 'rm -f "$log"' EXIT
 failed=()
 skipped=()
+extra_ran=()
 
 # One cargo test pass; its output goes to the terminal and to $log for the summary.
 pass() {
   local name=$1
   shift
   echo "==> make test: $name"
+  [ "$name" = "all tests" ] || extra_ran+=("$name")
   if ! "$CARGO" test "${PROFILE_FLAGS[@]}" "$@" 2>&1 | tee -a "$log"; then
     failed+=("$name")
   fi
@@ -46,7 +48,7 @@ elif [ "${RGATE_REQUIRE_DOCKER:-}" = 1 ]; then
   echo "make test: Docker does not answer, and RGATE_REQUIRE_DOCKER=1: running the Docker tests to fail"
   pass "Docker tests (required)" --test docker -- --ignored "${THREADS[@]}"
 else
-  docker_why=$(echo "$docker_why" | tr '\n' ' ' | cut -c1-160)
+  docker_why=$(echo "$docker_why" | tr '\n' ' ' | sed 's/^ *//; s/ *$//' | cut -c1-160)
   skipped+=("Docker tests (tests/docker.rs): Docker does not answer (${docker_why:-no docker command}); start it, or set RGATE_REQUIRE_DOCKER=1 to fail instead")
 fi
 
@@ -57,7 +59,7 @@ elif [ "${RGATE_REQUIRE_PID_NAMESPACE:-}" = 1 ]; then
   echo "make test: no PID namespace here, and RGATE_REQUIRE_PID_NAMESPACE=1: running the PID 1 test to fail"
   pass "PID 1 test (required)" --test supervisor -- --ignored "${THREADS[@]}"
 else
-  ns_why=$(echo "$ns_why" | tr '\n' ' ' | cut -c1-160)
+  ns_why=$(echo "$ns_why" | tr '\n' ' ' | sed 's/^ *//; s/ *$//' | cut -c1-160)
   skipped+=("PID 1 test (tests/supervisor.rs): cannot create a PID namespace (${ns_why:-unshare failed}); run as root, or set RGATE_REQUIRE_PID_NAMESPACE=1 to fail instead")
 fi
 
@@ -70,6 +72,9 @@ read -r passed failed_n < <(awk '/^test result:/ {
 echo
 echo "==> make test: summary"
 echo "ran:     $passed passed, $failed_n failed"
+for r in "${extra_ran[@]}"; do
+  echo "ran:     $r"
+done
 if [ ${#skipped[@]} -eq 0 ]; then
   echo "skipped: nothing"
 else
