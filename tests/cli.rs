@@ -119,3 +119,127 @@ fn check_refuses_bad_configs_with_exit_2_naming_file_field_and_reason() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yml"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+// ----- the demo configs -----
+
+fn repo_file(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(name)
+}
+
+fn yaml(name: &str) -> serde_yaml::Value {
+    let text = std::fs::read_to_string(repo_file(name)).unwrap();
+    serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// `make run` without Docker runs rgate on config.local.yml: it must pass `--check`, and be the
+/// same demo as config.yml (routes, default response, backend names) with fixed addresses on
+/// 127.0.0.1 instead of Docker labels.
+#[test]
+fn the_demo_configs_pass_check_and_the_local_one_is_the_docker_demo_on_fixed_addresses() {
+    for name in ["config.yml", "config.local.yml"] {
+        let out = rgate(&["--check", "--config", repo_file(name).to_str().unwrap()]);
+        let text = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{name}: {text}");
+    }
+    let docker = yaml("config.yml");
+    let local = yaml("config.local.yml");
+    assert_eq!(local["routes"], docker["routes"]);
+    assert_eq!(local["default_response"], docker["default_response"]);
+    let names = |v: &serde_yaml::Value| -> Vec<String> {
+        v["backends"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|b| b["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(names(&local), names(&docker));
+    for b in local["backends"].as_sequence().unwrap() {
+        assert!(b.get("match_labels").is_none(), "{b:?}: no Docker");
+        let addrs = b["addresses"].as_sequence().expect("fixed addresses");
+        assert!(!addrs.is_empty(), "{b:?}");
+        for a in addrs {
+            let addr: std::net::SocketAddr = a.as_str().unwrap().parse().unwrap();
+            assert!(
+                addr.ip().is_loopback(),
+                "{addr}: the local demo stays on 127.0.0.1"
+            );
+        }
+    }
+}
+
+/// A demo backend process, killed on drop.
+struct DemoBackend(std::process::Child);
+
+impl DemoBackend {
+    /// `demo-backend` on `addr` (as scripts/demo-local.sh starts it), once its health check
+    /// answers (bounded).
+    fn start(service: &str, addr: std::net::SocketAddr) -> DemoBackend {
+        let bin = env!("CARGO_BIN_EXE_demo-backend");
+        let port = addr.port().to_string();
+        let child = Command::new(bin)
+            .env("SERVICE_NAME", service)
+            .env("BIND", addr.ip().to_string())
+            .env("PORT", &port)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start demo-backend");
+        let mut backend = DemoBackend(child);
+        let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
+        loop {
+            let ok = Command::new(bin)
+                .arg("--check")
+                .env("PORT", &port)
+                .status()
+                .is_ok_and(|s| s.success());
+            if ok {
+                return backend;
+            }
+            let exited = backend.0.try_wait().unwrap();
+            assert!(
+                exited.is_none(),
+                "demo-backend on {addr} exited: {exited:?}"
+            );
+            assert!(
+                std::time::Instant::now() < deadline,
+                "demo-backend on {addr} never answered"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for DemoBackend {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The local demo end to end, on free ports instead of config.local.yml's fixed ones: the
+/// demo backends bound to 127.0.0.1 (`BIND`), rgate on config.local.yml with only the
+/// addresses changed, and the README's demo requests.
+#[test]
+fn the_local_demo_answers_the_readme_requests() {
+    let mut text = std::fs::read_to_string(repo_file("config.local.yml")).unwrap();
+    let mut backends = Vec::new();
+    for (service, fixed) in [("payment", "127.0.0.1:9081"), ("orders", "127.0.0.1:9082")] {
+        assert!(text.contains(fixed), "config.local.yml names {fixed}");
+        let addr = common::dead_address();
+        text = text.replace(fixed, &addr.to_string());
+        backends.push(DemoBackend::start(service, addr));
+    }
+    let gw = common::Gateway::start(&text);
+    for (path, service) in [("/api/payment/x", "payment"), ("/api/orders/42", "orders")] {
+        let r = gw.get(path);
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert_eq!(r.json()["service"], service, "{path}");
+        assert_eq!(r.json()["path"], path);
+    }
+    let r = gw.get("/elsewhere");
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (403, "This is not reachable")
+    );
+    drop(backends);
+}

@@ -8,10 +8,11 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::{dead_address, temp_dir, Backend, Gateway};
+use openmetrics_parser::prometheus::parse_prometheus;
+use openmetrics_parser::{PrometheusType, PrometheusValue};
 use serde_json::Value;
 use support::{get, ms, n, spawn, start, stats, stop, wait_exit};
 
@@ -365,45 +366,66 @@ fn metrics_parse_as_prometheus_text() {
     send_mix(&rgate);
     let r = get(rgate.addr, "/metrics");
     assert_eq!(r.status, 200);
-    let file = dir.join("metrics.txt");
-    std::fs::write(&file, &r.body).unwrap();
-    // A real parser: every family and sample must parse; print what the checks need.
-    let script = r#"
-import sys
-from prometheus_client.parser import text_string_to_metric_families
-text = open(sys.argv[1]).read()
-families = {f.name: f for f in text_string_to_metric_families(text)}
-def sample(family, name, **labels):
-    for s in families[family].samples:
-        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
-            return s.value
-    raise SystemExit(f"no sample {name} {labels}")
-print(families["rgate_requests"].type, families["rgate_request_duration_seconds"].type)
-print(int(sample("rgate_requests", "rgate_requests_total", scope="total", code="200")))
-print(int(sample("rgate_requests", "rgate_requests_total", scope="route", route="/bad", code="502")))
-print(int(sample("rgate_errors", "rgate_errors_total", scope="backend", backend="dead", kind="connect")))
-print(int(sample("rgate_request_duration_seconds", "rgate_request_duration_seconds_count", scope="total")))
-print(int(sample("rgate_request_duration_seconds", "rgate_request_duration_seconds_bucket", scope="total", le="+Inf")))
-print(len(families))
-"#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&file)
-        .output()
-        .expect("python3 (with prometheus_client: pip install prometheus_client)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "the Prometheus parser refused /metrics: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        r.text()
-    );
-    let lines: Vec<&str> = stdout.lines().collect();
+    let text = r.text();
+    // A real parser, strict: every family, sample and label set must parse, histograms must
+    // be whole (buckets, _sum, _count), and no series may appear twice.
+    let metrics = parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("the Prometheus parser refused /metrics: {e}\n{text}"));
+    let family = |name: &str| {
+        metrics
+            .families
+            .get(name)
+            .unwrap_or_else(|| panic!("no family {name} in\n{text}"))
+    };
+    let sample = |name: &str, labels: &[(&str, &str)]| {
+        family(name)
+            .iter_samples()
+            .find(|s| {
+                let set = s.get_labelset().unwrap();
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in\n{text}"))
+            .value
+            .clone()
+    };
+    let counter = |name: &str, labels: &[(&str, &str)]| match sample(name, labels) {
+        PrometheusValue::Counter(c) => c.value.as_f64(),
+        other => panic!("{name} {labels:?} is not a counter: {other:?}"),
+    };
     assert_eq!(
-        lines,
-        ["counter histogram", "12", "3", "4", "24", "24", "8"]
+        family("rgate_requests_total").family_type,
+        PrometheusType::Counter
     );
+    assert_eq!(
+        family("rgate_request_duration_seconds").family_type,
+        PrometheusType::Histogram
+    );
+    let total = [("scope", "total"), ("code", "200")];
+    assert_eq!(counter("rgate_requests_total", &total), 12.0);
+    let bad = [("scope", "route"), ("route", "/bad"), ("code", "502")];
+    assert_eq!(counter("rgate_requests_total", &bad), 3.0);
+    let dead = [
+        ("scope", "backend"),
+        ("backend", "dead"),
+        ("kind", "connect"),
+    ];
+    assert_eq!(counter("rgate_errors_total", &dead), 4.0);
+    let PrometheusValue::Histogram(latency) =
+        sample("rgate_request_duration_seconds", &[("scope", "total")])
+    else {
+        panic!("rgate_request_duration_seconds is not a histogram\n{text}");
+    };
+    assert_eq!(latency.count, Some(24));
+    let last = latency.buckets.last().expect("histogram buckets");
+    assert_eq!(last.upper_bound, f64::INFINITY, "the last bucket is +Inf");
+    assert_eq!(last.count.as_f64(), 24.0);
+    assert_eq!(metrics.families.len(), 8, "{text}");
+    // The parser is strict enough to matter: the same text with one series twice is refused.
+    let first_sample = text.lines().find(|l| !l.starts_with('#')).unwrap();
+    let doubled = text.replacen(first_sample, &format!("{first_sample}\n{first_sample}"), 1);
+    assert!(parse_prometheus(&doubled).is_err(), "a duplicated series");
 }
 
 #[test]

@@ -10,7 +10,8 @@
 //!
 //! * `GET /health` answers 200, or 503 when `DEMO_UNHEALTHY` is set (to a value other than 0).
 //! * `demo-backend --check` is the Docker healthcheck: exit 0 when `/health` answers 200.
-//! * `PORT` (default 8080) is the port it listens on, on every interface.
+//! * `PORT` (default 8080) is the port it listens on; `BIND` (default `0.0.0.0`, every
+//!   interface, as a container needs) the address: `make run` without Docker uses 127.0.0.1.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -58,8 +59,14 @@ fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(1000),
     );
-    let listener = TcpListener::bind(("0.0.0.0", port))
-        .unwrap_or_else(|e| fail(&format!("cannot listen on port {port}: {e}")));
+    let bind: std::net::IpAddr = match std::env::var("BIND") {
+        Ok(b) => b
+            .parse()
+            .unwrap_or_else(|_| fail(&format!("BIND={b:?} is not an IP address"))),
+        Err(_) => [0, 0, 0, 0].into(),
+    };
+    let listener = TcpListener::bind((bind, port))
+        .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}:{port}: {e}")));
     eprintln!(
         "demo-backend {} ({}) listening on port {port}",
         service.name, service.hostname
