@@ -37,8 +37,14 @@ pub fn relay_chunked(body: &[u8], mode: ChunkedRelay, out: &mut Vec<u8>) -> Opti
         ChunkedRelay::Reframe => {
             let mut reframer = Reframer::new();
             let used = reframer.feed(body, out).ok()?;
-            assert!(reframer.is_done(), "the decoder ended the body, the reframer did not");
-            assert_eq!(used, at, "the reframer and the decoder disagree on the body's end");
+            assert!(
+                reframer.is_done(),
+                "the decoder ended the body, the reframer did not"
+            );
+            assert_eq!(
+                used, at,
+                "the reframer and the decoder disagree on the body's end"
+            );
         }
         ChunkedRelay::Dechunk => {
             trailers::write_allowed(decoder.trailer_section(), &mut Vec::new()).ok()?;

@@ -90,7 +90,9 @@ fn check_reg_name(name: &[u8]) -> Result<(), HostError> {
         match REG_NAME[usize::from(name[i])] {
             ByteClass::Allowed => {}
             ByteClass::Percent => {
-                let hex = name.get(i + 1..i + 3).ok_or(HostError::BadPercentEncoding)?;
+                let hex = name
+                    .get(i + 1..i + 3)
+                    .ok_or(HostError::BadPercentEncoding)?;
                 if !hex.iter().all(u8::is_ascii_hexdigit) {
                     return Err(HostError::BadPercentEncoding);
                 }
