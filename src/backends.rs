@@ -2,17 +2,17 @@
 //! the control plane hands new versions of it to the cores.
 //!
 //! The table is an immutable value. The control plane (static config, Docker discovery)
-//! builds a new one and calls `TablePublisher::publish`; every core owns a `TableReader`
-//! fed by a channel of its own, and picks the newest table up between requests. A request
-//! in flight keeps the `Rc` it started with. Each core receives its own copy, so no
-//! reference count or cache line is shared between cores on the request path.
+//! builds a new one and calls `TablePublisher::publish`; every core has a mailbox of its
+//! own (`CommandFeed`) on which it receives tables and the lifecycle's commands
+//! (`CoreCommand`: start accepting, drain), and applies them between requests. A request in
+//! flight keeps the `Rc` it started with. Each core receives its own copy, so no reference
+//! count or cache line is shared between cores on the request path.
 
 use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::config::{Config, Discovery};
+use crate::mailbox;
 
 /// One reachable instance of a backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,30 +74,43 @@ impl BackendTable {
     }
 }
 
-/// The control plane's end: publishes new tables to every core.
+/// What the control plane tells a core. Each core receives these in order on its own
+/// mailbox and applies them between requests (a request in flight keeps the table it
+/// started with).
+#[derive(Debug)]
+pub(crate) enum CoreCommand {
+    /// A new version of the backend table.
+    Table(BackendTable),
+    /// The process is ready: accept connections.
+    StartAccepting,
+    /// Stop accepting, finish what is open, then end.
+    Drain,
+}
+
+/// The control plane's end: sends new tables, and the lifecycle's commands, to every core.
 pub struct TablePublisher {
-    senders: Vec<mpsc::Sender<BackendTable>>,
+    cores: Vec<mailbox::Sender<CoreCommand>>,
     latest: Mutex<Arc<BackendTable>>,
 }
 
 impl TablePublisher {
-    /// A publisher with one reader per core, all starting at `initial`.
-    pub fn new(initial: BackendTable, cores: usize) -> (TablePublisher, Vec<TableFeed>) {
+    /// A publisher with one command feed per core, all starting at `initial`.
+    pub fn new(initial: BackendTable, cores: usize) -> (TablePublisher, Vec<CommandFeed>) {
         let mut senders = Vec::with_capacity(cores);
-        let mut readers = Vec::with_capacity(cores);
+        let mut feeds = Vec::with_capacity(cores);
         for _ in 0..cores {
-            let (tx, rx) = mpsc::channel();
+            let (tx, rx) = mailbox::mailbox();
             senders.push(tx);
-            readers.push(TableFeed {
+            feeds.push(CommandFeed {
                 rx,
                 initial: initial.clone(),
             });
         }
         let publisher = TablePublisher {
-            senders,
+            cores: senders,
             latest: Mutex::new(Arc::new(initial)),
         };
-        (publisher, readers)
+        (publisher, feeds)
     }
 
     /// Publishes `table` (its version is set here, one above the last) to every core.
@@ -108,15 +121,31 @@ impl TablePublisher {
             return false;
         }
         table.version = latest.version + 1;
-        for tx in &self.senders {
-            // A core that has exited no longer needs tables.
-            let _ = tx.send(table.clone());
-        }
+        // Sent under the lock, so every core sees the versions in order.
+        self.tell_all(|| CoreCommand::Table(table.clone()));
         *latest = Arc::new(table);
         true
     }
 
-    /// The last published table (cores use their reader).
+    /// Lets the cores accept: only once the process has said it is ready, so a process that
+    /// fails during start-up never takes a connection it cannot serve.
+    pub fn start_accepting(&self) {
+        self.tell_all(|| CoreCommand::StartAccepting);
+    }
+
+    /// Asks every core to stop accepting and finish what it has.
+    pub fn drain(&self) {
+        self.tell_all(|| CoreCommand::Drain);
+    }
+
+    fn tell_all(&self, command: impl Fn() -> CoreCommand) {
+        for core in &self.cores {
+            // A core that has exited no longer listens; sending to it is harmless.
+            core.send(command());
+        }
+    }
+
+    /// The last published table (cores keep their own).
     #[cfg(test)]
     fn latest(&self) -> Arc<BackendTable> {
         self.latest
@@ -126,36 +155,10 @@ impl TablePublisher {
     }
 }
 
-/// A core's end of the channel, before its thread starts (it is `Send`; the reader is not).
-pub struct TableFeed {
-    rx: mpsc::Receiver<BackendTable>,
-    initial: BackendTable,
-}
-
-impl TableFeed {
-    /// The reader, made inside the core's thread.
-    pub fn into_reader(self) -> TableReader {
-        TableReader {
-            rx: self.rx,
-            current: Rc::new(self.initial),
-        }
-    }
-}
-
-/// A core's end: the newest table this core has seen.
-pub struct TableReader {
-    rx: mpsc::Receiver<BackendTable>,
-    current: Rc<BackendTable>,
-}
-
-impl TableReader {
-    /// The newest table; cheap when nothing changed (one empty-channel check).
-    pub fn current(&mut self) -> Rc<BackendTable> {
-        while let Ok(table) = self.rx.try_recv() {
-            self.current = Rc::new(table);
-        }
-        self.current.clone()
-    }
+/// A core's end of its mailbox, with the table it starts from; moved into the core's thread.
+pub struct CommandFeed {
+    pub(crate) rx: mailbox::Receiver<CoreCommand>,
+    pub(crate) initial: BackendTable,
 }
 
 #[cfg(test)]
@@ -179,16 +182,23 @@ mod tests {
     }
 
     #[test]
-    fn readers_see_published_tables_in_order() {
+    fn cores_receive_tables_and_commands_in_order() {
         let (publisher, feeds) = TablePublisher::new(table(&[]), 2);
-        let mut readers: Vec<TableReader> = feeds.into_iter().map(TableFeed::into_reader).collect();
-        assert!(readers[0].current().pick(0).is_none());
+        assert!(feeds[0].initial.pick(0).is_none());
         publisher.publish(table(&["127.0.0.1:1"]));
+        publisher.start_accepting();
         publisher.publish(table(&["127.0.0.1:2"]));
-        for r in &mut readers {
-            let t = r.current();
-            assert_eq!(t.version, 2);
-            assert_eq!(t.pick(0).unwrap().addr.port(), 2);
+        publisher.drain();
+        for feed in &feeds {
+            let got: Vec<String> = std::iter::from_fn(|| feed.rx.try_recv())
+                .map(|c| match c {
+                    CoreCommand::Table(t) => {
+                        format!("table {} {}", t.version, t.pick(0).unwrap().addr.port())
+                    }
+                    other => format!("{other:?}"),
+                })
+                .collect();
+            assert_eq!(got, ["table 1 1", "StartAccepting", "table 2 2", "Drain"]);
         }
         // Publishing the same instances again is not a new version.
         assert!(!publisher.publish(table(&["127.0.0.1:2"])));

@@ -20,18 +20,22 @@
 //!   runs the serving process and restarts it on SIGHUP with `upgrade`'s handover; a pure
 //!   state machine (`supervisor::machine`) decides.
 
+pub(crate) mod alarms;
 pub mod backends;
 pub mod cli;
 pub mod config;
-pub mod core;
 pub mod discovery;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
 pub mod logging;
-pub mod proxy;
+pub(crate) mod mailbox;
+pub(crate) mod proxy;
 pub mod router;
 pub mod server;
 pub mod stats;
 pub mod supervisor;
 pub mod upgrade;
+pub(crate) mod upstream;
+pub(crate) mod wire;
+pub mod worker;

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use crate::backends::{BackendTable, TablePublisher};
 use crate::cli::Args;
 use crate::config::Config;
-use crate::core::Shared;
 use crate::server::{self, DriverKind};
 use crate::stats::{Collector, StatsHub};
 use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
+use crate::worker::Settings;
 use crate::{discovery, listener, logging, supervisor};
 use std::net::TcpListener;
 
@@ -139,9 +139,9 @@ fn serve(
     for l in &listeners {
         listener::set_nodelay_for_accepted(l)?;
     }
-    let shared = Arc::new(Shared::new(config, stats));
+    let settings = Arc::new(Settings::new(config, stats));
     let (ready_tx, ready_rx) = mpsc::channel();
-    let threads = server::start_cores(&listeners, readers, shared.clone(), ready_tx)?;
+    let threads = server::start_cores(&listeners, readers, settings, ready_tx)?;
     let mut driver = None;
     for _ in 0..cores {
         match ready_rx.recv() {
@@ -170,7 +170,7 @@ fn serve(
     if supervisor.is_none() {
         write_pid_file(&args.pid_file)?;
     }
-    shared.start_accepting();
+    publisher.start_accepting();
     log::info!("ready (pid {})", std::process::id());
 
     loop {
@@ -210,7 +210,7 @@ fn serve(
         }
     }
     log::info!("draining: no new connections; finishing requests in flight");
-    shared.start_draining();
+    publisher.drain();
     let deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
     for t in threads {
         while !t.is_finished() && Instant::now() < deadline {

@@ -2,6 +2,11 @@
 //! or the legacy epoll driver when io_uring is unavailable) and accepting on its own
 //! duplicate of every listening socket. The sockets themselves belong to the process
 //! (see `listener`); a core closing its duplicate never closes the socket.
+//!
+//! A core runs three kinds of task: the command task (`obey`: new tables, start accepting,
+//! drain — sent by the control plane on the core's mailbox, so a core never polls a flag),
+//! the tick (the alarm clock and the pool sweep; it rests while nothing waits), and one
+//! task per accepting socket and per client connection (`proxy`).
 
 use std::fmt;
 use std::io;
@@ -15,12 +20,12 @@ use std::time::Duration;
 use monoio::io::Canceller;
 use monoio::net::TcpListener;
 
-use crate::backends::TableFeed;
-use crate::core::{Core, Shared, TICK};
+use crate::alarms::TICK;
+use crate::backends::{CommandFeed, CoreCommand};
 use crate::proxy::serve_client;
+use crate::worker::{Settings, Worker};
 
-/// How often a started core checks whether the process is ready to accept.
-const GATE_POLL: Duration = Duration::from_millis(2);
+/// The idle pool is swept every this many ticks.
 const POOL_SWEEP_EVERY_TICKS: u32 = 20;
 /// io_uring submission queue size per core.
 const URING_ENTRIES: u32 = 4096;
@@ -43,23 +48,23 @@ impl fmt::Display for DriverKind {
     }
 }
 
-/// Starts one thread per table reader. Each reports once on `ready` (its driver, or why it
-/// could not start), then serves until the shared drain flag is raised and its connections
-/// have finished.
+/// Starts one thread per command feed. Each reports once on `ready` (its driver, or why it
+/// could not start), accepts once told to, and serves until told to drain and its
+/// connections have finished.
 pub fn start_cores(
     listeners: &[StdListener],
-    readers: Vec<TableFeed>,
-    shared: Arc<Shared>,
+    feeds: Vec<CommandFeed>,
+    settings: Arc<Settings>,
     ready: mpsc::Sender<Result<DriverKind, String>>,
 ) -> io::Result<Vec<JoinHandle<()>>> {
     let cpus = allowed_cpus();
-    let mut threads = Vec::with_capacity(readers.len());
-    for (id, feed) in readers.into_iter().enumerate() {
+    let mut threads = Vec::with_capacity(feeds.len());
+    for (id, feed) in feeds.into_iter().enumerate() {
         let dups = listeners
             .iter()
             .map(StdListener::try_clone)
             .collect::<io::Result<Vec<_>>>()?;
-        let shared = shared.clone();
+        let settings = settings.clone();
         let ready = ready.clone();
         let cpu = cpus.get(id % cpus.len().max(1)).copied();
         let thread = std::thread::Builder::new()
@@ -69,7 +74,7 @@ pub fn start_cores(
                 if let Some(cpu) = cpu {
                     let _ = monoio::utils::bind_to_cpu_set([cpu]);
                 }
-                run_core(id, dups, feed, shared, ready)
+                run_core(id, dups, feed, settings, ready)
             })?;
         threads.push(thread);
     }
@@ -98,8 +103,8 @@ fn wants_legacy() -> bool {
 fn run_core(
     id: usize,
     listeners: Vec<StdListener>,
-    feed: TableFeed,
-    shared: Arc<Shared>,
+    feed: CommandFeed,
+    settings: Arc<Settings>,
     ready: mpsc::Sender<Result<DriverKind, String>>,
 ) {
     if !wants_legacy() {
@@ -124,7 +129,7 @@ fn run_core(
                         id,
                         listeners,
                         feed,
-                        shared,
+                        settings,
                         ready,
                         DriverKind::IoUring,
                     ))
@@ -144,7 +149,7 @@ fn run_core(
             id,
             listeners,
             feed,
-            shared,
+            settings,
             ready,
             DriverKind::Legacy,
         )),
@@ -157,12 +162,12 @@ fn run_core(
 async fn core_main(
     id: usize,
     listeners: Vec<StdListener>,
-    feed: TableFeed,
-    shared: Arc<Shared>,
+    feed: CommandFeed,
+    settings: Arc<Settings>,
     ready: mpsc::Sender<Result<DriverKind, String>>,
     driver: DriverKind,
 ) {
-    let core = Rc::new(Core::new(id, shared.clone(), feed.into_reader()));
+    let worker = Rc::new(Worker::new(id, settings, feed.initial));
     let mut sockets = Vec::with_capacity(listeners.len());
     for l in listeners {
         match TcpListener::from_std(l) {
@@ -175,33 +180,60 @@ async fn core_main(
     }
     let _ = ready.send(Ok(driver));
     drop(ready);
-    while !shared.is_accepting() && !shared.is_draining() {
-        monoio::time::sleep(GATE_POLL).await;
-    }
-    let accepting: Vec<_> = sockets
-        .into_iter()
-        .map(|l| monoio::spawn(accept_loop(core.clone(), l)))
-        .collect();
-
-    let mut ticks = 0u32;
-    while !shared.is_draining() {
-        monoio::time::sleep(TICK).await;
-        core.alarms.tick();
-        ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(POOL_SWEEP_EVERY_TICKS) {
-            core.pool.borrow_mut().evict_expired();
-        }
-    }
-    core.alarms.raise_drain();
+    let ticking = monoio::spawn(tick(worker.clone()));
+    let accepting = obey(&worker, &feed.rx, sockets).await;
+    // Drained: the accept loops end (each serves what it had just accepted), idle pooled
+    // connections close, and the core waits for its open client connections.
+    worker.alarms.raise_drain();
     for task in accepting {
         task.await;
     }
-    core.pool.borrow_mut().clear();
-    while core.open_connections.get() > 0 {
+    worker.pool.borrow_mut().clear();
+    while worker.open_connections.get() > 0 {
         monoio::time::sleep(TICK).await;
-        core.alarms.tick();
     }
+    drop(ticking);
     log::debug!("core {id}: drained");
+}
+
+/// Applies the control plane's commands in order until told to drain (or until the
+/// control plane is gone); returns the accept loops it started.
+async fn obey(
+    worker: &Rc<Worker>,
+    commands: &crate::mailbox::Receiver<CoreCommand>,
+    sockets: Vec<TcpListener>,
+) -> Vec<monoio::task::JoinHandle<()>> {
+    let mut sockets = Some(sockets);
+    let mut accepting = Vec::new();
+    while let Some(command) = commands.recv().await {
+        match command {
+            CoreCommand::Table(table) => worker.set_table(table),
+            CoreCommand::StartAccepting => {
+                for l in sockets.take().into_iter().flatten() {
+                    accepting.push(monoio::spawn(accept_loop(worker.clone(), l)));
+                }
+            }
+            CoreCommand::Drain => break,
+        }
+    }
+    accepting
+}
+
+/// The core's clock: rings the alarms every `TICK` and sweeps the idle pool now and then,
+/// resting while nothing waits on the clock and the pool is empty.
+async fn tick(worker: Rc<Worker>) {
+    let mut ticks = 0u32;
+    loop {
+        if worker.pool.borrow().is_empty() {
+            worker.alarms.until_needed().await;
+        }
+        monoio::time::sleep(TICK).await;
+        worker.alarms.tick();
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(POOL_SWEEP_EVERY_TICKS) {
+            worker.pool.borrow_mut().evict_expired();
+        }
+    }
 }
 
 enum Accepted {
@@ -211,7 +243,7 @@ enum Accepted {
 
 /// Accepts until the core drains. On drain the pending accept is cancelled and awaited,
 /// so a connection the kernel handed over at that very moment is still served.
-async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+async fn accept_loop(core: Rc<Worker>, listener: TcpListener) {
     let canceller = Canceller::new();
     loop {
         let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));

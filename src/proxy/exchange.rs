@@ -7,9 +7,6 @@
 
 use std::net::SocketAddr;
 
-use super::body::{relay_body, ChunkedRelay, IdleLimit, RelayError};
-use super::stream::write_all;
-use super::upstream::{BackendConn, ExchangeEnd, UpstreamError};
 use super::{ClientConn, Next, RequestInfo, Tally};
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::ErrorCode;
@@ -17,6 +14,9 @@ use crate::http::response::{parse_response, ResponseError};
 use crate::http::writer::{write_response_head, RelayFraming};
 use crate::http::{Version, MAX_HEADERS};
 use crate::stats::ErrorKind;
+use crate::upstream::{BackendConn, ExchangeEnd, UpstreamError};
+use crate::wire::body::{relay_body, ChunkedRelay, IdleLimit, RelayError};
+use crate::wire::stream::write_all;
 
 /// A response body up to this size that is already buffered with its head is copied
 /// behind the head and sent in one write (one syscall instead of two).
@@ -31,7 +31,7 @@ impl ClientConn {
         addr: SocketAddr,
         tally: &mut Tally,
     ) -> Next {
-        let timeouts = self.core.shared.config.timeouts;
+        let timeouts = self.core.settings.config.timeouts;
         let mut sent_continue = false;
         let mut body_started = false;
         let mut request_complete = true;
@@ -255,7 +255,7 @@ impl ClientConn {
         info: &RequestInfo,
         sent_continue: bool,
     ) -> Result<(), UpstreamError> {
-        let timeout = self.core.shared.config.timeouts.response_header;
+        let timeout = self.core.settings.config.timeouts.response_header;
         loop {
             let status = conn
                 .wait_for_head(&self.core.alarms, timeout, info.is_head)

@@ -11,12 +11,8 @@
 //! * `pool`     — the per-core keep-alive pool.
 //! * `tunnel`   — the two-way byte copy after `101 Switching Protocols`.
 
-pub(crate) mod body;
 mod exchange;
-pub(crate) mod pool;
-pub(crate) mod stream;
 pub(crate) mod tunnel;
-pub(crate) mod upstream;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -25,7 +21,7 @@ use std::time::{Duration, Instant};
 use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
-use crate::core::{Alarm, Core, Deadline};
+use crate::alarms::{Alarm, Deadline};
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::{self, ErrorCode};
 use crate::http::request::{parse_request, RequestError, RequestHead};
@@ -33,8 +29,9 @@ use crate::http::writer::write_request_head;
 use crate::http::{Version, MAX_HEADERS};
 use crate::router::{normalize_target, RouteMatch};
 use crate::stats::{Endpoint, ErrorKind, RequestRecord};
-use stream::{write_all, Buffered};
-use upstream::BackendConn;
+use crate::upstream::BackendConn;
+use crate::wire::stream::{write_all, Buffered};
+use crate::worker::Worker;
 
 /// A client connection's read buffer to start with; it grows for big heads and bodies.
 const CLIENT_BUFFER_BYTES: usize = 4 * 1024;
@@ -109,7 +106,7 @@ enum Decision {
 /// Not an `async fn`: the task is the connection's own future, with nothing wrapped
 /// around it, because its size is what every idle connection costs.
 pub(crate) fn serve_client(
-    core: Rc<Core>,
+    core: Rc<Worker>,
     io: TcpStream,
     peer: SocketAddr,
 ) -> impl std::future::Future<Output = ()> {
@@ -127,10 +124,10 @@ pub(crate) fn serve_client(
 }
 
 /// Counts a connection in `Core::open_connections` while it lives.
-struct OpenConnection(Rc<Core>);
+struct OpenConnection(Rc<Worker>);
 
 impl OpenConnection {
-    fn count(core: &Rc<Core>) -> OpenConnection {
+    fn count(core: &Rc<Worker>) -> OpenConnection {
         core.open_connections.set(core.open_connections.get() + 1);
         OpenConnection(core.clone())
     }
@@ -144,7 +141,7 @@ impl Drop for OpenConnection {
 }
 
 struct ClientConn {
-    core: Rc<Core>,
+    core: Rc<Worker>,
     client: Buffered,
     peer: SocketAddr,
     /// The forwarded request head (kept until the exchange ends, for a retry).
@@ -170,7 +167,7 @@ impl ClientConn {
 
     /// Serves requests until the connection is to end; says how.
     async fn serve(&mut self) -> Next {
-        let keepalive = self.core.shared.config.timeouts.keepalive_idle;
+        let keepalive = self.core.settings.config.timeouts.keepalive_idle;
         // A new connection rests until its first bytes arrive, like an idle one.
         let mut rest_until = Some(self.core.alarms.deadline_in(keepalive));
         loop {
@@ -220,7 +217,7 @@ impl ClientConn {
 
     /// Reads the request whose first bytes are buffered, and answers it.
     async fn read_and_answer(&mut self) -> Next {
-        let timeouts = self.core.shared.config.timeouts;
+        let timeouts = self.core.settings.config.timeouts;
         let started = Instant::now();
         let deadline = self.core.alarms.deadline_in(timeouts.client_head);
         loop {
@@ -291,7 +288,7 @@ impl ClientConn {
     /// keep-alive time.
     async fn await_request(&mut self) -> Result<(), Next> {
         let core = self.core.clone();
-        let keepalive = core.shared.config.timeouts.keepalive_idle;
+        let keepalive = core.settings.config.timeouts.keepalive_idle;
         let rest_deadline = || {
             core.alarms
                 .deadline_in(keepalive.saturating_sub(IDLE_RELEASE_AFTER))
@@ -363,8 +360,8 @@ impl ClientConn {
         let Some(head) = parse_request(self.client.data(), &mut storage)? else {
             return Ok(None);
         };
-        let shared = &self.core.shared;
-        let underscores = shared.config.headers.underscores;
+        let settings = &self.core.settings;
+        let underscores = settings.config.headers.underscores;
         head.check_underscores(underscores)?;
         let info = RequestInfo::of(&head);
         let head_len = head.head_len;
@@ -373,17 +370,17 @@ impl ClientConn {
             Err(e) => return Ok(Some((info, Decision::BadTarget(e.reason()), head_len))),
         };
         let path = target.split_once('?').map_or(&*target, |(p, _)| p);
-        if path == shared.config.stats.path {
+        if path == settings.config.stats.path {
             return Ok(Some((info, Decision::Endpoint(Endpoint::Stats), head_len)));
         }
-        if path == shared.config.stats.metrics_path {
+        if path == settings.config.stats.metrics_path {
             return Ok(Some((
                 info,
                 Decision::Endpoint(Endpoint::Metrics),
                 head_len,
             )));
         }
-        let Some(route) = shared.routes.route(&target) else {
+        let Some(route) = settings.routes.route(&target) else {
             return Ok(Some((info, Decision::Default, head_len)));
         };
         let table = self.core.table();
@@ -441,7 +438,7 @@ impl ClientConn {
             Decision::Default => {
                 // A handle on the core, so the configured body is borrowed, not copied.
                 let core = self.core.clone();
-                let default = &core.shared.config.default_response;
+                let default = &core.settings.config.default_response;
                 self.answer(
                     info,
                     default.status,
@@ -454,7 +451,7 @@ impl ClientConn {
             }
             Decision::Endpoint(endpoint) => {
                 let table = self.core.table();
-                let (content_type, body) = self.core.shared.stats.render(endpoint, &table);
+                let (content_type, body) = self.core.settings.stats.render(endpoint, &table);
                 // rgate's own endpoints are not proxied traffic: never counted.
                 tally.committed = true;
                 self.answer(info, 200, content_type, &body, false, tally)
@@ -564,7 +561,7 @@ impl ClientConn {
 
     /// Reads and drops `n` body bytes. False if the client did not send them in time.
     async fn discard(&mut self, mut n: u64) -> bool {
-        let idle = self.core.shared.config.timeouts.body_idle;
+        let idle = self.core.settings.config.timeouts.body_idle;
         while n > 0 {
             if self.client.data().is_empty() {
                 match self.core.alarms.timeout_in(idle, self.client.fill(0)).await {
@@ -617,7 +614,7 @@ impl Tally {
         }
     }
 
-    fn commit(&mut self, core: &Core) {
+    fn commit(&mut self, core: &Worker) {
         if !self.committed {
             self.committed = true;
             self.record.latency = self.started.elapsed();

@@ -4,7 +4,7 @@
 
 use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
 
-use super::stream::Buffered;
+use crate::wire::stream::Buffered;
 
 /// Copy buffer per tunnel direction.
 const TUNNEL_BUFFER_BYTES: usize = 16 * 1024;

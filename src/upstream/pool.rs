@@ -14,7 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::upstream::ReusableConn;
+use super::ReusableConn;
 
 /// Idle connections kept per backend address on one core.
 pub(crate) const MAX_IDLE_PER_ADDR: usize = 64;
@@ -114,6 +114,11 @@ impl IdlePool {
             queue.retain(|idle| idle.since.elapsed() < timeout);
             !queue.is_empty()
         });
+    }
+
+    /// Whether no connection is idle here (the core's tick may rest).
+    pub(crate) fn is_empty(&self) -> bool {
+        self.by_addr.is_empty()
     }
 
     /// Closes every idle connection (drain).

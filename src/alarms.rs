@@ -1,98 +1,14 @@
-//! One core's state: a plain struct built inside the core's thread and shared by that
-//! core's tasks through an `Rc`. Nothing in it is touched by another core on the request
-//! path: the table reader, the pool, the counters and the alarms are this core's own.
-//! `Shared` holds the immutable config and the few cross-thread signals (drain), read
-//! between requests. `Alarms` is the core's drain signal and the coarse clock on which
-//! every request-path timeout and idle wait runs.
+//! A core's alarm clock: every timeout on the request path and every idle wait, and the
+//! core's drain signal. Single-threaded (it lives in one core's state); nothing here
+//! knows about sockets or HTTP.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use crate::backends::{BackendTable, TableReader};
-use crate::config::Config;
-use crate::proxy::pool::IdlePool;
-use crate::router::RouteTable;
-use crate::stats::{CoreCounters, StatsHub};
-
-/// What every core reads and nobody changes while it runs (except the drain flag).
-pub struct Shared {
-    pub config: Config,
-    pub routes: RouteTable,
-    pub stats: Arc<StatsHub>,
-    accepting: AtomicBool,
-    draining: AtomicBool,
-}
-
-impl Shared {
-    pub fn new(config: Config, stats: Arc<StatsHub>) -> Shared {
-        let routes = RouteTable::new(&config.routes);
-        Shared {
-            config,
-            routes,
-            stats,
-            accepting: AtomicBool::new(false),
-            draining: AtomicBool::new(false),
-        }
-    }
-
-    /// Lets the cores accept: only once the process has said it is ready, so a process that
-    /// fails during start-up never takes a connection it cannot serve.
-    pub fn start_accepting(&self) {
-        self.accepting.store(true, Ordering::Release);
-    }
-
-    pub fn is_accepting(&self) -> bool {
-        self.accepting.load(Ordering::Acquire)
-    }
-
-    /// Asks every core to stop accepting and finish what it has (seen within one tick).
-    pub fn start_draining(&self) {
-        self.draining.store(true, Ordering::Release);
-    }
-
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
-    }
-}
-
-pub(crate) struct Core {
-    pub(crate) id: usize,
-    pub(crate) shared: Arc<Shared>,
-    pub(crate) counters: Arc<CoreCounters>,
-    pub(crate) pool: RefCell<IdlePool>,
-    pub(crate) alarms: Alarms,
-    /// Client connections open on this core.
-    pub(crate) open_connections: Cell<usize>,
-    table: RefCell<TableReader>,
-}
-
-impl Core {
-    pub(crate) fn new(id: usize, shared: Arc<Shared>, table: TableReader) -> Core {
-        Core {
-            id,
-            counters: shared.stats.core_counters(id),
-            pool: RefCell::new(IdlePool::new(shared.config.timeouts.pool_idle)),
-            alarms: Alarms::default(),
-            open_connections: Cell::new(0),
-            table: RefCell::new(table),
-            shared,
-        }
-    }
-
-    /// The newest backend table this core has received.
-    pub(crate) fn table(&self) -> Rc<BackendTable> {
-        self.table.borrow_mut().current()
-    }
-}
-
-/// How often a core's tick runs: it looks at the process-wide drain flag, rings the
-/// alarms that are due and sweeps the idle pool.
+/// How often a core's tick runs: it rings the alarms that are due and sweeps the idle pool.
 pub(crate) const TICK: Duration = Duration::from_millis(50);
 
 /// Core-local alarms: every timeout on the request path and every idle wait. The core's
@@ -112,6 +28,8 @@ pub(crate) struct Alarms {
     ticks: Cell<u64>,
     slots: RefCell<Vec<Slot>>,
     free: RefCell<Vec<usize>>,
+    /// The core's tick, while it rests because nothing waits.
+    ticker: Cell<Option<Waker>>,
 }
 
 /// A point on a core's alarm clock.
@@ -228,9 +146,24 @@ impl Alarms {
         }
     }
 
-    #[cfg(test)]
-    fn waiting(&self) -> usize {
+    /// How many waits are registered.
+    pub(crate) fn waiting(&self) -> usize {
         self.slots.borrow().len() - self.free.borrow().len()
+    }
+
+    /// Until some wait is registered: the core's tick rests here while nothing waits, so an
+    /// idle core is not woken every `TICK`. (The clock stands still meanwhile, which no one
+    /// can tell: nobody holds a deadline to compare it with.)
+    pub(crate) async fn until_needed(&self) {
+        std::future::poll_fn(|cx| {
+            if self.waiting() > 0 {
+                Poll::Ready(())
+            } else {
+                self.ticker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 }
 
@@ -282,6 +215,9 @@ impl Future for AlarmWait<'_> {
                 };
                 drop(slots);
                 self.slot = Some(i);
+                if let Some(ticker) = self.alarms.ticker.take() {
+                    ticker.wake();
+                }
             }
         }
         Poll::Pending
@@ -300,9 +236,9 @@ impl Drop for AlarmWait<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
     use std::task::Wake;
-
     struct CountingWaker(AtomicUsize);
 
     impl Wake for CountingWaker {
@@ -406,5 +342,20 @@ mod tests {
         assert_eq!(alarms.slots.borrow().len(), 2, "slots are reused");
         alarms.raise_drain();
         assert_eq!(woken(&waker), 0, "a dropped wait is never woken");
+    }
+
+    #[test]
+    fn the_tick_rests_until_someone_waits() {
+        let alarms = Alarms::default();
+        let ticker = counting();
+        let mut rest = Box::pin(alarms.until_needed());
+        assert_eq!(poll(&mut rest, &ticker), Poll::Pending);
+        let waiter = counting();
+        let mut wait = Box::pin(alarms.after(Duration::from_secs(1)));
+        assert_eq!(poll(&mut wait, &waiter), Poll::Pending);
+        assert_eq!(woken(&ticker), 1, "registering a wait wakes the tick");
+        assert_eq!(poll(&mut rest, &ticker), Poll::Ready(()));
+        let mut again = Box::pin(alarms.until_needed());
+        assert_eq!(poll(&mut again, &ticker), Poll::Ready(()), "someone waits");
     }
 }

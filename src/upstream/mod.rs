@@ -3,6 +3,8 @@
 //! by `body`), wait for the response head, and finally `into_reusable` — which hands the
 //! connection back to the pool only on proof that the exchange ended cleanly.
 
+pub(crate) mod pool;
+
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
@@ -12,11 +14,11 @@ use std::time::Duration;
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use super::stream::Buffered;
-use crate::core::Alarms;
+use crate::alarms::Alarms;
 use crate::http::gateway::ErrorCode;
 use crate::http::response::{parse_response, ResponseError};
 use crate::http::MAX_HEADERS;
+use crate::wire::stream::Buffered;
 
 /// Read buffer of a backend connection; grows for bodies, shrinks when pooled.
 const BACKEND_BUFFER_BYTES: usize = 8 * 1024;

@@ -10,11 +10,11 @@ use std::time::Duration;
 
 use monoio::net::TcpStream;
 
-use super::stream::{write_all, Buffered, BODY_READ_BYTES};
-use crate::core::Alarms;
+use crate::alarms::Alarms;
 use crate::http::chunked::{ChunkedDecoder, ChunkedError, Decoded, Reframer};
 use crate::http::framing::BodyFraming;
 use crate::http::trailers;
+use crate::wire::stream::{write_all, Buffered, BODY_READ_BYTES};
 
 /// How a chunked body is written on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

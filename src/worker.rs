@@ -1,0 +1,71 @@
+//! One core's state: a plain struct built inside the core's thread and shared by that
+//! core's tasks through an `Rc`. Nothing in it is touched by another core on the request
+//! path: the backend table, the pool, the counters and the alarms are this core's own.
+//! `Settings` is what every core reads and nobody changes (the config, the routes, the
+//! stats hub); what changes — a new backend table, start accepting, drain — arrives as a
+//! `CoreCommand` on the core's own mailbox (`server` applies them).
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use crate::alarms::Alarms;
+use crate::backends::BackendTable;
+use crate::config::Config;
+use crate::router::RouteTable;
+use crate::stats::{CoreCounters, StatsHub};
+use crate::upstream::pool::IdlePool;
+
+/// What every core reads and nobody changes while it runs.
+pub struct Settings {
+    pub config: Config,
+    pub routes: RouteTable,
+    pub stats: Arc<StatsHub>,
+}
+
+impl Settings {
+    pub fn new(config: Config, stats: Arc<StatsHub>) -> Settings {
+        let routes = RouteTable::new(&config.routes);
+        Settings {
+            config,
+            routes,
+            stats,
+        }
+    }
+}
+
+/// One core's state.
+pub(crate) struct Worker {
+    pub(crate) id: usize,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) counters: Arc<CoreCounters>,
+    pub(crate) pool: RefCell<IdlePool>,
+    pub(crate) alarms: Alarms,
+    /// Client connections open on this core.
+    pub(crate) open_connections: Cell<usize>,
+    table: RefCell<Rc<BackendTable>>,
+}
+
+impl Worker {
+    pub(crate) fn new(id: usize, settings: Arc<Settings>, table: BackendTable) -> Worker {
+        Worker {
+            id,
+            counters: settings.stats.core_counters(id),
+            pool: RefCell::new(IdlePool::new(settings.config.timeouts.pool_idle)),
+            alarms: Alarms::default(),
+            open_connections: Cell::new(0),
+            table: RefCell::new(Rc::new(table)),
+            settings,
+        }
+    }
+
+    /// The newest backend table this core has received.
+    pub(crate) fn table(&self) -> Rc<BackendTable> {
+        self.table.borrow().clone()
+    }
+
+    /// Takes a new table: requests from now on use it.
+    pub(crate) fn set_table(&self, table: BackendTable) {
+        *self.table.borrow_mut() = Rc::new(table);
+    }
+}
