@@ -6,6 +6,7 @@
 use std::fmt;
 
 use super::framing::{BodyFraming, FramingError, FramingHeaders};
+use super::gateway::ErrorCode;
 use super::host::{absolute_form_host, check_host, HostError};
 use super::{ConnectionTokens, UnderscorePolicy, Version, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 
@@ -86,6 +87,21 @@ pub enum RequestError {
 }
 
 impl RequestError {
+    /// The JSON `error` code the client gets with `status`.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RequestError::Malformed(_) | RequestError::Framing(_) | RequestError::Host(_) => {
+                match self.status() {
+                    501 => ErrorCode::NotImplemented,
+                    _ => ErrorCode::BadRequest,
+                }
+            }
+            RequestError::TargetTooLong => ErrorCode::UriTooLong,
+            RequestError::HeadTooLarge | RequestError::TooManyHeaders => ErrorCode::HeadersTooLarge,
+            RequestError::UnsupportedExpectation => ErrorCode::ExpectationFailed,
+        }
+    }
+
     pub fn status(&self) -> u16 {
         match self {
             RequestError::Malformed(_) => 400,

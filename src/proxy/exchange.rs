@@ -1,229 +1,291 @@
-//! One request's exchange with a backend, in order: take a pooled connection or connect,
-//! (send `100 Continue` to the client once the backend is reachable), send the head, relay
-//! the request body, wait for the final response head (relaying 1xx), relay the response,
-//! and pool the connection on proof that the exchange ended cleanly. A pooled connection
-//! that turns out dead before any response byte is retried once on a fresh connection
-//! when that is safe.
+//! One request's exchange with a backend, as the client connection drives it: a short
+//! sequence of steps over the backend session (`upstream::Exchange`), which keeps the phase.
+//!
+//! 1. `open`: a pooled connection to the instance, or a new one (refused / timed out → 503).
+//! 2. `100 Continue` to the client once the backend is reachable, when it asked for one.
+//! 3. `send_request`: the head, then the body in its framing (an invalid chunked body → 400).
+//! 4. `final_head`: the response head, parsed once; interim (1xx) heads are relayed to an
+//!    HTTP/1.1 client as they come, and the final one is written for the client from the
+//!    same parse (`RelayPlan`).
+//! 5. `relay_response`: the head (with a small body that came along), then the body.
+//! 6. `into_reusable`: the connection goes back to the pool only if the session proves it.
+//!
+//! A failure in steps 3–4 that the session calls safe to retry (a pooled connection that
+//! turns out dead before any response byte, and no body byte gone) is retried once, on a
+//! new connection. Otherwise the client gets rgate's error (502/503/504) while nothing of
+//! a response was sent to it; after that, the client connection is cut.
 
 use std::net::SocketAddr;
 
-use super::{ClientConn, Next, RequestInfo, Tally};
+use super::decide::RequestInfo;
+use super::record::RequestRecorder;
+use super::{ClientConn, Next};
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::ErrorCode;
-use crate::http::response::{parse_response, ResponseError};
+use crate::http::response::{ResponseError, ResponseHead};
 use crate::http::writer::{write_response_head, RelayFraming};
-use crate::http::{Version, MAX_HEADERS};
+use crate::http::Version;
 use crate::stats::ErrorKind;
-use crate::upstream::{BackendConn, ExchangeEnd, UpstreamError};
+use crate::upstream::{BackendConn, Exchange, UpstreamError};
 use crate::wire::body::{relay_body, ChunkedRelay, IdleLimit, RelayError};
-use crate::wire::stream::write_all;
 
 /// A response body up to this size that is already buffered with its head is copied
 /// behind the head and sent in one write (one syscall instead of two).
 const MAX_COALESCED_BODY: usize = 16 * 1024;
 
+/// What the final response head says, and how rgate relays it (its head for the client is
+/// already written into the connection's output buffer).
+#[derive(Debug, Clone, Copy)]
+struct RelayPlan {
+    status: u16,
+    framing: BodyFraming,
+    relay: RelayFraming,
+    /// The client connection stays open after this response.
+    client_keep: bool,
+}
+
+/// How a step ended when it did not go on.
+enum Stop {
+    /// A backend failure the client has not yet heard of.
+    Upstream(UpstreamError),
+    /// The client was answered (or is gone): this is what becomes of its connection.
+    Done(Next),
+}
+
 impl ClientConn {
-    /// The exchange with a backend, with one retry on a fresh connection when a pooled
-    /// one turns out to be dead before any response byte (and a retry is safe).
+    /// The exchange with a backend for one request (see the module's doc).
     pub(super) async fn forward(
         &mut self,
         info: &RequestInfo,
         addr: SocketAddr,
-        tally: &mut Tally,
+        rec: &mut RequestRecorder,
     ) -> Next {
-        let timeouts = self.core.settings.config.timeouts;
         let mut sent_continue = false;
-        let mut body_started = false;
-        let mut request_complete = true;
-        let mut first_attempt = true;
-        let mut conn = loop {
-            // The retry goes to a fresh connection: the pool's other idle connections to
-            // this address are likely as dead as the one that just failed.
-            let pooled = if first_attempt {
-                self.core.pool.borrow_mut().take(addr)
-            } else {
-                None
-            };
-            let mut conn = match pooled {
+        let mut pooled = self.core.pool.borrow_mut().take(addr);
+        let (exchange, plan) = loop {
+            // A retry goes to a new connection: the pool's other idle connections to this
+            // address are likely as dead as the one that just failed.
+            let fresh = pooled.is_none();
+            let conn = match pooled.take() {
                 Some(c) => BackendConn::from_pool(c),
-                None => match BackendConn::connect(addr, &self.core.alarms, timeouts.connect).await
-                {
+                None => match self.open(addr).await {
                     Ok(c) => c,
-                    Err(e) => return self.upstream_failed(info, e, body_started, tally).await,
+                    Err(e) => return self.upstream_failed(info, e, false, rec).await,
                 },
             };
-            let retry_allowed = conn.reused && first_attempt;
-            first_attempt = false;
+            let mut exchange = Exchange::new(conn);
             if info.expect_continue && !sent_continue {
-                // The backend is reachable: tell the client to send its body.
-                self.out.clear();
-                self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-                let (res, out) =
-                    write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-                self.out = out;
-                if res.is_err() {
-                    tally.record.error = Some(ErrorKind::Client);
-                    return Next::Abort;
+                if let Err(next) = self.send_continue(rec).await {
+                    return next;
                 }
                 sent_continue = true;
             }
-            let (res, head) = conn.send_head(std::mem::take(&mut self.head)).await;
-            self.head = head;
-            if let Err(e) = res {
-                if retry_allowed {
-                    continue;
+            let sent = self.send_request(&mut exchange, info, rec).await;
+            let result = match sent {
+                Ok(()) => self.final_head(&mut exchange, info, sent_continue).await,
+                Err(stop) => Err(stop),
+            };
+            match result {
+                Ok(plan) => break (exchange, plan),
+                Err(Stop::Upstream(e)) if !fresh && exchange.retry_is_safe(&e) => continue,
+                Err(Stop::Upstream(e)) => {
+                    let body_consumed = exchange.request_whole();
+                    return self.upstream_failed(info, e, body_consumed, rec).await;
                 }
-                return self.upstream_failed(info, e, body_started, tally).await;
-            }
-            if info.framing != BodyFraming::None {
-                body_started = true;
-                match relay_body(
-                    &mut self.client,
-                    &mut conn.stream.io,
-                    info.framing,
-                    ChunkedRelay::Reframe,
-                    IdleLimit {
-                        alarms: &self.core.alarms,
-                        limit: timeouts.body_idle,
-                    },
-                    &mut |_| {},
-                )
-                .await
-                {
-                    Ok(n) => tally.record.bytes_in += n,
-                    Err(RelayError::Chunked(e)) => {
-                        tally.record.error = Some(ErrorKind::Client);
-                        let msg = format!("invalid chunked body: {e}");
-                        self.reply_error(
-                            400,
-                            ErrorCode::BadRequest,
-                            &msg,
-                            info.version,
-                            false,
-                            tally,
-                        )
-                        .await;
-                        return Next::Linger;
-                    }
-                    // The backend stopped reading; it may have answered already (e.g. 413).
-                    Err(RelayError::DestinationIo(_)) => request_complete = false,
-                    Err(_) => {
-                        // The client went away or stalled mid-body: nothing to answer.
-                        tally.record.error = Some(ErrorKind::Client);
-                        return Next::Abort;
-                    }
-                }
-            }
-            match self.wait_final_head(&mut conn, info, sent_continue).await {
-                Ok(()) => break conn,
-                Err(UpstreamError::ClosedBeforeResponse)
-                    if retry_allowed
-                        && !body_started
-                        && (info.idempotent || info.framing == BodyFraming::None) =>
-                {
-                    continue
-                }
-                Err(e) => {
-                    return self
-                        .upstream_failed(info, e, body_started && request_complete, tally)
-                        .await
-                }
+                Err(Stop::Done(next)) => return next,
             }
         };
-
-        // The final response head is buffered in `conn`: relay it.
-        let draining = self.core.alarms.is_draining();
-        let (status, framing, relay, backend_keeps_alive, client_keep, head_len) = {
-            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-            let resp = match parse_response(conn.stream.data(), &mut storage, info.is_head) {
-                Ok(Some(resp)) => resp,
-                _ => unreachable!("wait_final_head returned a complete, valid head"),
-            };
-            let relay = if resp.status == 101 {
-                RelayFraming::Upgrade
-            } else {
-                match resp.framing {
-                    BodyFraming::None | BodyFraming::Length(_) => RelayFraming::AsIs,
-                    BodyFraming::Chunked if info.version == Version::Http11 => {
-                        RelayFraming::Chunked
-                    }
-                    BodyFraming::Chunked | BodyFraming::UntilClose => RelayFraming::Close,
-                }
-            };
-            let client_keep =
-                info.keep_alive && request_complete && !draining && relay != RelayFraming::Close;
-            self.out.clear();
-            write_response_head(&mut self.out, &resp, relay, info.version, client_keep);
-            (
-                resp.status,
-                resp.framing,
-                relay,
-                resp.backend_keeps_alive(),
-                client_keep,
-                resp.head_len,
-            )
-        };
-        if status == 101 && !info.upgrade {
+        if plan.status == 101 && !info.upgrade {
             let e = UpstreamError::Invalid(ResponseError::Malformed(
                 "101 to a request that asked no upgrade",
             ));
-            return self.upstream_failed(info, e, true, tally).await;
+            return self.upstream_failed(info, e, true, rec).await;
         }
-        conn.stream.consume(head_len);
+        self.relay_response(exchange, plan, addr, rec).await
+    }
+
+    /// A new connection to the instance.
+    async fn open(&self, addr: SocketAddr) -> Result<BackendConn, UpstreamError> {
+        let timeout = self.core.settings.config.timeouts.connect;
+        BackendConn::connect(addr, &self.core.alarms, timeout).await
+    }
+
+    /// The backend is reachable: tell the client to send its body.
+    async fn send_continue(&mut self, rec: &mut RequestRecorder) -> Result<(), Next> {
+        self.out.clear();
+        self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+        if self.write_out().await.is_err() {
+            rec.fail(ErrorKind::Client);
+            return Err(Next::Abort);
+        }
+        Ok(())
+    }
+
+    /// Writes the forwarded head, then relays the request body in its framing.
+    async fn send_request(
+        &mut self,
+        exchange: &mut Exchange,
+        info: &RequestInfo,
+        rec: &mut RequestRecorder,
+    ) -> Result<(), Stop> {
+        let has_body = info.framing != BodyFraming::None;
+        let (res, head) = exchange
+            .send_head(std::mem::take(&mut self.head), has_body)
+            .await;
+        self.head = head;
+        res.map_err(Stop::Upstream)?;
+        if !has_body {
+            return Ok(());
+        }
+        exchange.body_started();
+        let idle = IdleLimit {
+            alarms: &self.core.alarms,
+            limit: self.core.settings.config.timeouts.body_idle,
+        };
+        let relayed = relay_body(
+            &mut self.client,
+            &mut exchange.stream().io,
+            info.framing,
+            ChunkedRelay::Reframe,
+            idle,
+            &mut |_| {},
+        )
+        .await;
+        match relayed {
+            Ok(n) => {
+                rec.record.bytes_in += n;
+                exchange.request_sent();
+                Ok(())
+            }
+            Err(RelayError::Chunked(e)) => {
+                rec.fail(ErrorKind::Client);
+                let msg = format!("invalid chunked body: {e}");
+                self.reply_error(400, ErrorCode::BadRequest, &msg, info.version, false, rec)
+                    .await;
+                Err(Stop::Done(Next::Linger))
+            }
+            // The backend stopped reading; it may have answered already (e.g. 413).
+            Err(RelayError::DestinationIo(_)) => {
+                exchange.request_cut();
+                Ok(())
+            }
+            Err(_) => {
+                // The client went away or stalled mid-body: nothing to answer.
+                rec.fail(ErrorKind::Client);
+                Err(Stop::Done(Next::Abort))
+            }
+        }
+    }
+
+    /// Reads response heads until the final one, relaying interim (1xx) heads to an HTTP/1.1
+    /// client on the way (except the 100 Continue rgate already sent itself). The final
+    /// head is written for the client into `self.out`, from its one parse.
+    async fn final_head(
+        &mut self,
+        exchange: &mut Exchange,
+        info: &RequestInfo,
+        sent_continue: bool,
+    ) -> Result<RelayPlan, Stop> {
+        let timeout = self.core.settings.config.timeouts.response_header;
+        loop {
+            let request_whole = exchange.request_whole();
+            let (out, alarms) = (&mut self.out, &self.core.alarms);
+            let heard = exchange
+                .read_head(alarms, timeout, info.is_head, |resp| {
+                    out.clear();
+                    if resp.is_interim() {
+                        let relay = info.version == Version::Http11
+                            && !(resp.status == 100 && sent_continue);
+                        if relay {
+                            write_response_head(
+                                out,
+                                resp,
+                                RelayFraming::Interim,
+                                info.version,
+                                true,
+                            );
+                        }
+                        None
+                    } else {
+                        // Whether the core drains is asked now, when the head is here.
+                        let keep = info.keep_alive && request_whole && !alarms.is_draining();
+                        Some(plan_relay(out, resp, info.version, keep))
+                    }
+                })
+                .await
+                .map_err(Stop::Upstream)?;
+            if let Some(plan) = heard {
+                return Ok(plan);
+            }
+            if !self.out.is_empty() && self.write_out().await.is_err() {
+                return Err(Stop::Done(Next::Abort));
+            }
+        }
+    }
+
+    /// Writes the response head (and a small body that came with it), then relays the body;
+    /// pools the connection when the session proves it reusable.
+    async fn relay_response(
+        &mut self,
+        mut exchange: Exchange,
+        plan: RelayPlan,
+        addr: SocketAddr,
+        rec: &mut RequestRecorder,
+    ) -> Next {
         // A small body that arrived with its head goes out in the same write.
-        let mut framing = framing;
+        let mut framing = plan.framing;
         if let BodyFraming::Length(n) = framing {
+            let stream = exchange.stream();
             let n = n as usize;
-            if n <= MAX_COALESCED_BODY && conn.stream.data().len() >= n {
-                self.out.extend_from_slice(&conn.stream.data()[..n]);
-                conn.stream.consume(n);
+            if n <= MAX_COALESCED_BODY && stream.data().len() >= n {
+                self.out.extend_from_slice(&stream.data()[..n]);
+                stream.consume(n);
                 framing = BodyFraming::None;
             }
         }
-        tally.record.status = status;
-        tally.record.bytes_out = self.out.len() as u64;
-        if framing == BodyFraming::None || relay == RelayFraming::Upgrade {
+        rec.record.status = plan.status;
+        rec.record.bytes_out = self.out.len() as u64;
+        if framing == BodyFraming::None || plan.relay == RelayFraming::Upgrade {
             // This write is the whole response.
-            tally.commit(&self.core);
+            rec.commit(&self.core);
         }
-        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-        self.out = out;
-        if res.is_err() {
-            tally.record.error = Some(ErrorKind::Client);
+        if self.write_out().await.is_err() {
+            rec.fail(ErrorKind::Client);
             return Next::Abort;
         }
-        if relay == RelayFraming::Upgrade {
-            return Next::Upgrade(conn);
+        if plan.relay == RelayFraming::Upgrade {
+            return Next::Upgrade(exchange.into_tunnel());
         }
-        let mode = if relay == RelayFraming::Chunked {
+        let mode = if plan.relay == RelayFraming::Chunked {
             ChunkedRelay::Reframe
         } else {
             ChunkedRelay::Dechunk
         };
-        let head_bytes = tally.record.bytes_out;
+        let head_bytes = rec.record.bytes_out;
         let core = &self.core;
+        let idle = IdleLimit {
+            alarms: &core.alarms,
+            limit: core.settings.config.timeouts.body_idle,
+        };
         let mut before_last_write = |body_bytes: u64| {
-            tally.record.bytes_out = head_bytes + body_bytes;
-            tally.commit(core);
+            rec.record.bytes_out = head_bytes + body_bytes;
+            rec.commit(core);
         };
         let relayed = relay_body(
-            &mut conn.stream,
+            exchange.stream(),
             &mut self.client.io,
             framing,
             mode,
-            IdleLimit {
-                alarms: &core.alarms,
-                limit: timeouts.body_idle,
-            },
+            idle,
             &mut before_last_write,
         )
         .await;
         match relayed {
-            Ok(n) => tally.record.bytes_out = head_bytes + n,
+            Ok(n) => rec.record.bytes_out = head_bytes + n,
             Err(e) => {
                 // Mid-body, the status is already sent; all rgate can do is cut the
                 // connection so the client sees the response is incomplete.
-                tally.record.error = Some(match e {
+                rec.fail(match e {
                     RelayError::DestinationIo(_) => ErrorKind::Client,
                     RelayError::SourceTimeout => ErrorKind::Timeout,
                     _ => ErrorKind::InvalidResponse,
@@ -232,70 +294,14 @@ impl ClientConn {
                 return Next::Abort;
             }
         }
-        let end = ExchangeEnd {
-            request_complete,
-            response_complete: true,
-            backend_keeps_alive,
-        };
-        if let Some(reusable) = conn.into_reusable(end) {
+        exchange.response_done();
+        if let Some(reusable) = exchange.into_reusable() {
             self.core.pool.borrow_mut().put(addr, reusable);
         }
-        if client_keep {
+        if plan.client_keep {
             Next::KeepAlive
         } else {
             Next::Close
-        }
-    }
-
-    /// Waits for the final response head, relaying interim (1xx) responses to an HTTP/1.1
-    /// client on the way, except the 100 Continue rgate already sent itself.
-    async fn wait_final_head(
-        &mut self,
-        conn: &mut BackendConn,
-        info: &RequestInfo,
-        sent_continue: bool,
-    ) -> Result<(), UpstreamError> {
-        let timeout = self.core.settings.config.timeouts.response_header;
-        loop {
-            let status = conn
-                .wait_for_head(&self.core.alarms, timeout, info.is_head)
-                .await?;
-            if !(100..200).contains(&status) || status == 101 {
-                return Ok(());
-            }
-            let interim = {
-                let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match parse_response(conn.stream.data(), &mut storage, info.is_head) {
-                    Ok(Some(resp)) if resp.is_interim() => {
-                        let relay = info.version == Version::Http11
-                            && !(resp.status == 100 && sent_continue);
-                        if relay {
-                            self.out.clear();
-                            write_response_head(
-                                &mut self.out,
-                                &resp,
-                                RelayFraming::Interim,
-                                info.version,
-                                true,
-                            );
-                        }
-                        Some((resp.head_len, relay))
-                    }
-                    Ok(Some(_)) => None,
-                    Ok(None) => unreachable!("wait_for_head returned with a complete head"),
-                    Err(e) => return Err(UpstreamError::Invalid(e)),
-                }
-            };
-            let Some((head_len, relay)) = interim else {
-                return Ok(());
-            };
-            conn.stream.consume(head_len);
-            if relay {
-                let (res, out) =
-                    write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-                self.out = out;
-                res.map_err(UpstreamError::Send)?;
-            }
         }
     }
 
@@ -305,31 +311,54 @@ impl ClientConn {
         info: &RequestInfo,
         error: UpstreamError,
         body_consumed: bool,
-        tally: &mut Tally,
+        rec: &mut RequestRecorder,
     ) -> Next {
         let (status, code) = error.status();
-        tally.record.error = Some(match &error {
-            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => ErrorKind::Connect,
-            UpstreamError::ResponseTimeout => ErrorKind::Timeout,
-            _ => ErrorKind::InvalidResponse,
-        });
+        rec.fail(error.kind());
         log::debug!(
             "core {}: {} for {:?}: {error}",
             self.core.id,
             status,
-            tally.record.instance
+            rec.record.instance
         );
         let message = format!(
             "backend {}: {error}",
-            tally
-                .record
+            rec.record
                 .instance
                 .map(|a| a.to_string())
                 .unwrap_or_default()
         );
         // A request read whole leaves the connection usable; otherwise `answer` decides.
         let body_consumed = body_consumed || info.framing == BodyFraming::None;
-        self.answer_error(info, status, code, &message, body_consumed, tally)
+        self.answer_error(info, status, code, &message, body_consumed, rec)
             .await
+    }
+}
+
+/// How the final response is relayed to a client of `version`, and its head written into
+/// `out`. `keep`: the client may keep its connection (it asked to, its request went whole,
+/// the core is not draining); a body delimited by closing overrides it.
+fn plan_relay(
+    out: &mut Vec<u8>,
+    resp: &ResponseHead<'_, '_>,
+    version: Version,
+    keep: bool,
+) -> RelayPlan {
+    let relay = if resp.status == 101 {
+        RelayFraming::Upgrade
+    } else {
+        match resp.framing {
+            BodyFraming::None | BodyFraming::Length(_) => RelayFraming::AsIs,
+            BodyFraming::Chunked if version == Version::Http11 => RelayFraming::Chunked,
+            BodyFraming::Chunked | BodyFraming::UntilClose => RelayFraming::Close,
+        }
+    };
+    let client_keep = keep && relay != RelayFraming::Close;
+    write_response_head(out, resp, relay, version, client_keep);
+    RelayPlan {
+        status: resp.status,
+        framing: resp.framing,
+        relay,
+        client_keep,
     }
 }

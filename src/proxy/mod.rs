@@ -11,7 +11,10 @@
 //! * `pool`     — the per-core keep-alive pool.
 //! * `tunnel`   — the two-way byte copy after `101 Switching Protocols`.
 
+mod decide;
 mod exchange;
+mod own;
+mod record;
 pub(crate) mod tunnel;
 
 use std::net::SocketAddr;
@@ -22,22 +25,15 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
 use crate::alarms::{Alarm, Deadline};
-use crate::http::framing::BodyFraming;
-use crate::http::gateway::{self, ErrorCode};
-use crate::http::request::{parse_request, RequestError, RequestHead};
-use crate::http::writer::write_request_head;
-use crate::http::{Version, MAX_HEADERS};
-use crate::router::{normalize_target, RouteMatch};
-use crate::stats::{Endpoint, ErrorKind, RequestRecord};
-use crate::upstream::BackendConn;
-use crate::wire::stream::{write_all, Buffered};
+use crate::http::Version;
+use crate::stats::ErrorKind;
+use crate::wire::stream::Buffered;
 use crate::worker::Worker;
+use decide::Decided;
+use record::RequestRecorder;
 
 /// A client connection's read buffer to start with; it grows for big heads and bodies.
 const CLIENT_BUFFER_BYTES: usize = 4 * 1024;
-/// A request body up to this size is read and dropped when rgate answers the request
-/// itself, so the connection can stay open; a bigger one closes the connection instead.
-const MAX_DISCARDED_BODY: u64 = 64 * 1024;
 /// After an error response, how long rgate keeps reading (and dropping) what the client
 /// still sends, so that closing does not reset the connection under the response.
 const LINGER_TIMEOUT: Duration = Duration::from_secs(2);
@@ -62,43 +58,9 @@ enum Next {
     /// Drop the connection now (the exchange was cut; nothing more can be said).
     Abort,
     /// `101 Switching Protocols` relayed: the connection becomes a tunnel.
-    Upgrade(BackendConn),
+    Upgrade(Buffered),
     /// No request yet: give back the buffers and wait for readability until the deadline.
     Rest(Deadline),
-}
-
-/// The parts of a request head that outlive its buffer.
-struct RequestInfo {
-    version: Version,
-    is_head: bool,
-    idempotent: bool,
-    keep_alive: bool,
-    framing: BodyFraming,
-    expect_continue: bool,
-    upgrade: bool,
-}
-
-impl RequestInfo {
-    fn of(head: &RequestHead<'_, '_>) -> RequestInfo {
-        RequestInfo {
-            version: head.version,
-            is_head: head.is_head(),
-            idempotent: head.is_idempotent(),
-            keep_alive: head.wants_keep_alive(),
-            framing: head.framing,
-            expect_continue: head.expect_continue,
-            upgrade: head.upgrade.is_some(),
-        }
-    }
-}
-
-/// Where a request goes, decided while its head is parsed.
-enum Decision {
-    Endpoint(Endpoint),
-    Default,
-    BadTarget(&'static str),
-    NoInstance(RouteMatch),
-    Forward(RouteMatch, SocketAddr),
 }
 
 /// Serves one client connection until it closes: the task spawned for each accepted one.
@@ -200,7 +162,7 @@ impl ClientConn {
                 let _ = self.client.io.shutdown().await;
             }
             Next::Linger => linger(self.client).await,
-            Next::Upgrade(backend) => tunnel::run(self.client, backend.stream).await,
+            Next::Upgrade(backend) => tunnel::run(self.client, backend).await,
             Next::Abort | Next::KeepAlive | Next::Rest(_) => {}
         }
     }
@@ -222,31 +184,28 @@ impl ClientConn {
         let deadline = self.core.alarms.deadline_in(timeouts.client_head);
         loop {
             match self.decide() {
-                Ok(Some((info, decision, head_len))) => {
+                Ok(Some(Decided {
+                    info,
+                    decision,
+                    head_len,
+                })) => {
                     self.client.consume(head_len);
-                    let mut tally = Tally::new(started, head_len as u64);
-                    let next = self.handle(&info, decision, &mut tally).await;
-                    tally.commit(&self.core);
+                    let mut rec = RequestRecorder::new(started, head_len as u64);
+                    let next = self.handle(&info, decision, &mut rec).await;
+                    rec.commit(&self.core);
                     return next;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let code = match e.status() {
-                        414 => ErrorCode::UriTooLong,
-                        431 => ErrorCode::HeadersTooLarge,
-                        417 => ErrorCode::ExpectationFailed,
-                        501 => ErrorCode::NotImplemented,
-                        _ => ErrorCode::BadRequest,
-                    };
-                    let mut tally = Tally::new(started, self.client.data().len() as u64);
-                    tally.record.error = Some(ErrorKind::Client);
+                    let mut rec = RequestRecorder::new(started, self.client.data().len() as u64);
+                    rec.fail(ErrorKind::Client);
                     self.reply_error(
                         e.status(),
-                        code,
+                        e.code(),
                         &e.to_string(),
                         Version::Http11,
                         false,
-                        &mut tally,
+                        &mut rec,
                     )
                     .await;
                     return Next::Linger;
@@ -261,16 +220,16 @@ impl ClientConn {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Abort,
                 Err(_) => {
-                    let mut tally = Tally::new(started, 0);
-                    tally.record.error = Some(ErrorKind::Client);
+                    let mut rec = RequestRecorder::new(started, 0);
+                    rec.fail(ErrorKind::Client);
                     // The timed-out read took the buffer with it; answer and close.
                     self.reply_error(
                         408,
-                        ErrorCode::RequestTimeout,
+                        crate::http::gateway::ErrorCode::RequestTimeout,
                         "request head not received in time",
                         Version::Http11,
                         false,
-                        &mut tally,
+                        &mut rec,
                     )
                     .await;
                     return Next::Close;
@@ -349,276 +308,6 @@ impl ClientConn {
             Ok(n) if n > 0 => Ok(()),
             Ok(_) => Err(Next::Close),
             Err(_) => Err(Next::Abort),
-        }
-    }
-
-    /// Parses the buffered head (if complete), routes it and writes the forwarded head.
-    /// Everything borrowed from the buffer ends here.
-    #[allow(clippy::type_complexity)]
-    fn decide(&mut self) -> Result<Option<(RequestInfo, Decision, usize)>, RequestError> {
-        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let Some(head) = parse_request(self.client.data(), &mut storage)? else {
-            return Ok(None);
-        };
-        let settings = &self.core.settings;
-        let underscores = settings.config.headers.underscores;
-        head.check_underscores(underscores)?;
-        let info = RequestInfo::of(&head);
-        let head_len = head.head_len;
-        let target = match normalize_target(head.target) {
-            Ok(t) => t,
-            Err(e) => return Ok(Some((info, Decision::BadTarget(e.reason()), head_len))),
-        };
-        let path = target.split_once('?').map_or(&*target, |(p, _)| p);
-        if path == settings.config.stats.path {
-            return Ok(Some((info, Decision::Endpoint(Endpoint::Stats), head_len)));
-        }
-        if path == settings.config.stats.metrics_path {
-            return Ok(Some((
-                info,
-                Decision::Endpoint(Endpoint::Metrics),
-                head_len,
-            )));
-        }
-        let Some(route) = settings.routes.route(&target) else {
-            return Ok(Some((info, Decision::Default, head_len)));
-        };
-        let table = self.core.table();
-        let Some(instance) = table.pick(route.backend) else {
-            return Ok(Some((info, Decision::NoInstance(route), head_len)));
-        };
-        let addr = instance.addr;
-        self.head.clear();
-        write_request_head(
-            &mut self.head,
-            &head,
-            &target,
-            self.peer.ip(),
-            addr,
-            underscores,
-        );
-        Ok(Some((info, Decision::Forward(route, addr), head_len)))
-    }
-
-    async fn handle(&mut self, info: &RequestInfo, decision: Decision, tally: &mut Tally) -> Next {
-        match decision {
-            Decision::Forward(route, addr) => {
-                tally.record.route = Some(route.route);
-                tally.record.backend = Some(route.backend);
-                tally.record.instance = Some(addr);
-                self.forward(info, addr, tally).await
-            }
-            Decision::NoInstance(route) => {
-                tally.record.route = Some(route.route);
-                tally.record.backend = Some(route.backend);
-                tally.record.error = Some(ErrorKind::NoInstance);
-                self.answer_error(
-                    info,
-                    503,
-                    ErrorCode::NoInstances,
-                    NO_INSTANCE_MESSAGE,
-                    false,
-                    tally,
-                )
-                .await
-            }
-            Decision::BadTarget(why) => {
-                tally.record.error = Some(ErrorKind::Client);
-                self.reply_error(
-                    400,
-                    ErrorCode::BadRequest,
-                    why,
-                    info.version,
-                    info.is_head,
-                    tally,
-                )
-                .await;
-                Next::Linger
-            }
-            Decision::Default => {
-                // A handle on the core, so the configured body is borrowed, not copied.
-                let core = self.core.clone();
-                let default = &core.settings.config.default_response;
-                self.answer(
-                    info,
-                    default.status,
-                    "text/plain; charset=utf-8",
-                    default.body.as_bytes(),
-                    false,
-                    tally,
-                )
-                .await
-            }
-            Decision::Endpoint(endpoint) => {
-                let table = self.core.table();
-                let (content_type, body) = self.core.settings.stats.render(endpoint, &table);
-                // rgate's own endpoints are not proxied traffic: never counted.
-                tally.committed = true;
-                self.answer(info, 200, content_type, &body, false, tally)
-                    .await
-            }
-        }
-    }
-
-    /// Answers a request rgate handles itself. The connection is kept when the request body
-    /// was already consumed (`body_consumed`) or could be read and dropped now.
-    async fn answer(
-        &mut self,
-        info: &RequestInfo,
-        status: u16,
-        content_type: &str,
-        body: &[u8],
-        body_consumed: bool,
-        tally: &mut Tally,
-    ) -> Next {
-        let body_read = body_consumed
-            || match info.framing {
-                BodyFraming::None => true,
-                BodyFraming::Length(n) if n <= MAX_DISCARDED_BODY && !info.expect_continue => {
-                    self.discard(n).await
-                }
-                _ => false,
-            };
-        let keep_alive = body_read && info.keep_alive && !self.core.alarms.is_draining();
-        let own = OwnResponse {
-            status,
-            content_type,
-            body,
-            version: info.version,
-            keep_alive,
-            head_only: info.is_head,
-        };
-        match (self.send_own(own, tally).await, keep_alive, body_read) {
-            (false, ..) => Next::Abort,
-            (true, true, _) => Next::KeepAlive,
-            (true, false, true) => Next::Close,
-            (true, false, false) => Next::Linger,
-        }
-    }
-
-    async fn answer_error(
-        &mut self,
-        info: &RequestInfo,
-        status: u16,
-        code: ErrorCode,
-        message: &str,
-        body_consumed: bool,
-        tally: &mut Tally,
-    ) -> Next {
-        let body = gateway::error_body(status, code, message);
-        self.answer(
-            info,
-            status,
-            "application/json",
-            &body,
-            body_consumed,
-            tally,
-        )
-        .await
-    }
-
-    /// Sends an error response on a connection that closes after it.
-    async fn reply_error(
-        &mut self,
-        status: u16,
-        code: ErrorCode,
-        message: &str,
-        version: Version,
-        head_only: bool,
-        tally: &mut Tally,
-    ) {
-        let body = gateway::error_body(status, code, message);
-        let own = OwnResponse {
-            status,
-            content_type: "application/json",
-            body: &body,
-            version,
-            keep_alive: false,
-            head_only,
-        };
-        self.send_own(own, tally).await;
-    }
-
-    /// Writes a response rgate made, counting the request first. False if the client is gone.
-    async fn send_own(&mut self, own: OwnResponse<'_>, tally: &mut Tally) -> bool {
-        self.out.clear();
-        gateway::write_response(
-            &mut self.out,
-            own.status,
-            own.content_type,
-            own.body,
-            own.version,
-            own.keep_alive,
-            own.head_only,
-        );
-        tally.record.status = own.status;
-        tally.record.bytes_out = self.out.len() as u64;
-        tally.commit(&self.core);
-        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-        self.out = out;
-        res.is_ok()
-    }
-
-    /// Reads and drops `n` body bytes. False if the client did not send them in time.
-    async fn discard(&mut self, mut n: u64) -> bool {
-        let idle = self.core.settings.config.timeouts.body_idle;
-        while n > 0 {
-            if self.client.data().is_empty() {
-                match self.core.alarms.timeout_in(idle, self.client.fill(0)).await {
-                    Ok(Ok(k)) if k > 0 => {}
-                    _ => return false,
-                }
-            }
-            let k = (self.client.data().len() as u64).min(n);
-            self.client.consume(k as usize);
-            n -= k;
-        }
-        true
-    }
-}
-
-/// A complete response made by rgate itself.
-struct OwnResponse<'a> {
-    status: u16,
-    content_type: &'a str,
-    body: &'a [u8],
-    version: Version,
-    keep_alive: bool,
-    head_only: bool,
-}
-
-/// One request's statistics. Committed exactly once, just before the last byte of its
-/// response is written: a client that has the whole response and then asks `/stats`
-/// (on any core) always finds its request counted.
-struct Tally {
-    record: RequestRecord,
-    started: Instant,
-    committed: bool,
-}
-
-impl Tally {
-    fn new(started: Instant, bytes_in: u64) -> Tally {
-        Tally {
-            record: RequestRecord {
-                route: None,
-                backend: None,
-                instance: None,
-                status: 0,
-                bytes_in,
-                bytes_out: 0,
-                latency: Duration::ZERO,
-                error: None,
-            },
-            started,
-            committed: false,
-        }
-    }
-
-    fn commit(&mut self, core: &Worker) {
-        if !self.committed {
-            self.committed = true;
-            self.record.latency = self.started.elapsed();
-            core.counters.record(&self.record);
         }
     }
 }

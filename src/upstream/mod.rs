@@ -1,7 +1,23 @@
-//! rgate's HTTP/1.1 client side: one connection to a backend, followed through the
-//! exchange in order — connect (or come from the pool), send the head, (the body is relayed
-//! by `body`), wait for the response head, and finally `into_reusable` — which hands the
-//! connection back to the pool only on proof that the exchange ended cleanly.
+//! rgate's HTTP/1.1 client side: the backend session (`Exchange`), which owns one
+//! connection and follows one request's exchange on it in order —
+//!
+//! ```text
+//! Ready ─send_head─► HeadSent ─(body relayed)─► RequestSent ─read_head─► HeadRead ─(body)─► Done
+//!                                      └─ the backend stopped reading ─► RequestCut ─► HeadRead …
+//! any failure ─► Broken
+//! ```
+//!
+//! — and knows from its own phase what a failure means: whether a retry on another
+//! connection is safe (`retry_is_safe`: nothing of a response arrived, and what was sent can
+//! be sent again), and whether the connection may carry another request (`into_reusable`:
+//! only after exactly one complete response, no byte beyond it, and keep-alive on both
+//! sides). The pool (`pool`) holds only what `into_reusable` proved.
+//!
+//! The response head is parsed once, when it is complete, and handed to the caller there
+//! (`read_head`), so the proxy writes the client's head from the same parse.
+//!
+//! Errors (`UpstreamError`) say where the exchange broke; each knows what the client gets
+//! (503 connect, 504 response timeout, 502 the rest) and how it is counted.
 
 pub(crate) mod pool;
 
@@ -16,8 +32,9 @@ use monoio::net::TcpStream;
 
 use crate::alarms::Alarms;
 use crate::http::gateway::ErrorCode;
-use crate::http::response::{parse_response, ResponseError};
+use crate::http::response::{parse_response, ResponseError, ResponseHead};
 use crate::http::MAX_HEADERS;
+use crate::stats::ErrorKind;
 use crate::wire::stream::Buffered;
 
 /// Read buffer of a backend connection; grows for bodies, shrinks when pooled.
@@ -51,6 +68,15 @@ impl UpstreamError {
             | UpstreamError::Invalid(_) => (502, ErrorCode::BadGateway),
         }
     }
+
+    /// How the failure is counted in the statistics.
+    pub(crate) fn kind(&self) -> ErrorKind {
+        match self {
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => ErrorKind::Connect,
+            UpstreamError::ResponseTimeout => ErrorKind::Timeout,
+            _ => ErrorKind::InvalidResponse,
+        }
+    }
 }
 
 impl fmt::Display for UpstreamError {
@@ -70,10 +96,10 @@ impl fmt::Display for UpstreamError {
 }
 
 pub(crate) struct BackendConn {
-    pub(crate) stream: Buffered,
+    stream: Buffered,
     /// Came from the pool: a failure before any response byte may just mean the backend
     /// closed it while idle.
-    pub(crate) reused: bool,
+    reused: bool,
 }
 
 /// A backend connection proven reusable; only the pool holds these.
@@ -104,13 +130,6 @@ impl ReusableConn {
     }
 }
 
-/// How an exchange on a backend connection ended, as the proxy observed it.
-pub(crate) struct ExchangeEnd {
-    pub(crate) request_complete: bool,
-    pub(crate) response_complete: bool,
-    pub(crate) backend_keeps_alive: bool,
-}
-
 impl BackendConn {
     pub(crate) async fn connect(
         addr: SocketAddr,
@@ -137,67 +156,201 @@ impl BackendConn {
         conn.reused = true;
         conn
     }
+}
+
+/// Where an exchange stands; see the module's diagram. A failure leaves the phase where it
+/// was: the error says what happened, and only `Done` can make the connection reusable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Connected, or taken from the pool: nothing sent yet.
+    Ready,
+    /// The request head was written; its body is next.
+    HeadSent,
+    /// Some of the request body may have been written.
+    BodyStarted,
+    /// The whole request was written.
+    RequestSent,
+    /// The backend stopped reading the body before its end (it may answer early, e.g. 413).
+    RequestCut,
+    /// A final response head was read (and handed to the caller).
+    HeadRead { request_whole: bool },
+    /// The response body ended where its framing said.
+    Done { request_whole: bool },
+}
+
+/// One request's exchange on one backend connection (see the module's doc).
+pub(crate) struct Exchange {
+    conn: BackendConn,
+    phase: Phase,
+    /// Some byte of a response (interim ones included) arrived.
+    response_started: bool,
+    /// The backend said it keeps the connection after the final response.
+    backend_keeps_alive: bool,
+    /// The request has a body (a fact of the request, set with its head).
+    has_body: bool,
+}
+
+impl Exchange {
+    pub(crate) fn new(conn: BackendConn) -> Exchange {
+        Exchange {
+            conn,
+            phase: Phase::Ready,
+            response_started: false,
+            backend_keeps_alive: false,
+            has_body: false,
+        }
+    }
+
+    /// The backend connection's buffered stream (bodies are relayed from and to it).
+    pub(crate) fn stream(&mut self) -> &mut Buffered {
+        &mut self.conn.stream
+    }
 
     /// Sends the request head and gives it back unchanged: a retry sends it again.
+    /// `has_body`: a body follows (relayed by the caller between `body_started` and
+    /// `request_sent`/`request_cut`).
     pub(crate) async fn send_head(
         &mut self,
         head: Vec<u8>,
+        has_body: bool,
     ) -> (Result<(), UpstreamError>, Vec<u8>) {
-        let (res, head) = self.stream.io.write_all(head).await;
+        self.has_body = has_body;
+        let (res, head) = self.conn.stream.io.write_all(head).await;
+        if res.is_ok() {
+            self.phase = if has_body {
+                Phase::HeadSent
+            } else {
+                Phase::RequestSent
+            };
+        }
         (res.map(|_| ()).map_err(UpstreamError::Send), head)
     }
 
-    /// Waits until a complete, valid response head is buffered, and returns its status.
-    /// `request_is_head` decides the framing of the response (a reply to HEAD has no body).
-    pub(crate) async fn wait_for_head(
+    /// The request body is about to be relayed.
+    pub(crate) fn body_started(&mut self) {
+        self.phase = Phase::BodyStarted;
+    }
+
+    /// The request body was written whole.
+    pub(crate) fn request_sent(&mut self) {
+        self.phase = Phase::RequestSent;
+    }
+
+    /// Writing the body failed on the backend's side: it stopped reading, and may have
+    /// answered already. The response is still read; the connection will not be reused.
+    pub(crate) fn request_cut(&mut self) {
+        self.phase = Phase::RequestCut;
+    }
+
+    /// Whether the request (head and body) was written whole.
+    pub(crate) fn request_whole(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::RequestSent
+                | Phase::HeadRead {
+                    request_whole: true
+                }
+                | Phase::Done {
+                    request_whole: true
+                }
+        )
+    }
+
+    /// Whether `error` may be answered by sending the same request on another connection:
+    /// only on a connection that came from the pool (the backend may have closed it while it
+    /// was idle), before any byte of a response, and when no byte of a body left — a body
+    /// read from the client cannot be sent again.
+    pub(crate) fn retry_is_safe(&self, error: &UpstreamError) -> bool {
+        let lost_before_response = matches!(
+            error,
+            UpstreamError::Send(_) | UpstreamError::ClosedBeforeResponse
+        ) && !self.response_started;
+        let body_untouched = !self.has_body || matches!(self.phase, Phase::Ready | Phase::HeadSent);
+        self.conn.reused && lost_before_response && body_untouched
+    }
+
+    /// Waits until a complete, valid response head is buffered and hands it to `on_head`
+    /// — the one parse of it — then consumes it. `request_is_head` decides the framing of
+    /// the response (a reply to HEAD has no body). Returns what `on_head` returned.
+    pub(crate) async fn read_head<R>(
         &mut self,
         alarms: &Alarms,
         timeout: Duration,
         request_is_head: bool,
-    ) -> Result<u16, UpstreamError> {
+        mut on_head: impl FnMut(&ResponseHead<'_, '_>) -> R,
+    ) -> Result<R, UpstreamError> {
         let deadline = alarms.deadline_in(timeout);
+        let stream = &mut self.conn.stream;
         loop {
-            if !self.stream.data().is_empty() {
+            if !stream.data().is_empty() {
+                self.response_started = true;
                 let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
-                match parse_response(self.stream.data(), &mut storage, request_is_head) {
-                    Ok(Some(head)) => return Ok(head.status),
+                match parse_response(stream.data(), &mut storage, request_is_head) {
+                    Ok(Some(head)) => {
+                        let out = on_head(&head);
+                        let (len, keeps_alive, interim) =
+                            (head.head_len, head.backend_keeps_alive(), head.is_interim());
+                        stream.consume(len);
+                        if !interim {
+                            self.backend_keeps_alive = keeps_alive;
+                            self.phase = Phase::HeadRead {
+                                request_whole: self.request_whole(),
+                            };
+                        }
+                        return Ok(out);
+                    }
                     Ok(None) => {}
                     Err(e) => return Err(UpstreamError::Invalid(e)),
                 }
             }
-            let had_bytes = !self.stream.data().is_empty();
-            match alarms
-                .timeout(deadline, self.stream.fill(BACKEND_BUFFER_BYTES))
+            let had_bytes = !stream.data().is_empty();
+            let err = match alarms
+                .timeout(deadline, stream.fill(BACKEND_BUFFER_BYTES))
                 .await
             {
-                Err(_) => return Err(UpstreamError::ResponseTimeout),
-                Ok(Ok(0)) if had_bytes => {
-                    return Err(UpstreamError::Invalid(ResponseError::Malformed(
-                        "connection closed inside the response head",
-                    )))
-                }
-                Ok(Ok(0)) => return Err(UpstreamError::ClosedBeforeResponse),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) if had_bytes => return Err(UpstreamError::Read(e)),
-                Ok(Err(e)) if is_reset(&e) => return Err(UpstreamError::ClosedBeforeResponse),
-                Ok(Err(e)) => return Err(UpstreamError::Read(e)),
-            }
+                Ok(Ok(n)) if n > 0 => continue,
+                Err(_) => UpstreamError::ResponseTimeout,
+                Ok(Ok(_)) if had_bytes => UpstreamError::Invalid(ResponseError::Malformed(
+                    "connection closed inside the response head",
+                )),
+                Ok(Ok(_)) => UpstreamError::ClosedBeforeResponse,
+                Ok(Err(e)) if had_bytes => UpstreamError::Read(e),
+                Ok(Err(e)) if is_reset(&e) => UpstreamError::ClosedBeforeResponse,
+                Ok(Err(e)) => UpstreamError::Read(e),
+            };
+            return Err(err);
         }
     }
 
-    /// The connection, if the exchange on it ended cleanly enough to send another request.
-    pub(crate) fn into_reusable(mut self, end: ExchangeEnd) -> Option<ReusableConn> {
-        let clean = end.request_complete
-            && end.response_complete
-            && end.backend_keeps_alive
-            // Bytes past the response are a protocol violation: never reuse.
-            && self.stream.data().is_empty();
+    /// The response body was relayed to the end of its framing.
+    pub(crate) fn response_done(&mut self) {
+        if let Phase::HeadRead { request_whole } = self.phase {
+            self.phase = Phase::Done { request_whole };
+        }
+    }
+
+    /// The connection, if this exchange proved it can carry another request: the request
+    /// went whole, exactly one response was read to its end and nothing beyond it, and the
+    /// backend keeps the connection.
+    pub(crate) fn into_reusable(mut self) -> Option<ReusableConn> {
+        let clean = self.phase
+            == (Phase::Done {
+                request_whole: true,
+            })
+            && self.backend_keeps_alive
+            // Bytes past the response are a response to nothing: never reuse.
+            && self.conn.stream.data().is_empty();
         if clean {
-            self.stream.shrink_when_idle();
-            Some(ReusableConn(self))
+            self.conn.stream.shrink_when_idle();
+            Some(ReusableConn(self.conn))
         } else {
             None
         }
+    }
+
+    /// The connection itself, for a tunnel after `101 Switching Protocols`.
+    pub(crate) fn into_tunnel(self) -> Buffered {
+        self.conn.stream
     }
 }
 
