@@ -6,14 +6,18 @@ use std::io;
 
 use monoio::buf::{IoBuf, IoBufMut};
 
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent};
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelHandle, CancelableAsyncReadRent,
+};
 use monoio::net::TcpStream;
 
 /// Read size while a body streams through: big enough to keep syscalls few.
 pub(crate) const BODY_READ_BYTES: usize = 64 * 1024;
 
-pub(crate) struct Buffered {
-    pub(crate) io: TcpStream,
+/// A stream (a `TcpStream` in rgate; any monoio stream, e.g. in-memory ones in tests) and
+/// its read buffer.
+pub(crate) struct Buffered<S = TcpStream> {
+    pub(crate) io: S,
     buf: Vec<u8>,
     /// Bytes before `start` are consumed; `buf[start..]` is unread data.
     start: usize,
@@ -21,8 +25,8 @@ pub(crate) struct Buffered {
     base_capacity: usize,
 }
 
-impl Buffered {
-    pub(crate) fn new(io: TcpStream, base_capacity: usize) -> Buffered {
+impl<S> Buffered<S> {
+    pub(crate) fn new(io: S, base_capacity: usize) -> Buffered<S> {
         Buffered {
             io,
             buf: Vec::new(),
@@ -47,7 +51,10 @@ impl Buffered {
 
     /// Reads more bytes after the unread ones, with room for at least `want` of them.
     /// Returns how many arrived; 0 means the peer closed its side.
-    pub(crate) async fn fill(&mut self, want: usize) -> io::Result<usize> {
+    pub(crate) async fn fill(&mut self, want: usize) -> io::Result<usize>
+    where
+        S: AsyncReadRent,
+    {
         let len = self.make_room(want);
         let buf = std::mem::take(&mut self.buf);
         let (res, slice) = self.io.read(buf.slice_mut(len..)).await;
@@ -58,7 +65,10 @@ impl Buffered {
     /// Like `fill(0)`, but cancelable without losing data: after `Canceller::cancel`, the
     /// read either completes with the bytes the kernel already took from the socket, or
     /// fails with "operation canceled". Dropping a plain `fill` instead could lose such bytes.
-    pub(crate) async fn fill_cancelable(&mut self, cancel: CancelHandle) -> io::Result<usize> {
+    pub(crate) async fn fill_cancelable(&mut self, cancel: CancelHandle) -> io::Result<usize>
+    where
+        S: CancelableAsyncReadRent,
+    {
         let len = self.make_room(0);
         let buf = std::mem::take(&mut self.buf);
         let (res, slice) = self.io.cancelable_read(buf.slice_mut(len..), cancel).await;
@@ -100,7 +110,11 @@ impl Buffered {
     }
 
     /// Writes `n` unread bytes of this stream's buffer to `dst`, then consumes them.
-    pub(crate) async fn forward_to(&mut self, n: usize, dst: &mut TcpStream) -> io::Result<()> {
+    pub(crate) async fn forward_to<W: AsyncWriteRent>(
+        &mut self,
+        n: usize,
+        dst: &mut W,
+    ) -> io::Result<()> {
         let (from, to) = (self.start, self.start + n);
         let buf = std::mem::take(&mut self.buf);
         let (res, slice) = dst.write_all(buf.slice(from..to)).await;
@@ -112,7 +126,10 @@ impl Buffered {
 }
 
 /// Writes all of `data` and gives the buffer back (cleared) for reuse.
-pub(crate) async fn write_all(io: &mut TcpStream, data: Vec<u8>) -> (io::Result<()>, Vec<u8>) {
+pub(crate) async fn write_all<W: AsyncWriteRent>(
+    io: &mut W,
+    data: Vec<u8>,
+) -> (io::Result<()>, Vec<u8>) {
     let (res, mut data) = io.write_all(data).await;
     data.clear();
     (res.map(|_| ()), data)
