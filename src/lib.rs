@@ -3,22 +3,48 @@
 //! # Layout
 //! * Control plane (plain threads, may block):
 //!   * `cli`, `config` — command line; YAML config parsed raw, then validated.
-//!   * `lifecycle` — start-up order, signals, drain, pid file.
+//!   * `lifecycle` — start-up order, signals, drain, pid file. SIGHUP is also how the
+//!     configuration is reloaded: the successor reads the file anew.
 //!   * `discovery` — Docker containers → backend instances (docker-api on its own thread).
-//!   * `backends` — the versioned backend table and its per-core publication.
+//!   * `backends` — the versioned backend table, and the per-core mailboxes (`mailbox`)
+//!     on which tables and the lifecycle's commands (start accepting, drain) reach the cores.
 //!   * `stats` — per-core counters collected into SQLite; `/stats`, `/metrics`.
-//! * Data plane (one monoio runtime per core, never blocks, shares no lock):
-//!   * `server` — core threads, runtime and driver choice, accept loops.
-//!   * `core` — one core's state: table reader, backend pool, counters, and its alarms
-//!     (the drain, and the coarse clock every request-path timeout runs on).
-//!   * `proxy` — the per-connection loop: head → route → backend → stream back.
-//!   * `http` — the HTTP/1.1 codec on byte buffers (no sockets).
+//! * Data plane (one monoio runtime per core, never blocks, shares no lock), bottom up:
+//!   * `http` — the HTTP/1.1 codec on byte buffers (no sockets): heads, framing, chunked
+//!     re-framing, trailers, Host; rgate's own responses.
+//!   * `alarms` — a core's coarse clock (every request-path timeout) and its drain signal.
 //!   * `router` — target normalisation and longest-prefix routing.
+//!   * `wire` — a buffered stream with owned-buffer I/O, and body relays in any framing.
+//!   * `upstream` — the backend session (`Exchange`: phases, retry safety, reusability)
+//!     and the per-core keep-alive pool.
+//!   * `worker` — one core's state: backend table, pool, counters, alarms.
+//!   * `proxy` — the per-connection loop: read a head, decide (route, or rgate's own
+//!     `/stats`, `/metrics`, default response), forward through an `Exchange` or answer,
+//!     count the request just before its last byte, keep the connection or close it.
+//!   * `server` — core threads, runtime and driver choice, the command task, the tick,
+//!     accept loops.
 //! * `listener`, `logging` — sockets owned by the process; the stderr logger.
 //! * `upgrade` — zero-downtime restart: sockets handed to a successor process.
 //! * `supervisor` — as PID 1 (or `--supervise`): holds the sockets for the container's life,
 //!   runs the serving process and restarts it on SIGHUP with `upgrade`'s handover; a pure
 //!   state machine (`supervisor::machine`) decides.
+//!
+//! # What a client gets when something fails
+//! | failure | status, JSON `error` | counted as |
+//! | --- | --- | --- |
+//! | malformed or ambiguous request, bad Host, bad chunked body | 400 `bad_request` (414, 417, 431, 501 for their cases) | `client` |
+//! | head not complete within `client_head_ms` | 408 `request_timeout` | `client` |
+//! | route's backend has no instance | 503 `no_instances` | `no_instance` |
+//! | connect refused or timed out (`connect_ms`) | 503 `backend_unavailable` | `connect` |
+//! | no response head within `response_header_ms` | 504 `gateway_timeout` | `timeout` |
+//! | invalid response, or the backend closed before answering | 502 `bad_gateway` | `invalid_response` |
+//! | anything after the response head was sent (backend dies, a bad chunk, silence past `body_idle_ms`) | the client connection is cut | `invalid_response` / `timeout` |
+//!
+//! "Safe to retry" (`upstream::Exchange::retry_is_safe`): a pooled connection that turns out
+//! closed before any response byte, for a request none of whose body left, is retried once
+//! on a new connection. Timeouts: `connect_ms`, `response_header_ms`, `body_idle_ms`,
+//! `client_head_ms`, `keepalive_idle_ms`, `pool_idle_ms` (config), the drain grace and the
+//! linger after an error response (`proxy`); all run on the core's `alarms`.
 
 pub(crate) mod alarms;
 pub mod backends;
