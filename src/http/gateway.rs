@@ -65,11 +65,7 @@ pub fn write_response(
         reason_phrase(status),
         body.len()
     );
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if client_version == Version::Http10 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
+    super::writer::put_persistence(out, client_version, keep_alive);
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(body);

@@ -104,9 +104,7 @@ impl ClientConn {
         rec.record.status = own.status;
         rec.record.bytes_out = self.out.len() as u64;
         rec.commit(&self.core);
-        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-        self.out = out;
-        res.is_ok()
+        self.write_out().await.is_ok()
     }
 
     /// Reads and drops `n` body bytes. False if the client did not send them in time.
