@@ -65,7 +65,7 @@ pub fn write_response(
         reason_phrase(status),
         body.len()
     );
-    super::writer::put_persistence(out, client_version, keep_alive);
+    super::put_persistence(out, client_version, keep_alive);
     out.extend_from_slice(b"\r\n");
     if !head_only {
         out.extend_from_slice(body);

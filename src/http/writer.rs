@@ -167,20 +167,9 @@ pub fn write_response_head(
         RelayFraming::Close | RelayFraming::Interim => {}
     }
     if !matches!(relay, RelayFraming::Upgrade | RelayFraming::Interim) {
-        put_persistence(out, client_version, keep_alive);
+        super::put_persistence(out, client_version, keep_alive);
     }
     out.extend_from_slice(b"\r\n");
-}
-
-/// Says what becomes of the client connection after a response, where it is not what the
-/// client's version implies: `close` when rgate closes it, `keep-alive` to an HTTP/1.0
-/// client it keeps. Every response head rgate writes to a client ends this way.
-pub(crate) fn put_persistence(out: &mut Vec<u8>, client_version: Version, keep_alive: bool) {
-    if !keep_alive {
-        out.extend_from_slice(b"Connection: close\r\n");
-    } else if client_version == Version::Http10 {
-        out.extend_from_slice(b"Connection: keep-alive\r\n");
-    }
 }
 
 fn put_length(out: &mut Vec<u8>, n: u64) {
