@@ -44,7 +44,7 @@ const HOLD_LIMIT: Duration = Duration::from_secs(60);
 /// fails the test when the backend is dropped (a connection merely cut is not a parse error).
 /// The port is the backend's for its whole life, also between `stop` and `restart`: a socket
 /// bound to it (never listening) keeps it, so no other test can take it meanwhile.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Backend {
     pub addr: SocketAddr,
     state: Arc<BackendState>,
@@ -81,7 +81,7 @@ struct Gate {
     waiting: AtomicUsize,
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Gate {
     /// Waits until released (or `HOLD_LIMIT`); true when released.
     fn wait(&self) -> bool {
@@ -106,13 +106,13 @@ impl Gate {
 }
 
 /// The head `do=hop` answers with.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub const HOP_RESPONSE: &str = "HTTP/1.1 200 OK\r\nX-First: 1\r\nConnection: keep-alive, X-Private\r\n\
 X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Middle: two words\r\n\
 TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Last: 3\r\n\
 Content-Length: 2\r\n\r\nok";
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Backend {
     pub fn start(name: &str) -> Backend {
         Backend::start_inner(name, None, "127.0.0.1:0".parse().unwrap())
@@ -256,7 +256,7 @@ struct BackendRequest {
     headers: Vec<(String, String)>,
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl BackendRequest {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers

@@ -23,13 +23,13 @@ use super::{get, limits, temp_dir, wait_until, Client, Response, TempDir};
 
 /// A process's stderr, read to the end on its own thread (so the pipe never fills), kept
 /// whole for messages and handed out line by line to whoever waits for one.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct StderrLog {
     text: Arc<Mutex<String>>,
     lines: Mutex<mpsc::Receiver<String>>,
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl StderrLog {
     pub fn follow(stderr: impl Read + Send + 'static) -> StderrLog {
         let text = Arc::new(Mutex::new(String::new()));
@@ -79,7 +79,7 @@ impl StderrLog {
 }
 
 /// How to start one rgate; `Gateway::options(config)` gives the usual settings.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Launch {
     config: String,
     dir: Option<PathBuf>,
@@ -91,7 +91,7 @@ pub struct Launch {
     start_timeout: Duration,
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Launch {
     /// Writes the config (and, by default, the database and pid file) into `dir`, which the
     /// test owns: it is kept when the gateway goes, so a later gateway can start on it.
@@ -233,7 +233,7 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
 /// One rgate process, with its own directory, config, db and pid file. It leads a process
 /// group of its own, which its successors join: on drop the whole group is killed (the first
 /// process, every successor, ready or not) and the directory, if the gateway made it, removed.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Gateway {
     pub addr: SocketAddr,
     pub dir: PathBuf,
@@ -247,7 +247,7 @@ pub struct Gateway {
     _owned_dir: Option<TempDir>,
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Gateway {
     pub fn start(config: &str) -> Gateway {
         Gateway::options(config).start()

@@ -79,14 +79,14 @@ pub mod limits {
 pub use limits::IO as IO_TIMEOUT;
 
 /// Size of the pieces bodies are generated and streamed in.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub const PIECE: usize = 64 * 1024;
 
 // ----- polling: the suite's one way to wait for something -----
 
 /// Asks `probe` every `POLL_EVERY` until it answers `Ok`, for at most `limit`; the answer, or
 /// the last `Err` (what was seen instead) when the time is up. Runs `probe` at least once.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn poll<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) -> Result<T, String> {
     let deadline = Instant::now() + limit;
     loop {
@@ -101,7 +101,7 @@ pub fn poll<T>(limit: Duration, mut probe: impl FnMut() -> Result<T, String>) ->
 }
 
 /// `poll` that fails the test, naming `what` was awaited and what was seen last.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn wait_for<T>(
     limit: Duration,
     what: impl Display,
@@ -111,7 +111,7 @@ pub fn wait_for<T>(
 }
 
 /// Waits up to `limit` for `cond` to hold; fails the test naming `what` otherwise.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn wait_until(limit: Duration, what: impl Display, mut cond: impl FnMut() -> bool) {
     wait_for(limit, what, || {
         if cond() {
@@ -126,7 +126,7 @@ pub fn wait_until(limit: Duration, what: impl Display, mut cond: impl FnMut() ->
 
 /// A fresh directory unique to this process and call, removed (with everything in it) when
 /// dropped, also when the test failed.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct TempDir(PathBuf);
 
 impl Deref for TempDir {
@@ -149,7 +149,7 @@ impl Drop for TempDir {
 }
 
 /// A new `TempDir` named after `tag`.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn temp_dir(tag: &str) -> TempDir {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -162,7 +162,7 @@ pub fn temp_dir(tag: &str) -> TempDir {
 /// A port on 127.0.0.1 that refuses connections, held for as long as this lives: a socket
 /// bound to it that never listens. Connecting gets a reset (nothing listens), and no other
 /// test can bind the port meanwhile (unlike a port found free, released and used later).
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct DeadPort {
     pub addr: SocketAddr,
     _socket: OwnedFd,
@@ -243,7 +243,7 @@ pub(crate) fn local_addr(fd: &OwnedFd) -> io::Result<SocketAddr> {
 }
 
 /// YAML for one route per `(prefix, backend)` and one static backend per `(name, addrs)`.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn config(routes: &[(&str, &str)], backends: &[(&str, &[SocketAddr])], extra: &str) -> String {
     let mut y = String::from("routes:\n");
     for (prefix, backend) in routes {
@@ -260,13 +260,13 @@ pub fn config(routes: &[(&str, &str)], backends: &[(&str, &[SocketAddr])], extra
 // ----- bodies: generated, never stored -----
 
 /// Byte `i` of every generated body.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn pattern_byte(i: u64) -> u8 {
     (i % 251) as u8 ^ (i >> 16) as u8
 }
 
 /// Fills `buf` with the pattern starting at offset `from`.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn pattern(buf: &mut [u8], from: u64) {
     for (k, b) in buf.iter_mut().enumerate() {
         *b = pattern_byte(from + k as u64);
@@ -275,7 +275,7 @@ pub fn pattern(buf: &mut [u8], from: u64) {
 
 /// A running checksum (FNV-1a, 64 bits) and length of a body seen piece by piece.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Digest {
     pub len: u64,
     pub sum: u64,
@@ -290,7 +290,7 @@ impl Default for Digest {
     }
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Digest {
     pub fn update(&mut self, data: &[u8]) {
         for &b in data {
@@ -315,7 +315,7 @@ impl Digest {
 }
 
 /// Writes `n` pattern bytes, in `piece`-sized writes, chunk-framed when `chunked`.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn write_pattern(w: &mut impl Write, n: u64, piece: usize, chunked: bool) -> io::Result<()> {
     let mut buf = vec![0u8; piece];
     let mut at = 0;

@@ -18,12 +18,12 @@ const BUSY_BINARY_LIMIT: Duration = Duration::from_secs(2);
 /// A child process leading a process group of its own. Dropping it sends SIGKILL to the whole
 /// group — the child and everything it started that kept the group (rgate's successors and
 /// serving processes do) — and reaps the child.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct ProcessGroup {
     pub child: Child,
 }
 
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl ProcessGroup {
     /// Spawns `cmd` as the leader of a new process group. A binary this process has just
     /// written may be briefly busy (another test thread forking holds it open for writing:
@@ -98,7 +98,7 @@ pub fn exited(pid: u32) -> bool {
 }
 
 /// Waits up to `limit` for `child` to exit.
-#[allow(dead_code)] // not every test binary uses every item (tests/docs.rs: each is used by one)
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub fn wait_child_exit(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     poll(limit, || match child.try_wait() {
         Ok(Some(status)) => Ok(status),
