@@ -58,7 +58,6 @@ fn check_accepts_a_valid_config() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("good.yml"), "{text}");
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
@@ -117,7 +116,6 @@ fn check_refuses_bad_configs_with_exit_2_naming_file_field_and_reason() {
     let out = rgate(&["--check", "--config", missing.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.yml"));
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 // ----- the demo configs -----
@@ -168,51 +166,42 @@ fn the_demo_configs_pass_check_and_the_local_one_is_the_docker_demo_on_fixed_add
     }
 }
 
-/// A demo backend process, killed on drop.
-struct DemoBackend(std::process::Child);
-
-impl DemoBackend {
-    /// `demo-backend` on `addr` (as scripts/demo-local.sh starts it), once its health check
-    /// answers (bounded).
-    fn start(service: &str, addr: std::net::SocketAddr) -> DemoBackend {
-        let bin = env!("CARGO_BIN_EXE_demo-backend");
-        let port = addr.port().to_string();
-        let child = Command::new(bin)
-            .env("SERVICE_NAME", service)
-            .env("BIND", addr.ip().to_string())
-            .env("PORT", &port)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("start demo-backend");
-        let mut backend = DemoBackend(child);
-        let deadline = std::time::Instant::now() + common::IO_TIMEOUT;
-        loop {
-            let ok = Command::new(bin)
-                .arg("--check")
-                .env("PORT", &port)
-                .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                return backend;
-            }
-            let exited = backend.0.try_wait().unwrap();
-            assert!(
-                exited.is_none(),
-                "demo-backend on {addr} exited: {exited:?}"
-            );
-            assert!(
-                std::time::Instant::now() < deadline,
-                "demo-backend on {addr} never answered"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
+/// A demo backend process on a port of its own choosing, killed (with its process group) on drop.
+struct DemoBackend {
+    process: common::ProcessGroup,
+    addr: std::net::SocketAddr,
 }
 
-impl Drop for DemoBackend {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+impl DemoBackend {
+    /// `demo-backend` on 127.0.0.1 port 0 (`BIND`, `PORT`, as scripts/demo-local.sh starts it,
+    /// but on a port the kernel picks; it is read back from /proc, since the demo backend logs
+    /// the port it was given), once its health check answers (bounded).
+    fn start(service: &str) -> DemoBackend {
+        let bin = env!("CARGO_BIN_EXE_demo-backend");
+        let mut cmd = Command::new(bin);
+        cmd.env("SERVICE_NAME", service)
+            .env("BIND", "127.0.0.1")
+            .env("PORT", "0")
+            .stderr(std::process::Stdio::null());
+        let mut process = common::ProcessGroup::spawn(&mut cmd);
+        let pid = process.id();
+        let port = common::wait_for(common::limits::START, "demo-backend to listen", || {
+            if let Ok(Some(status)) = process.child.try_wait() {
+                panic!("demo-backend exited: {status}");
+            }
+            common::listening_port(pid)
+        });
+        common::wait_until(common::limits::START, "demo-backend's health check", || {
+            Command::new(bin)
+                .arg("--check")
+                .env("PORT", port.to_string())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        DemoBackend {
+            process,
+            addr: ([127, 0, 0, 1], port).into(),
+        }
     }
 }
 
@@ -225,9 +214,9 @@ fn the_local_demo_answers_the_readme_requests() {
     let mut backends = Vec::new();
     for (service, fixed) in [("payment", "127.0.0.1:9081"), ("orders", "127.0.0.1:9082")] {
         assert!(text.contains(fixed), "config.local.yml names {fixed}");
-        let addr = common::dead_address();
-        text = text.replace(fixed, &addr.to_string());
-        backends.push(DemoBackend::start(service, addr));
+        let backend = DemoBackend::start(service);
+        text = text.replace(fixed, &backend.addr.to_string());
+        backends.push(backend);
     }
     let gw = common::Gateway::start(&text);
     for (path, service) in [("/api/payment/x", "payment"), ("/api/orders/42", "orders")] {
@@ -241,5 +230,10 @@ fn the_local_demo_answers_the_readme_requests() {
         (r.status, r.text().as_str()),
         (403, "This is not reachable")
     );
-    drop(backends);
+    for mut b in backends {
+        assert!(
+            b.process.child.try_wait().unwrap().is_none(),
+            "a demo backend died"
+        );
+    }
 }

@@ -1,366 +1,130 @@
-//! Docker discovery across a daemon restart, against a fake Docker daemon: when the event
-//! stream breaks and the daemon is gone for a while, rgate keeps serving the last known
-//! backends, reconnects with backoff and resynchronises from a full container list — even
-//! though no event ever tells it what changed while it was away.
+//! Docker discovery against the fake Docker daemon (`support_fake_docker`), end to end through
+//! the real rgate binary: a daemon restart (the event stream breaks, the daemon is gone for a
+//! while, it comes back with other containers and no event about them), a daemon unusable at
+//! start (retried with backoff, then found), and `kill` and `destroy` events taking a container
+//! out of the table at once.
 //!
-//! `FakeDocker` is a small std-threads HTTP/1.1 server on a unix socket in a temp dir (given
-//! to rgate as `DOCKER_HOST=unix://…`). It answers only what discovery asks: `/version`,
-//! `/v1.xx/containers/json`, `/v1.xx/containers/{id}/json` (modelled on real Docker output:
-//! the inspect answer is the fixture `src/discovery/fixtures/inspect_published.json` with the
-//! id, name, labels and published port changed) and `/v1.xx/events`, which it holds open,
-//! chunked, sending nothing. `restart` closes every connection (so the event stream breaks),
-//! removes the socket for a while (connecting fails), then serves a new state.
+//! The fake daemon lets a test decide exactly when Docker goes away, comes back and what it
+//! says, which a real daemon does not (tests/docker.rs has those tests).
 
 mod common;
+mod support_fake_docker;
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{get_once, temp_dir, Backend, Gateway};
+use common::{get, limits, wait_for, wait_until, Backend, Gateway};
+use support_fake_docker::{FakeContainer, FakeDocker};
 
-const INSPECT_FIXTURE: &str = include_str!("../src/discovery/fixtures/inspect_published.json");
-/// The longest the fake daemon lives: a safety bound on its accept loop.
-const FAKE_LIFETIME: Duration = Duration::from_secs(120);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+const CONFIG: &str = "routes:\n  - path_prefix: /\n    backend: resync\n\
+                      backends:\n  - name: resync\n    match_labels: [app_name=resync]\n";
 
-/// One running container of the fake daemon, published on 127.0.0.1:`port`.
-#[derive(Clone)]
-struct FakeContainer {
-    id: String,
-    name: String,
-    port: u16,
+/// rgate on `CONFIG`, with the fake daemon as its Docker.
+fn rgate_on(fake: &FakeDocker, config: &str) -> Gateway {
+    Gateway::options(config)
+        .env(&[("DOCKER_HOST", &fake.docker_host())])
+        .start()
 }
 
-impl FakeContainer {
-    fn new(n: u8, name: &str, port: u16) -> FakeContainer {
-        FakeContainer {
-            id: format!("{n:02x}").repeat(32),
-            name: name.to_string(),
-            port,
-        }
-    }
-
-    /// The `GET /containers/json` entry, as Docker 29 writes it.
-    fn summary(&self) -> serde_json::Value {
-        serde_json::json!({
-            "Id": self.id,
-            "Names": [format!("/{}", self.name)],
-            "Image": "rgate-demo-backend:dev",
-            "ImageID": "sha256:a34efe9d9698d6aa6e9ff5af8c45a2f09f7877958c51825250c5b8b796309e32",
-            "Command": "/demo-backend",
-            "Created": 1_700_000_000,
-            "Ports": [{"IP": "127.0.0.1", "PrivatePort": 8080, "PublicPort": self.port, "Type": "tcp"}],
-            "Labels": {"app_name": "resync"},
-            "State": "running",
-            "Status": "Up 2 seconds",
-            "HostConfig": {"NetworkMode": "default"},
-            "NetworkSettings": {"Networks": {"bridge": {
-                "NetworkID": "86d352388d787e0ee84cc13c1aba37c2ad3bed82daa734e983c0659a8b31b19b",
-                "Gateway": "172.17.0.1", "IPAddress": "172.17.0.2", "IPPrefixLen": 16,
-                "MacAddress": "02:42:ac:11:00:02"
-            }}},
-            "Mounts": []
-        })
-    }
-
-    /// The `GET /containers/{id}/json` answer: the real fixture, made this container.
-    fn inspect(&self) -> serde_json::Value {
-        let mut v: serde_json::Value = serde_json::from_str(INSPECT_FIXTURE).unwrap();
-        v["Id"] = self.id.clone().into();
-        v["Name"] = format!("/{}", self.name).into();
-        v["Config"]["Hostname"] = self.id[..12].into();
-        v["Config"]["Labels"] = serde_json::json!({"app_name": "resync"});
-        v["NetworkSettings"]["Ports"] = serde_json::json!({"8080/tcp": [{"HostIp": "127.0.0.1", "HostPort": self.port.to_string()}]});
-        v
-    }
-}
-
-struct Shared {
-    /// The containers the daemon reports.
-    containers: Mutex<Vec<FakeContainer>>,
-    /// Listening, or `None` while "restarting".
-    listener: Mutex<Option<UnixListener>>,
-    /// Every open connection (a clone), so a restart can close them all.
-    open: Mutex<Vec<UnixStream>>,
-    /// Request lines received, for failure messages.
-    requests: Mutex<Vec<String>>,
-    stop: AtomicBool,
-}
-
-/// A fake Docker daemon on `<temp dir>/docker.sock`.
-struct FakeDocker {
-    dir: PathBuf,
-    socket: PathBuf,
-    shared: Arc<Shared>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl FakeDocker {
-    fn start(containers: Vec<FakeContainer>) -> FakeDocker {
-        let dir = temp_dir("fake-docker");
-        let socket = dir.join("docker.sock");
-        let shared = Arc::new(Shared {
-            containers: Mutex::new(containers),
-            listener: Mutex::new(Some(bind(&socket))),
-            open: Mutex::new(Vec::new()),
-            requests: Mutex::new(Vec::new()),
-            stop: AtomicBool::new(false),
-        });
-        let s = shared.clone();
-        let accept = thread::spawn(move || accept_loop(&s));
-        FakeDocker {
-            dir,
-            socket,
-            shared,
-            accept: Some(accept),
-        }
-    }
-
-    fn docker_host(&self) -> String {
-        format!("unix://{}", self.socket.display())
-    }
-
-    /// A daemon restart: every connection closes (the event stream breaks), then for `down`
-    /// nothing listens (connecting fails); it comes back reporting `containers`, and sends
-    /// no event about the change.
-    fn restart(&self, down: Duration, containers: Vec<FakeContainer>) {
-        *self.shared.listener.lock().unwrap() = None;
-        let _ = std::fs::remove_file(&self.socket);
-        for c in self.shared.open.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-        thread::sleep(down);
-        *self.shared.containers.lock().unwrap() = containers;
-        *self.shared.listener.lock().unwrap() = Some(bind(&self.socket));
-    }
-
-    fn requests(&self) -> Vec<String> {
-        self.shared.requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for FakeDocker {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        for c in self.shared.open.lock().unwrap().drain(..) {
-            let _ = c.shutdown(std::net::Shutdown::Both);
-        }
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn bind(socket: &Path) -> UnixListener {
-    let l = UnixListener::bind(socket).expect("bind the fake Docker socket");
-    l.set_nonblocking(true).unwrap();
-    l
-}
-
-/// Accepts until stopped (or `FAKE_LIFETIME`), one thread per connection.
-fn accept_loop(shared: &Arc<Shared>) {
-    let deadline = Instant::now() + FAKE_LIFETIME;
-    while !shared.stop.load(Ordering::SeqCst) && Instant::now() < deadline {
-        let accepted = match shared.listener.lock().unwrap().as_ref() {
-            Some(l) => l.accept().ok(),
-            None => None,
-        };
-        let Some((stream, _)) = accepted else {
-            thread::sleep(Duration::from_millis(10));
-            continue;
-        };
-        stream.set_nonblocking(false).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        shared
-            .open
-            .lock()
-            .unwrap()
-            .push(stream.try_clone().unwrap());
-        let s = shared.clone();
-        thread::spawn(move || serve(stream, &s));
-    }
-}
-
-/// Serves the requests of one keep-alive connection, until it closes or asks for events.
-fn serve(stream: UnixStream, shared: &Shared) {
-    let mut reader = BufReader::new(stream.try_clone().unwrap());
-    let mut out = stream;
-    // Bounded: hyper sends a handful of requests per connection at most here.
-    for _ in 0..1000 {
-        let mut request_line = String::new();
-        if !matches!(reader.read_line(&mut request_line), Ok(n) if n > 0) {
-            return;
-        }
-        // GET only: no body to read.
-        loop {
-            let mut line = String::new();
-            match reader.read_line(&mut line) {
-                Ok(n) if n > 0 && !line.trim().is_empty() => {}
-                Ok(n) if n > 0 => break,
-                _ => return,
-            }
-        }
-        shared
-            .requests
-            .lock()
-            .unwrap()
-            .push(request_line.trim().to_string());
-        let target = request_line.split(' ').nth(1).unwrap_or("");
-        let path = target.split('?').next().unwrap_or("");
-        // `/v1.52/containers/json` → `/containers/json`; `/version` stays.
-        let endpoint = match path.strip_prefix("/v") {
-            Some(rest) => rest.find('/').map_or(path, |i| &rest[i..]),
-            None => path,
-        };
-        const HEAD: &str = "Api-Version: 1.52\r\nContent-Type: application/json\r\nServer: Docker/29.0.0 (linux)\r\nOstype: linux";
-        if endpoint == "/events" {
-            // Headers now; events would follow as chunks. The connection stays open (its
-            // clone is in `open`) until a restart closes it.
-            let _ = write!(
-                out,
-                "HTTP/1.1 200 OK\r\n{HEAD}\r\nTransfer-Encoding: chunked\r\n\r\n"
-            );
-            let _ = out.flush();
-            return;
-        }
-        let (status, body) = answer(endpoint, &shared.containers.lock().unwrap());
-        let reply = format!(
-            "HTTP/1.1 {status}\r\n{HEAD}\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if out.write_all(reply.as_bytes()).is_err() {
-            return;
-        }
-    }
-}
-
-fn answer(endpoint: &str, containers: &[FakeContainer]) -> (&'static str, String) {
-    if endpoint == "/version" {
-        let v = serde_json::json!({
-            "Version": "29.0.0", "ApiVersion": "1.52", "MinAPIVersion": "1.44",
-            "Os": "linux", "Arch": "amd64", "KernelVersion": "6.8.0"
-        });
-        return ("200 OK", v.to_string());
-    }
-    if endpoint == "/containers/json" {
-        let list: Vec<_> = containers.iter().map(FakeContainer::summary).collect();
-        return ("200 OK", serde_json::Value::from(list).to_string());
-    }
-    if let Some(id) = endpoint
-        .strip_prefix("/containers/")
-        .and_then(|r| r.strip_suffix("/json"))
-    {
-        return match containers.iter().find(|c| c.id == id || c.name == id) {
-            Some(c) => ("200 OK", c.inspect().to_string()),
-            None => (
-                "404 Not Found",
-                serde_json::json!({ "message": format!("No such container: {id}") }).to_string(),
-            ),
-        };
-    }
-    (
-        "404 Not Found",
-        r#"{"message":"page not found"}"#.to_string(),
-    )
-}
-
-/// Which backend answered `GET /resync` through rgate, or why none did.
-fn answered_by(gw: &Gateway) -> Result<String, String> {
-    let r = get_once(gw.addr, "/resync", REQUEST_TIMEOUT)?;
+/// Which backend answered `GET path` through rgate; `Err` with the status and error code
+/// for one of rgate's errors, or how the exchange failed.
+fn answered_by(gw: &Gateway, path: &str) -> Result<String, String> {
+    let r = get(gw.addr, path)?;
     if r.status != 200 {
-        return Err(format!("status {}: {}", r.status, r.text()));
+        let code = r.json()["error"].as_str().unwrap_or("?").to_string();
+        return Err(format!("{} {code}", r.status));
     }
     Ok(r.echo().backend().to_string())
+}
+
+fn context(fake: &FakeDocker, gw: &Gateway) -> String {
+    format!("fake daemon saw {:?}\nlog:\n{}", fake.requests(), gw.log())
 }
 
 #[test]
 fn a_daemon_restart_keeps_the_last_table_then_resynchronises_from_a_full_list() {
     let a = Backend::start("A");
     let b = Backend::start("B");
-    let fake = FakeDocker::start(vec![FakeContainer::new(0xa1, "resync-a", a.addr.port())]);
-    let config = "routes:\n  - path_prefix: /\n    backend: resync\n\
-                  backends:\n  - name: resync\n    match_labels: [app_name=resync]\n";
-    let gw = Gateway::options(config)
-        .env(&[("DOCKER_HOST", &fake.docker_host())])
-        .start();
-    let context =
-        |gw: &Gateway| format!("fake daemon saw {:?}\nlog:\n{}", fake.requests(), gw.log());
+    let fake = FakeDocker::start(vec![FakeContainer::new(
+        0xa1,
+        "resync-a",
+        a.addr.port(),
+        "resync",
+    )]);
+    let gw = rgate_on(&fake, CONFIG);
 
     // Startup discovery: the one container, at A.
     for _ in 0..5 {
-        assert_eq!(answered_by(&gw).as_deref(), Ok("A"), "{}", context(&gw));
-    }
-    // Let rgate subscribe to events, so the restart breaks a live stream.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !fake.requests().iter().any(|r| r.contains("/events")) {
-        assert!(
-            Instant::now() < deadline,
-            "no /events request; {}",
-            context(&gw)
+        assert_eq!(
+            answered_by(&gw, "/resync").as_deref(),
+            Ok("A"),
+            "{}",
+            context(&fake, &gw)
         );
-        thread::sleep(Duration::from_millis(20));
     }
-
-    // The daemon restarts; while it is away, the last known table keeps serving A.
-    let down = Duration::from_millis(1500);
-    let new_state = vec![FakeContainer::new(0xb2, "resync-b", b.addr.port())];
-    let mut served_while_away = 0;
-    thread::scope(|scope| {
-        let restart = scope.spawn(|| fake.restart(down, new_state));
-        let away_until = Instant::now() + down;
-        while Instant::now() + Duration::from_millis(100) < away_until {
-            assert_eq!(
-                answered_by(&gw).as_deref(),
-                Ok("A"),
-                "while the daemon is away; {}",
-                context(&gw)
-            );
-            served_while_away += 1;
-            thread::sleep(Duration::from_millis(50));
-        }
-        restart.join().unwrap();
+    // rgate follows events, so going down breaks a live stream.
+    wait_until(limits::CONDITION, "rgate to subscribe to events", || {
+        fake.event_streams() == 1
     });
-    assert!(served_while_away > 0);
 
-    // Back, with container B only and no event about it: rgate must re-list and find B.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match answered_by(&gw) {
-            Ok(name) if name == "B" => break,
-            Ok(name) => assert_eq!(name, "A", "{}", context(&gw)),
-            // A moment without instances is not expected, but allowed: the list is the truth.
-            Err(_) => {}
-        }
-        assert!(
-            Instant::now() < deadline,
-            "still not answered by B 10 s after the daemon came back; {}",
-            context(&gw)
+    // The daemon goes away. rgate notices, retries, and meanwhile serves the last table.
+    fake.go_down();
+    gw.wait_log(limits::CONDITION, "cannot reach Docker at unix://");
+    for _ in 0..10 {
+        assert_eq!(
+            answered_by(&gw, "/resync").as_deref(),
+            Ok("A"),
+            "while the daemon is away; {}",
+            context(&fake, &gw)
         );
-        thread::sleep(Duration::from_millis(50));
     }
-    // And stays there: A's container is gone from the table.
-    for _ in 0..5 {
-        assert_eq!(answered_by(&gw).as_deref(), Ok("B"), "{}", context(&gw));
-    }
-
     let log = gw.log();
     assert!(
         log.contains("docker: lost Docker at unix://") && log.contains("reconnecting"),
         "the log does not mention losing the daemon:\n{log}"
     );
-    // While away, the retries say what really happens: the last table serves, not 503.
+    // The retry says what really happens while away: the last table serves.
+    let retry_line = log
+        .lines()
+        .find(|l| l.contains("cannot reach Docker at unix://"))
+        .unwrap();
     assert!(
-        !log.contains("answer 503"),
-        "the log claims 503s while the last table was serving:\n{log}"
+        retry_line.contains("serving the last known backends"),
+        "the retry line should say the last table serves: {retry_line}"
     );
+
+    // Back, with container B only and no event about it: rgate must re-list and find B. On
+    // the way, A (not yet re-listed) or a brief 503 no_instances are what the README allows.
+    fake.come_back(vec![FakeContainer::new(
+        0xb2,
+        "resync-b",
+        b.addr.port(),
+        "resync",
+    )]);
+    let mut brief_503s = 0;
+    wait_for(
+        limits::CONDITION,
+        "rgate to answer from B",
+        || match answered_by(&gw, "/resync") {
+            Ok(name) if name == "B" => Ok(()),
+            Ok(name) if name == "A" => Err("still A".into()),
+            Err(e) if e == "503 no_instances" => {
+                brief_503s += 1;
+                Err(e)
+            }
+            other => panic!("while resynchronising: {other:?}; {}", context(&fake, &gw)),
+        },
+    );
+    assert!(brief_503s < 10, "{brief_503s} answers 503: not brief");
+    // And stays there: A's container is gone from the table.
+    for _ in 0..5 {
+        assert_eq!(
+            answered_by(&gw, "/resync").as_deref(),
+            Ok("B"),
+            "{}",
+            context(&fake, &gw)
+        );
+    }
+    let log = gw.log();
     assert!(
         log.matches("docker: connected to unix://").count() >= 2,
         "expected the first connection and a reconnection:\n{log}"
@@ -378,5 +142,128 @@ fn a_daemon_restart_keeps_the_last_table_then_resynchronises_from_a_full_list() 
         lists >= 2,
         "one full list at startup, one after the restart: {:?}",
         fake.requests()
+    );
+}
+
+/// A daemon that answers but cannot serve at start: rgate serves anyway (its Docker backends
+/// 503, fixed addresses work), logs why, retries with growing delays, and finds the container
+/// once the daemon works.
+#[test]
+fn docker_unusable_at_start_is_retried_with_backoff_until_it_answers() {
+    let a = Backend::start("A");
+    let fixed = Backend::start("fixed");
+    let fake = FakeDocker::start(vec![FakeContainer::new(
+        0xa1,
+        "retry-a",
+        a.addr.port(),
+        "resync",
+    )]);
+    fake.set_failing(true);
+    let config = format!(
+        "routes:\n  - path_prefix: /docker\n    backend: resync\n  - path_prefix: /fixed\n    backend: fixed\n\
+         backends:\n  - name: resync\n    match_labels: [app_name=resync]\n  - name: fixed\n    addresses: ['{}']\n",
+        fixed.addr
+    );
+    let gw = rgate_on(&fake, &config);
+    assert_eq!(answered_by(&gw, "/fixed/x").as_deref(), Ok("fixed"));
+    assert_eq!(
+        answered_by(&gw, "/docker/x"),
+        Err("503 no_instances".to_string())
+    );
+    gw.wait_log(limits::CONDITION, "cannot reach Docker at unix://");
+    assert!(
+        gw.log().contains("Docker backends answer 503"),
+        "{}",
+        gw.log()
+    );
+
+    // Four attempts: the delays between them grow.
+    let times = wait_for(
+        limits::CONDITION,
+        "four attempts to reach the daemon",
+        || {
+            let t = fake.request_times("/version");
+            if t.len() >= 4 {
+                Ok(t)
+            } else {
+                Err(format!("{} attempts", t.len()))
+            }
+        },
+    );
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    let slack = Duration::from_millis(50);
+    assert!(
+        gaps[1] + slack >= gaps[0] && gaps[2] + slack >= gaps[1],
+        "no backoff: {gaps:?}"
+    );
+    assert!(gaps[2] >= gaps[0] * 2, "the delay does not grow: {gaps:?}");
+
+    // The daemon works again: the next attempt finds the container.
+    fake.set_failing(false);
+    wait_for(limits::CONDITION, "the container to be found", || {
+        answered_by(&gw, "/docker/x").and_then(|b| if b == "A" { Ok(()) } else { Err(b) })
+    });
+    assert!(
+        gw.log().contains("docker: connected to unix://"),
+        "{}",
+        gw.log()
+    );
+}
+
+/// `kill` (with a signal that ends the process) and `destroy` events take the container out of
+/// the table as soon as they arrive — while the daemon still lists and inspects it as running,
+/// so only the event can have done it.
+#[test]
+fn kill_and_destroy_events_take_a_container_out_at_once() {
+    let a = Backend::start("A");
+    let b = Backend::start("B");
+    let one = FakeContainer::new(0xa1, "events-a", a.addr.port(), "resync");
+    let two = FakeContainer::new(0xb2, "events-b", b.addr.port(), "resync");
+    let fake = FakeDocker::start(vec![one.clone(), two.clone()]);
+    let gw = rgate_on(&fake, CONFIG);
+    wait_until(limits::CONDITION, "rgate to subscribe to events", || {
+        fake.event_streams() == 1
+    });
+    let seen = |gw: &Gateway| {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..30 {
+            match answered_by(gw, "/x") {
+                Ok(name) => seen.insert(name),
+                Err(e) => seen.insert(e),
+            };
+        }
+        seen
+    };
+    assert_eq!(
+        seen(&gw),
+        ["A", "B"].map(String::from).into(),
+        "{}",
+        gw.log()
+    );
+
+    // A harmless signal changes nothing (rgate inspects: still running).
+    assert_eq!(
+        fake.send_event(&one, "kill", serde_json::json!({"signal": "1"})),
+        1
+    );
+    // SIGKILL: A leaves the table at once; only B answers.
+    assert_eq!(
+        fake.send_event(&one, "kill", serde_json::json!({"signal": "9"})),
+        1
+    );
+    wait_until(limits::CONDITION, "A to leave the table", || {
+        answered_by(&gw, "/x").is_ok_and(|n| n == "B") && seen(&gw) == ["B".to_string()].into()
+    });
+
+    // destroy: B leaves too; nothing is left, the route answers 503.
+    assert_eq!(fake.send_event(&two, "destroy", serde_json::json!({})), 1);
+    wait_until(limits::CONDITION, "B to leave the table", || {
+        answered_by(&gw, "/x").is_err_and(|e| e == "503 no_instances")
+    });
+    assert_eq!(
+        seen(&gw),
+        ["503 no_instances".to_string()].into(),
+        "{}",
+        gw.log()
     );
 }

@@ -153,14 +153,36 @@ fn head_responses_have_no_body_and_keep_the_connection() {
     assert_eq!(r.status, 200);
     let announced: usize = r.header("Content-Length").unwrap().parse().unwrap();
     assert!(announced > 0, "HEAD keeps the length the GET would have");
-    for q in [
-        "do=chunked&n=1000",
-        "do=large&n=5000",
-        "do=until-close&n=10",
+    // Each HEAD gets the head the GET gets, and no body. Content-Length is kept; a
+    // Transfer-Encoding may be left out (RFC 9110 §9.3.2: a HEAD response need not carry
+    // what only frames a body it does not have), so it is not compared.
+    for (q, framing) in [
+        ("do=chunked&n=1000", ("Content-Length", None)),
+        ("do=large&n=5000", ("Content-Length", Some("5000"))),
+        ("do=until-close&n=10", ("Content-Length", None)),
     ] {
         c.send(format!("HEAD /api/h?{q} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
         let r = c.read_response(true);
         assert_eq!(r.status, 200, "{q}");
+        assert_eq!(r.header(framing.0), framing.1, "{q}: {r:?}");
+        let mut g = gw.client();
+        g.send(format!("GET /api/h?{q} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+        let get = g.read_response(false);
+        let end_to_end = |r: &common::Response| -> Vec<(String, String)> {
+            r.headers
+                .iter()
+                .filter(|(n, _)| {
+                    !n.eq_ignore_ascii_case("connection")
+                        && !n.eq_ignore_ascii_case("transfer-encoding")
+                })
+                .cloned()
+                .collect()
+        };
+        assert_eq!(
+            end_to_end(&r),
+            end_to_end(&get),
+            "{q}: HEAD and GET heads differ"
+        );
     }
     // Nothing of a body was relayed: the next response starts right away.
     c.send(b"GET /api/after HTTP/1.1\r\nHost: a\r\n\r\n");
@@ -309,6 +331,15 @@ fn refused(gw: &Gateway, b: &Backend, raw: &[u8], status: u16) -> serde_json::Va
 #[test]
 fn ambiguous_framing_is_refused_and_never_forwarded() {
     let (gw, b) = gateway();
+    let bad_request = |raw: &[u8]| {
+        let v = refused(&gw, &b, raw, 400);
+        assert_eq!(
+            v["error"],
+            "bad_request",
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    };
     for raw in [
         &b"POST /api/a HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"[..],
         b"POST /api/a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\nabc",
@@ -333,8 +364,50 @@ fn ambiguous_framing_is_refused_and_never_forwarded() {
         b"GET /api/a HTTP/1.1\r\nHost: a\r\nX-Bad: a\x00b\r\n\r\n",
         b"GET api/a HTTP/1.1\r\nHost: a\r\n\r\n",
     ] {
-        refused(&gw, &b, raw, 400);
+        bad_request(raw);
     }
+}
+
+#[test]
+fn a_transfer_coding_other_than_chunked_gets_501() {
+    let (gw, b) = gateway();
+    for raw in [
+        &b"POST /api/a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n"[..],
+        b"POST /api/a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+    ] {
+        let v = refused(&gw, &b, raw, 501);
+        assert_eq!(
+            v["error"],
+            "not_implemented",
+            "{}",
+            String::from_utf8_lossy(raw)
+        );
+    }
+}
+
+/// After a 400, rgate stops writing but reads what the client still sends for a moment, so
+/// the response is not destroyed by a reset: a client still uploading reads it whole.
+#[test]
+fn a_client_still_sending_after_a_400_reads_the_whole_response() {
+    let (gw, b) = gateway();
+    let mut c = gw.client();
+    let mut writer = c.stream.try_clone().unwrap();
+    let upload = std::thread::spawn(move || {
+        use std::io::Write;
+        writer.write_all(b"POST /api/a HTTP/1.1\r\nHost : a\r\nContent-Length: 400000\r\n\r\n")?;
+        let piece = vec![b'x'; 16 * 1024];
+        for _ in 0..25 {
+            writer.write_all(&piece)?;
+        }
+        Ok::<(), std::io::Error>(())
+    });
+    let r = c
+        .try_read_response(false)
+        .unwrap_or_else(|e| panic!("the 400 was lost: {e}"));
+    assert_eq!(r.gateway_error(400)["error"], "bad_request");
+    assert_eq!(r.header("Connection"), Some("close"));
+    let _ = upload.join().unwrap();
+    assert_eq!(b.requests(), 0);
 }
 
 #[test]
@@ -352,7 +425,7 @@ fn invalid_chunked_bodies_get_400_and_close() {
         c.send(b"POST /api/c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
         c.send(body);
         let r = c.read_response(false);
-        r.gateway_error(400);
+        assert_eq!(r.gateway_error(400)["error"], "bad_request");
         assert_eq!(r.header("Connection"), Some("close"));
         c.expect_closed();
     }
@@ -366,7 +439,8 @@ fn head_limits_answer_414_and_431() {
     assert_eq!(v["error"], "uri_too_long");
     // A request line that never ends is refused too, without waiting for it.
     let endless = format!("GET /api/{}", "a".repeat(20_000));
-    refused(&gw, &b, endless.as_bytes(), 414);
+    let v = refused(&gw, &b, endless.as_bytes(), 414);
+    assert_eq!(v["error"], "uri_too_long");
 
     let mut big = String::from("GET /api/a HTTP/1.1\r\nHost: a\r\n");
     for i in 0..40 {
@@ -381,7 +455,8 @@ fn head_limits_answer_414_and_431() {
         many += &format!("X-{i}: v\r\n");
     }
     many += "\r\n";
-    refused(&gw, &b, many.as_bytes(), 431);
+    let v = refused(&gw, &b, many.as_bytes(), 431);
+    assert_eq!(v["error"], "headers_too_large");
 
     // Just under the limits: forwarded.
     let mut ok = String::from("GET /api/a HTTP/1.1\r\nHost: a\r\n");
@@ -397,12 +472,13 @@ fn head_limits_answer_414_and_431() {
 #[test]
 fn other_expectations_get_417() {
     let (gw, b) = gateway();
-    refused(
+    let v = refused(
         &gw,
         &b,
         b"GET /api/a HTTP/1.1\r\nHost: a\r\nExpect: teapot\r\n\r\n",
         417,
     );
+    assert_eq!(v["error"], "expectation_failed");
 }
 
 #[test]

@@ -201,7 +201,6 @@ X-Spaces: a  b , c\r\nUser-Agent: raw/1\r\n\r\n",
             "te",
             "trailer",
             "upgrade",
-            "transfer-encoding",
         ] {
             assert!(
                 !names.iter().any(|n| n.eq_ignore_ascii_case(gone)),
@@ -220,6 +219,42 @@ X-Spaces: a  b , c\r\nUser-Agent: raw/1\r\n\r\n",
             .collect();
         assert_eq!(proto.len(), 1);
         assert_eq!(proto[0].1, "http");
+        // No body, so no framing field: nothing the client sent frames this request.
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case("transfer-encoding")
+                    || n.eq_ignore_ascii_case("content-length")),
+            "{headers:?}"
+        );
+    }
+}
+
+/// The client's `Transfer-Encoding` is not forwarded: rgate writes its own, once, spelled its
+/// own way (the client's is `Chunked`), and re-chunks the body.
+#[test]
+fn the_clients_transfer_encoding_is_replaced_by_rgates_own() {
+    for env in DRIVERS {
+        let b = Backend::start("b");
+        let gw = Gateway::start_with_env(&config(&[("/", "b")], &[("b", &[b.addr])], ""), env);
+        let r = gw.request(
+            "POST /te HTTP/1.1\r\nHost: a\r\nX-Before: 1\r\nTransfer-Encoding: Chunked\r\n\
+X-After: 2\r\n\r\n3;ext=1\r\nabc\r\n0\r\n\r\n",
+        );
+        let echo = r.echo();
+        let headers = echo.headers();
+        let te: Vec<_> = headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case("transfer-encoding"))
+            .collect();
+        assert_eq!(te.len(), 1, "{env:?}: {headers:?}");
+        assert_eq!(
+            te[0].1, "chunked",
+            "{env:?}: the client's field was forwarded: {headers:?}"
+        );
+        assert_eq!(echo.body_len(), 3);
+        assert_eq!(echo.header("X-Before").as_deref(), Some("1"));
+        assert_eq!(echo.header("X-After").as_deref(), Some("2"));
     }
 }
 

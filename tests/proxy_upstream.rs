@@ -6,11 +6,12 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{config, dead_address, Backend, Client, Gateway, ReadError};
+use common::{config, dead_port, limits, wait_until, Backend, Client, Gateway, ReadError};
 
 fn gateway_with(b: &Backend, extra: &str) -> Gateway {
     Gateway::start(&config(&[("/", "b")], &[("b", &[b.addr])], extra))
@@ -27,15 +28,27 @@ fn a_pooled_connection_the_backend_closed_is_replaced_without_an_error() {
         b"POST /3 HTTP/1.1\r\nHost: a\r\n\r\n",
         b"POST /4 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello",
     ];
+    // One client, one request at a time: every backend connection is this test's doing.
     for (i, req) in requests.iter().enumerate() {
         c.send(req);
         c.read_response(false).echo();
-        // The backend closes the pooled connection while it is idle.
-        thread::sleep(Duration::from_millis(400));
-        assert_eq!(b.connections(), i + 1);
+        assert_eq!(
+            b.connections(),
+            i + 1,
+            "a fresh connection for each request"
+        );
+        // The backend closes the pooled connection while it is idle; rgate must notice
+        // before reusing it (a body-carrying POST is never retried, so only the check
+        // before reuse can save the last one).
+        wait_until(
+            limits::CONDITION,
+            "the backend to close the idle connection",
+            || b.idle_closed() == i + 1,
+        );
     }
     c.send(b"GET /last HTTP/1.1\r\nHost: a\r\n\r\n");
     c.read_response(false).echo();
+    assert_eq!(b.connections(), requests.len() + 1);
 }
 
 #[test]
@@ -76,7 +89,12 @@ fn idle_pooled_connections_are_evicted_after_the_pool_timeout() {
     c.read_response(false).echo();
     c.read_response(false).echo();
     assert_eq!(b.connections(), 1);
-    thread::sleep(Duration::from_millis(1200));
+    // rgate closes the pooled connection once it was idle for pool_idle_ms.
+    wait_until(
+        limits::CONDITION,
+        "rgate to close the idle pooled connection",
+        || b.closed_by_peer() == 1,
+    );
     c.send(b"GET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
     c.read_response(false).echo();
     assert_eq!(b.connections(), 2, "the idle connection was not reused");
@@ -157,8 +175,8 @@ fn a_backend_that_answers_garbage_gives_502() {
 
 #[test]
 fn a_closed_port_gives_503() {
-    let port = dead_address();
-    let gw = Gateway::start(&config(&[("/", "b")], &[("b", &[port])], ""));
+    let port = dead_port();
+    let gw = Gateway::start(&config(&[("/", "b")], &[("b", &[port.addr])], ""));
     let r = gw.get("/x");
     let v = r.gateway_error(503);
     assert_eq!(v["error"], "backend_unavailable");
@@ -196,12 +214,67 @@ fn a_backend_dying_mid_response_closes_the_client_connection() {
         other => panic!("expected the connection cut before the announced length, got {other:?}"),
     }
     assert!(got < n, "{got}");
-    // An HTTP/1.0 client is told the length as well, so it too sees the cut.
+    // An HTTP/1.0 client is told the length as well, so it too sees the cut (a cut, not a
+    // connection left hanging until the client gives up).
     let mut c = gw.client();
     c.send(b"GET /d?do=die&n=100000 HTTP/1.0\r\n\r\n");
     let head = c.read_head().unwrap();
     assert_eq!(head.status, 200);
-    assert!(c.read_body(&head, false, &mut |_| {}).is_err());
+    assert_eq!(head.header("Content-Length"), Some("100000"));
+    match c.read_body(&head, false, &mut |_| {}) {
+        Err(ReadError::Closed { .. }) | Err(ReadError::Io(_)) => {}
+        other => panic!("expected the connection cut before the announced length, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_backend_dying_mid_chunked_body_cuts_the_client_connection_without_a_last_chunk() {
+    let b = Backend::start("b");
+    let gw = gateway_with(&b, "");
+    let mut c = gw.client();
+    c.send(b"GET /d?do=die-chunked&n=50000 HTTP/1.1\r\nHost: a\r\n\r\n");
+    let head = c.read_head().unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(head.header("Transfer-Encoding"), Some("chunked"));
+    let mut got = 0u64;
+    match c.read_body(&head, false, &mut |b| got += b.len() as u64) {
+        Err(ReadError::Closed { .. }) | Err(ReadError::Io(_)) => {}
+        other => panic!("expected the connection cut before the last chunk, got {other:?}"),
+    }
+    assert!(got <= 50_000, "{got}");
+    // The gateway goes on serving.
+    gw.get("/after").echo();
+}
+
+#[test]
+fn a_backend_silent_mid_body_for_body_idle_ms_cuts_the_client_connection() {
+    let b = Backend::start("b");
+    let gw = gateway_with(&b, "timeouts: {body_idle_ms: 300}\n");
+    let mut c = gw.client();
+    let n = 100_000u64;
+    c.send(format!("GET /s?do=stall&n={n} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    let head = c.read_head().unwrap();
+    assert_eq!(head.header("Content-Length"), Some(n.to_string().as_str()));
+    let started = Instant::now();
+    let mut got = 0u64;
+    match c.read_body(&head, false, &mut |b| got += b.len() as u64) {
+        Err(ReadError::Closed { .. }) | Err(ReadError::Io(_)) => {}
+        other => panic!("expected the connection cut at body_idle_ms, got {other:?}"),
+    }
+    let waited = started.elapsed();
+    // Cut by rgate's timer, not by the client's read timeout, and not before the limit.
+    assert!(got < n, "{got}");
+    assert!(waited < limits::IO / 2, "cut only after {waited:?}");
+    assert!(
+        waited >= Duration::from_millis(250),
+        "cut after {waited:?}, before body_idle_ms"
+    );
+    assert_eq!(
+        b.held(),
+        1,
+        "the backend was still silent when rgate gave up"
+    );
+    b.release();
 }
 
 #[test]
@@ -244,44 +317,119 @@ fn an_upgrade_answered_101_becomes_a_two_way_tunnel() {
 #[test]
 fn sigterm_lets_an_in_flight_response_finish_then_exits_0() {
     let b = Backend::start("b");
-    let mut gw = gateway_with(&b, "");
+    let mut gw = one_core_gateway(&b);
     let mut idle = gw.client();
     idle.send(b"GET /idle HTTP/1.1\r\nHost: a\r\n\r\n");
     idle.read_response(false).echo();
 
     let mut c = gw.client();
-    c.send(b"GET /slow?do=sleep&ms=1500 HTTP/1.1\r\nHost: a\r\n\r\n");
-    thread::sleep(Duration::from_millis(300));
+    c.send(b"GET /slow?do=hold HTTP/1.1\r\nHost: a\r\n\r\n");
+    wait_until(
+        limits::CONDITION,
+        "the request to reach the backend",
+        || b.held() == 1,
+    );
     gw.signal(libc::SIGTERM);
+    // The core drains: it closes the idle keep-alive connection (after a second idle).
+    idle.expect_closed();
+    b.release();
     let r = c.read_response(false);
-    assert_eq!(r.echo().target(), "/slow?do=sleep&ms=1500");
+    assert_eq!(r.echo().target(), "/slow?do=hold");
     assert_eq!(
         r.header("Connection"),
         Some("close"),
         "a draining rgate closes after it"
     );
     let status = gw
-        .wait_exit(Duration::from_secs(10))
+        .wait_exit(limits::EXIT)
         .expect("rgate exits after draining");
     assert_eq!(status.code(), Some(0), "{}", gw.log());
-    // The idle keep-alive connection was closed, not left hanging.
-    idle.expect_closed();
     assert!(TcpStream::connect(gw.addr).is_err(), "no longer listening");
+}
+
+/// rgate on one core: one pool, so the test knows every backend connection.
+fn one_core_gateway(b: &Backend) -> Gateway {
+    Gateway::options(&config(&[("/", "b")], &[("b", &[b.addr])], ""))
+        .cores(1)
+        .start()
+}
+
+/// SIGINT (Ctrl-C) stops rgate the way SIGTERM does: the request in flight completes with
+/// `Connection: close`, then exit 0.
+#[test]
+fn sigint_drains_like_sigterm_and_exits_0() {
+    let b = Backend::start("b");
+    let mut gw = one_core_gateway(&b);
+    let mut idle = gw.client();
+    idle.send(b"GET /idle HTTP/1.1\r\nHost: a\r\n\r\n");
+    idle.read_response(false).echo();
+    let mut c = gw.client();
+    c.send(b"GET /held?do=hold HTTP/1.1\r\nHost: a\r\n\r\n");
+    wait_until(
+        limits::CONDITION,
+        "the request to reach the backend",
+        || b.held() == 1,
+    );
+    gw.signal(libc::SIGINT);
+    // The core drains: it closes the idle keep-alive connection (after a second idle).
+    idle.expect_closed();
+    b.release();
+    let r = c.read_response(false);
+    assert_eq!(r.echo().target(), "/held?do=hold");
+    assert_eq!(r.header("Connection"), Some("close"));
+    let status = gw
+        .wait_exit(limits::EXIT)
+        .expect("rgate exits after SIGINT");
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
+}
+
+/// A request still in flight when `--drain-timeout` runs out is cut; rgate exits 0 then, not
+/// before the drain time and not long after.
+#[test]
+fn a_drain_timeout_that_expires_closes_what_is_still_open_and_exits() {
+    let b = Backend::start("b");
+    let mut gw = Gateway::options(&config(&[("/", "b")], &[("b", &[b.addr])], ""))
+        .args(&["--drain-timeout", "1"])
+        .start();
+    let mut c = gw.client();
+    c.send(b"GET /stuck?do=hold HTTP/1.1\r\nHost: a\r\n\r\n");
+    wait_until(
+        limits::CONDITION,
+        "the request to reach the backend",
+        || b.held() == 1,
+    );
+    let stopped = Instant::now();
+    gw.signal(libc::SIGTERM);
+    let status = gw
+        .wait_exit(limits::EXIT)
+        .expect("rgate exits at the drain timeout");
+    let took = stopped.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
+    assert!(
+        took >= Duration::from_millis(950),
+        "exited after {took:?}, before the drain timeout"
+    );
+    assert!(took < Duration::from_secs(5), "exited only after {took:?}");
+    assert!(gw.log().contains("drain timeout reached"), "{}", gw.log());
+    // The held request got no response: its connection was closed under it.
+    match c.try_read_response(false) {
+        Err(ReadError::Closed { got: 0 }) | Err(ReadError::Io(_)) => {}
+        other => panic!("expected the connection closed without a response, got {other:?}"),
+    }
+    assert_eq!(b.held(), 1, "the backend was still holding it");
 }
 
 #[test]
 fn a_backend_that_cannot_be_reached_in_time_gives_503() {
-    // A listener whose accept queue is full drops new SYNs: connecting hangs.
-    let full = TcpListener::bind("127.0.0.1:0").unwrap();
+    // A listener with a backlog of 0 and one connection in its accept queue (never accepted)
+    // has a full queue: the kernel drops further SYNs, so connecting to it hangs.
+    let full = common::bound_socket("127.0.0.1:0".parse().unwrap(), false).unwrap();
+    // SAFETY: listen(2) on a socket we own.
+    assert_eq!(unsafe { libc::listen(full.as_raw_fd(), 0) }, 0);
+    // SAFETY: a listening TCP socket; ownership moves into the listener.
+    let full = unsafe { std::net::TcpListener::from_raw_fd(full.into_raw_fd()) };
     let addr = full.local_addr().unwrap();
-    let mut held = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while held.len() < 4096 && Instant::now() < deadline {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
-            Ok(s) => held.push(s),
-            Err(_) => break,
-        }
-    }
+    let _queued = TcpStream::connect_timeout(&addr, limits::IO).expect("the one queued connection");
     let gw = Gateway::start(&config(
         &[("/", "b")],
         &[("b", &[addr])],
@@ -330,17 +478,22 @@ fn the_pool_keeps_at_most_64_idle_connections_per_backend_and_reuses_them() {
     let gw = Gateway::options(&config(&[("/", "b")], &[("b", &[b.addr])], ""))
         .cores(1)
         .start();
+    // AT_ONCE requests the backend holds until all are there: each needs its own backend
+    // connection. The test is the only client, so every count below is exact.
     let burst = |tag: &str| {
-        // Requests the backend holds for 500 ms: each needs its own backend connection.
         let clients: Vec<Client> = (0..AT_ONCE)
             .map(|i| {
                 let mut c = gw.client();
-                c.send(
-                    format!("GET /{tag}{i}?do=sleep&ms=500 HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes(),
-                );
+                c.send(format!("GET /{tag}{i}?do=hold HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
                 c
             })
             .collect();
+        wait_until(
+            limits::CONDITION,
+            "every request to be held by the backend",
+            || b.held() == AT_ONCE,
+        );
+        b.release();
         for mut c in clients {
             assert_eq!(c.read_response(false).status, 200);
         }
@@ -352,13 +505,18 @@ fn the_pool_keeps_at_most_64_idle_connections_per_backend_and_reuses_them() {
         "one backend connection per request"
     );
     // Back from the burst, the pool keeps MAX_IDLE of them and closes the rest.
-    let limit = Instant::now() + Duration::from_secs(5);
-    while b.closed_by_peer() < AT_ONCE - MAX_IDLE && Instant::now() < limit {
-        thread::sleep(Duration::from_millis(20));
-    }
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(b.closed_by_peer(), AT_ONCE - MAX_IDLE, "{}", gw.log());
-    // The kept ones serve the next burst: only the missing few are opened again.
+    wait_until(
+        limits::CONDITION,
+        "the pool to close what it cannot keep",
+        || b.closed_by_peer() >= AT_ONCE - MAX_IDLE,
+    );
+    // The kept ones serve the next burst: only the missing few are opened again (had the
+    // pool closed more than AT_ONCE - MAX_IDLE, more would be opened).
     burst("b");
-    assert_eq!(b.connections(), AT_ONCE + (AT_ONCE - MAX_IDLE));
+    assert_eq!(
+        b.connections(),
+        AT_ONCE + (AT_ONCE - MAX_IDLE),
+        "{}",
+        gw.log()
+    );
 }

@@ -6,19 +6,20 @@
 //! it answers, so a client can tell that its own request was answered, whole.
 
 mod common;
+mod support_load;
 
 use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{exited, send_signal, temp_dir, Backend, Client, Gateway, Response, StderrLog};
-
-const STARTUP_LIMIT: Duration = Duration::from_secs(15);
-const IO_TIMEOUT: Duration = Duration::from_secs(20);
+use common::{
+    exited, get_request as get, limits, send_signal, temp_dir, wait_until, Backend, Client,
+    Gateway, ProcessGroup, Response, StderrLog,
+};
+use support_load::{wait_stats_total, Load};
 
 // ----- rgate, started from a private copy of the binary -----
 
@@ -28,35 +29,48 @@ fn config_text(backend: &Backend) -> String {
 
 /// rgate on a private copy of the binary, with its pid file written.
 fn start(backend: &Backend, extra: &[&str]) -> Gateway {
+    start_on(backend, extra, 2)
+}
+
+fn start_on(backend: &Backend, extra: &[&str], cores: u32) -> Gateway {
     let gw = Gateway::options(&config_text(backend))
         .private_binary()
+        .cores(cores)
         .args(extra)
-        .start_timeout(STARTUP_LIMIT)
         .start();
-    gw.wait_until(STARTUP_LIMIT, |g| g.pid_in_file().is_some(), "pid file");
+    gw.wait_until(limits::START, |g| g.pid_in_file().is_some(), "pid file");
     gw
 }
 
 /// Sends SIGHUP to the current process and waits for the pid file to name a new one.
 fn restart(gw: &Gateway) -> (u32, u32) {
     let old = gw.pid_in_file().expect("pid");
+    let failures = gw.log().matches("restart failed").count();
     send_signal(old, libc::SIGHUP).expect("SIGHUP");
     gw.wait_until(
-        Duration::from_secs(20),
-        |g| g.pid_in_file().is_some_and(|p| p != old),
+        limits::CONDITION,
+        |g| {
+            let log = g.log();
+            assert_eq!(
+                log.matches("restart failed").count(),
+                failures,
+                "the restart failed; log:\n{log}"
+            );
+            g.pid_in_file().is_some_and(|p| p != old)
+        },
         "a new pid",
     );
-    (old, gw.pid_in_file().unwrap())
+    let new = gw.pid_in_file().unwrap();
+    // Ready in every sense the README gives: it said so on the pipe, wrote the pid file and
+    // accepts (it logs `ready` last).
+    gw.wait_log(limits::CONDITION, &format!("ready (pid {new})"));
+    (old, new)
 }
 
 // ----- clients -----
 
 fn connect(addr: SocketAddr) -> Result<Client, String> {
-    Client::try_connect(addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))
-}
-
-fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: rgate\r\n\r\n").into_bytes()
+    support_load::connect(addr)
 }
 
 /// Whether `r` is the backend's 200 answer to a request for `path` with `body_len` body bytes.
@@ -66,145 +80,45 @@ fn answers(r: &Response, path: &str, body_len: u64) -> bool {
             .is_ok_and(|echo| echo["target"] == path && echo["body_len"] == body_len)
 }
 
-#[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
-    failures: Mutex<Vec<String>>,
-}
-
-impl Tally {
-    fn check(&self, path: &str, result: Result<Response, String>) -> Option<Response> {
-        match result {
-            Ok(r) if answers(&r, path, 0) => {
-                self.ok.fetch_add(1, Ordering::Relaxed);
-                Some(r)
-            }
-            Ok(r) => {
-                self.fail(format!("{path}: status {} body {:?}", r.status, r.text()));
-                None
-            }
-            Err(e) => {
-                self.fail(format!("{path}: {e}"));
-                None
-            }
-        }
-    }
-
-    fn fail(&self, what: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        let mut f = self.failures.lock().unwrap();
-        if f.len() < 20 {
-            f.push(what);
-        }
-    }
-}
-
-/// A keep-alive client: requests back to back; reconnects when told `Connection: close`.
-fn keep_alive_client(addr: SocketAddr, id: usize, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let mut conn = None;
-    let mut n = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        let c = match conn.as_mut() {
-            Some(c) => c,
-            None => match connect(addr) {
-                Ok(c) => conn.insert(c),
-                Err(e) => {
-                    tally.fail(e);
-                    continue;
-                }
-            },
-        };
-        n += 1;
-        let path = format!("/api/ka/{id}/{n}");
-        match tally.check(&path, c.try_exchange(&get(&path))) {
-            Some(r) if !r.closes_connection() => {}
-            _ => conn = None,
-        }
-    }
-}
-
-/// A client that opens a new connection for every request.
-fn new_connection_client(addr: SocketAddr, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
-    let mut n = 0u64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
-        n += 1;
-        let path = format!("/api/new/{n}");
-        let result = connect(addr).and_then(|mut c| {
-            c.try_exchange(
-                format!("GET {path} HTTP/1.1\r\nHost: rgate\r\nConnection: close\r\n\r\n")
-                    .as_bytes(),
-            )
-        });
-        tally.check(&path, result);
-    }
-}
-
-fn stats_total(addr: SocketAddr) -> Option<u64> {
-    let mut c = connect(addr).ok()?;
-    let r = c.try_exchange(&get("/stats")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    v["requests_count"]["total"].as_u64()
+fn answers_get(r: &Response, path: &str) -> bool {
+    answers(r, path, 0)
 }
 
 #[test]
 fn ten_restarts_under_load_lose_nothing() {
     let backend = Backend::start("app");
     let gw = start(&backend, &[]);
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let mut clients = Vec::new();
-    for id in 0..4 {
-        let (stop, tally) = (stop.clone(), tally.clone());
-        let addr = gw.addr;
-        clients.push(thread::spawn(move || {
-            keep_alive_client(addr, id, stop, tally)
-        }));
-    }
-    {
-        let (stop, tally) = (stop.clone(), tally.clone());
-        let addr = gw.addr;
-        clients.push(thread::spawn(move || {
-            new_connection_client(addr, stop, tally)
-        }));
-    }
+    let load = Load::start(gw.addr, 4, "/api", answers_get);
     let mut pids = vec![gw.pid_in_file().unwrap()];
     for _ in 0..10 {
-        thread::sleep(Duration::from_millis(300));
+        // Traffic between restarts (not a pause: 20 more answers).
+        load.wait_answered(20);
         let (old, new) = restart(&gw);
         assert!(!pids.contains(&new), "pid {new} reused");
         assert_eq!(old, *pids.last().unwrap());
         pids.push(new);
     }
-    thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        c.join().unwrap();
-    }
-    let (ok, failed) = (
-        tally.ok.load(Ordering::Relaxed),
-        tally.failed.load(Ordering::Relaxed),
+    load.wait_answered(20);
+    let outcome = load.finish();
+    assert_eq!(outcome.failed, 0, "failures: {:?}", outcome.failures);
+    assert!(
+        outcome.ok > 100,
+        "only {} requests went through",
+        outcome.ok
     );
-    assert_eq!(failed, 0, "failures: {:?}", tally.failures.lock().unwrap());
-    assert!(ok > 100, "only {ok} requests went through");
 
     // Every old process drains, flushes its counters and exits.
-    let deadline = Instant::now() + Duration::from_secs(40);
     for &pid in &pids[..pids.len() - 1] {
-        let left = deadline.saturating_duration_since(Instant::now());
-        gw.wait_until(left, |_| exited(pid), &format!("pid {pid} to exit"));
+        gw.wait_until(
+            limits::CONDITION * 2,
+            |_| exited(pid),
+            &format!("pid {pid} to exit"),
+        );
     }
     // /stats totals equal the requests sent: nothing lost, nothing counted twice. What the
     // old processes flushed on exit reaches the newest one's totals at its next collection.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    let mut total = stats_total(gw.addr);
-    while total != Some(ok) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        total = stats_total(gw.addr);
-    }
-    assert_eq!(total, Some(ok), "log:\n{}", gw.log());
+    let total = wait_stats_total(gw.addr, outcome.ok, limits::CONDITION);
+    assert_eq!(total, Some(outcome.ok), "log:\n{}", gw.log());
 }
 
 #[test]
@@ -212,33 +126,142 @@ fn requests_in_flight_complete_across_a_restart() {
     let backend = Backend::start("app");
     let gw = start(&backend, &[]);
     let addr = gw.addr;
-    const SLOW: &str = "/api/slow?do=sleep&ms=3000";
+    // A response the backend holds until the restart is done.
+    const SLOW: &str = "/api/slow?do=hold";
     let slow = thread::spawn(move || {
         let mut c = connect(addr)?;
         c.try_exchange(&get(SLOW))
     });
+    // An upload sent half before the restart and half after it.
     const UPLOAD: u64 = 200 * 1024 * 1024;
+    const CHUNK: usize = 1024 * 1024;
+    let (halfway_tx, halfway) = mpsc::channel();
+    let (go_on, go_on_rx) = mpsc::channel::<()>();
     let upload = thread::spawn(move || {
         let mut c = connect(addr)?;
         let head =
             format!("POST /api/upload HTTP/1.1\r\nHost: rgate\r\nContent-Length: {UPLOAD}\r\n\r\n");
         c.try_send(head.as_bytes()).map_err(|e| e.to_string())?;
-        let chunk = vec![b'x'; 1024 * 1024];
-        for i in 0..UPLOAD / chunk.len() as u64 {
+        let chunk = vec![b'x'; CHUNK];
+        let chunks = UPLOAD / CHUNK as u64;
+        for i in 0..chunks {
+            if i == chunks / 2 {
+                let _ = halfway_tx.send(());
+                go_on_rx
+                    .recv_timeout(limits::CONDITION)
+                    .map_err(|e| e.to_string())?;
+            }
             c.try_send(&chunk)
                 .map_err(|e| format!("upload write {i}: {e}"))?;
-            if i % 16 == 0 {
-                thread::sleep(Duration::from_millis(100));
-            }
         }
         c.try_read_response(false).map_err(|e| e.to_string())
     });
-    thread::sleep(Duration::from_millis(500));
-    restart(&gw);
+    halfway
+        .recv_timeout(limits::CONDITION)
+        .expect("the upload to be halfway");
+    wait_until(limits::CONDITION, "the slow request at the backend", || {
+        backend.held() == 1
+    });
+    let (old, _new) = restart(&gw);
+    assert!(
+        !exited(old),
+        "the old process is still draining its requests"
+    );
+    backend.release();
+    go_on.send(()).unwrap();
     let slow = slow.join().unwrap().expect("slow response");
     assert!(answers(&slow, SLOW, 0), "{slow:?}");
     let upload = upload.join().unwrap().expect("upload");
     assert!(answers(&upload, "/api/upload", UPLOAD), "{upload:?}");
+}
+
+/// During a restart the old process finishes what is in flight on a keep-alive connection
+/// and tells the client `Connection: close`, then closes it; the client's next connection
+/// reaches the new process. (One core, so both connections below are on the same one.)
+#[test]
+fn a_keep_alive_connection_is_told_connection_close_during_a_restart() {
+    let backend = Backend::start("app");
+    let gw = start_on(&backend, &[], 1);
+    let mut c = connect(gw.addr).unwrap();
+    let r = c.try_exchange(&get("/api/before")).unwrap();
+    assert!(
+        answers(&r, "/api/before", 0) && !r.closes_connection(),
+        "{r:?}"
+    );
+    let mut idle = connect(gw.addr).unwrap();
+    let r = idle.try_exchange(&get("/api/idle")).unwrap();
+    assert!(!r.closes_connection(), "{r:?}");
+    // The keep-alive connection's next request is in flight when the restart comes.
+    c.send(&get("/api/during?do=hold"));
+    wait_until(limits::CONDITION, "the request at the backend", || {
+        backend.held() == 1
+    });
+    let (old, new) = restart(&gw);
+    // The old core drains: it closes the idle connection (after a second idle).
+    idle.expect_closed();
+    backend.release();
+    let r = c.read_response(false);
+    assert!(answers(&r, "/api/during?do=hold", 0), "{r:?}");
+    assert!(
+        r.closes_connection(),
+        "no Connection: close while draining: {r:?}"
+    );
+    c.expect_closed();
+    // A new connection is served by the new process (the old one stopped accepting).
+    let mut fresh = connect(gw.addr).unwrap();
+    let r = fresh.try_exchange(&get("/api/after")).unwrap();
+    assert!(
+        answers(&r, "/api/after", 0) && !r.closes_connection(),
+        "{r:?}"
+    );
+    assert_eq!(gw.pid_in_file(), Some(new));
+    gw.wait_until(
+        limits::CONDITION,
+        |_| exited(old),
+        "the old process to exit",
+    );
+}
+
+/// The successor is started with exactly the arguments the old process had.
+#[test]
+fn the_successor_runs_with_the_same_arguments() {
+    let backend = Backend::start("app");
+    let gw = start(&backend, &["--drain-timeout", "7", "--log-level", "debug"]);
+    let cmdline = |pid: u32| std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+    let first = gw.pid_in_file().unwrap();
+    let before = cmdline(first);
+    let (_, new) = restart(&gw);
+    let after = cmdline(new);
+    let show = |b: &[u8]| String::from_utf8_lossy(b).replace('\0', " ");
+    assert_eq!(show(&after), show(&before));
+    assert!(
+        show(&after).contains("--drain-timeout 7 --log-level debug"),
+        "{}",
+        show(&after)
+    );
+}
+
+/// A SIGHUP while a restart is under way is logged and ignored: one successor, not two.
+#[test]
+fn a_second_sighup_during_a_restart_is_ignored() {
+    let backend = Backend::start("app");
+    let gw = start(&backend, &["--upgrade-timeout", "3"]);
+    let pid = gw.pid_in_file().unwrap();
+    // A successor that never says ready keeps the restart under way for 3 s.
+    replace_binary(&gw, b"#!/bin/sh\nexec sleep 60\n");
+    send_signal(pid, libc::SIGHUP).expect("SIGHUP");
+    gw.wait_log(limits::CONDITION, "restart: successor pid");
+    send_signal(pid, libc::SIGHUP).expect("the second SIGHUP");
+    gw.wait_log(limits::CONDITION, "a restart is already under way; ignored");
+    gw.wait_log(limits::CONDITION, "restart failed");
+    let log = gw.log();
+    assert_eq!(log.matches("restart: successor pid").count(), 1, "{log}");
+    assert_eq!(gw.pid_in_file(), Some(pid));
+    let r = connect(gw.addr)
+        .unwrap()
+        .try_exchange(&get("/api/still"))
+        .unwrap();
+    assert!(answers(&r, "/api/still", 0), "{r:?}");
 }
 
 #[test]
@@ -252,11 +275,7 @@ fn a_successor_with_a_bad_config_leaves_the_old_process_serving() {
     )
     .unwrap();
     send_signal(pid, libc::SIGHUP).expect("SIGHUP");
-    gw.wait_until(
-        Duration::from_secs(20),
-        |g| g.log().contains("restart failed"),
-        "the failure to be logged",
-    );
+    gw.wait_log(limits::CONDITION, "restart failed");
     let log = gw.log();
     assert!(log.contains("exited before it was ready"), "{log}");
     assert!(
@@ -290,11 +309,7 @@ fn a_successor_that_hangs_is_killed_at_the_timeout() {
     );
     let started = Instant::now();
     send_signal(pid, libc::SIGHUP).expect("SIGHUP");
-    gw.wait_until(
-        Duration::from_secs(20),
-        |g| g.log().contains("restart failed"),
-        "the failure to be logged",
-    );
+    gw.wait_log(limits::CONDITION, "restart failed");
     assert!(
         started.elapsed() >= Duration::from_millis(1900),
         "gave up before the timeout"
@@ -394,16 +409,15 @@ fn serves_sockets_passed_by_systemd_on_every_core() {
             Ok(())
         });
     }
-    let mut child = cmd.spawn().unwrap();
-    let stderr = StderrLog::follow(child.stderr.take().unwrap());
+    let mut child = ProcessGroup::spawn(&mut cmd);
+    let stderr = StderrLog::follow(child.child.stderr.take().unwrap());
     if stderr
-        .wait_line(STARTUP_LIMIT, |line| {
+        .wait_line(limits::START, |line| {
             line.contains("ready (pid").then_some(())
         })
         .is_none()
     {
-        let _ = child.kill();
-        let _ = child.wait();
+        child.kill_all();
         panic!(
             "rgate did not start on the passed sockets; log:\n{}",
             stderr.text()
@@ -416,7 +430,7 @@ fn serves_sockets_passed_by_systemd_on_every_core() {
         "{log}"
     );
     assert!(log.contains("(3 cores,"), "{log}");
-    // Many connections on each socket: accepted whichever core takes them.
+    // Both sockets answer, on every core.
     for addr in &addrs {
         for n in 0..30 {
             let path = format!("/api/sd/{}/{n}", addr.port());
@@ -425,7 +439,4 @@ fn serves_sockets_passed_by_systemd_on_every_core() {
             assert!(answers(&r, &path, 0), "{r:?}");
         }
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = std::fs::remove_dir_all(&dir);
 }

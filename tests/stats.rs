@@ -8,9 +8,9 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use common::{dead_address, temp_dir, Backend, Gateway};
+use common::{dead_port, limits, temp_dir, wait_for, Backend, DeadPort, Gateway};
 use openmetrics_parser::prometheus::parse_prometheus;
 use openmetrics_parser::{PrometheusType, PrometheusValue};
 use serde_json::Value;
@@ -22,7 +22,7 @@ use support::{get, ms, n, spawn, start, stats, stop, wait_exit};
 struct Backends {
     good: Backend,
     bad: Backend,
-    dead: SocketAddr,
+    dead: DeadPort,
 }
 
 impl Backends {
@@ -30,14 +30,14 @@ impl Backends {
         Backends {
             good: Backend::start("good"),
             bad: Backend::start("bad"),
-            dead: dead_address(),
+            dead: dead_port(),
         }
     }
 
     fn config(&self, stats: &str) -> String {
         config(
             &self.good.addr.to_string(),
-            &self.dead.to_string(),
+            &self.dead.addr.to_string(),
             &self.bad.addr.to_string(),
             stats,
         )
@@ -80,6 +80,41 @@ fn send(addr: SocketAddr, path: &str, count: usize, status: u16) {
     }
 }
 
+/// The requests that reach the database (the per-minute history), read from the file itself.
+fn db_requests(db: &Path) -> Result<i64, String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| e.to_string())?;
+    conn.query_row("SELECT coalesce(sum(requests), 0) FROM history", [], |r| {
+        r.get(0)
+    })
+    .map_err(|e| e.to_string())
+}
+
+/// Waits until the database holds exactly `want` requests: the collector has run.
+fn wait_db_requests(db: &Path, want: i64) {
+    wait_for(
+        limits::CONDITION,
+        format!("{want} requests in {}", db.display()),
+        || match db_requests(db)? {
+            n if n == want => Ok(()),
+            n => Err(format!("{n} requests")),
+        },
+    )
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64()
+}
+
+/// The bytes of the request `get` sends for `path`.
+fn get_len(path: &str) -> u64 {
+    format!("GET {path} HTTP/1.1\r\nHost: rgate.test\r\nConnection: close\r\n\r\n").len() as u64
+}
+
 /// The known mix: 12 × 200, 5 × 404 (default response), 4 × 503 (connect refused),
 /// 3 × 502 (garbage from the backend).
 fn send_mix(rgate: &Gateway) {
@@ -94,6 +129,7 @@ fn exact_counts_per_route_and_backend_over_two_cores() {
     let dir = temp_dir("exact");
     // No collection during the test: every count below comes from the live counters.
     let servers = Backends::start();
+    let before_start = unix_now();
     let rgate = start(
         &dir,
         &servers.config("{interval_ms: 600000}"),
@@ -126,9 +162,23 @@ fn exact_counts_per_route_and_backend_over_two_cores() {
     ] {
         assert_eq!(n(&s, &format!("errors.{kind}")), count, "{kind}");
     }
-    assert!(n(&s, "bytes.in") > 24 * 30, "{s}");
-    assert!(n(&s, "bytes.out") > 24 * 30, "{s}");
-    assert!(ms(&s, "latency_ms.max") >= ms(&s, "latency_ms.p50"));
+    // Every request byte the clients sent, exactly; responses are longer than their heads.
+    let sent_in = 12 * get_len("/ok/x")
+        + 5 * get_len("/nowhere")
+        + 4 * get_len("/dead/y")
+        + 3 * get_len("/bad/z?do=garbage");
+    assert_eq!(n(&s, "bytes.in"), sent_in, "{s}");
+    assert!(
+        n(&s, "bytes.out") > 24 * "HTTP/1.1 200 OK\r\n\r\n".len() as u64,
+        "{s}"
+    );
+    let (p50, max) = (ms(&s, "latency_ms.p50"), ms(&s, "latency_ms.max"));
+    assert!(0.0 < p50 && p50 <= max, "p50 {p50}, max {max}");
+    let test_took_ms = (unix_now() - before_start) * 1000.0;
+    assert!(
+        max < test_took_ms,
+        "max {max} ms, but the test ran {test_took_ms} ms"
+    );
 
     let routes = &s["routes"];
     assert_eq!(n(routes, "/ok.requests_count.total"), 12);
@@ -160,7 +210,11 @@ fn exact_counts_per_route_and_backend_over_two_cores() {
 
     assert!(s["started_at"].as_str().unwrap().ends_with('Z'));
     assert!(s["since"].as_str().unwrap().ends_with('Z'));
-    assert!(s["uptime_s"].is_u64());
+    let uptime = n(&s, "uptime_s") as f64;
+    assert!(
+        uptime <= unix_now() - before_start + 1.0,
+        "uptime_s {uptime}"
+    );
     let history = s["history"].as_array().unwrap();
     assert_eq!(history.iter().map(|m| n(m, "requests")).sum::<u64>(), 24);
     assert_eq!(history.iter().map(|m| n(m, "errors")).sum::<u64>(), 7);
@@ -170,11 +224,8 @@ fn exact_counts_per_route_and_backend_over_two_cores() {
 fn percentiles_are_within_the_histogram_error_of_known_latencies() {
     let dir = temp_dir("latency");
     let servers = Backends::start();
-    let rgate = start(
-        &dir,
-        &servers.config("{interval_ms: 200}"),
-        &dir.join("s.db"),
-    );
+    let db = dir.join("s.db");
+    let rgate = start(&dir, &servers.config("{interval_ms: 200}"), &db);
     // 25 × 20 ms, 20 × 100 ms, 5 × 300 ms: p50 is a 20 ms one; p95 and p99 300 ms ones.
     let groups = [(20u64, 25usize), (100, 20), (300, 5)];
     let mut slowest_seen = Vec::new();
@@ -210,14 +261,18 @@ fn percentiles_are_within_the_histogram_error_of_known_latencies() {
     assert_eq!(n(route, "requests_count.total"), 50);
     // rgate's latency of each request lies between the backend's sleep and what the client
     // measured, so a percentile's true value lies in [sleep, slowest seen in its group];
-    // the histogram may add at most 2 %.
+    // the histogram may add at most 1.6 % (README), `max` is exact.
+    let bounds = |group: usize, error: f64| {
+        let low = groups[group].0 as f64 * (1.0 - error);
+        let high = slowest_seen[group].as_secs_f64() * 1000.0 * (1.0 + error);
+        low..=high
+    };
     let within = |name: &str, group: usize| {
         let got = ms(route, &format!("latency_ms.{name}"));
-        let low = groups[group].0 as f64 * 0.98;
-        let high = slowest_seen[group].as_secs_f64() * 1000.0 * 1.02;
+        let range = bounds(group, if name == "max" { 0.0 } else { 0.016 });
         assert!(
-            (low..=high).contains(&got),
-            "{name} = {got} ms, expected within [{low}, {high}]"
+            range.contains(&got),
+            "{name} = {got} ms, expected within {range:?}"
         );
     };
     within("p50", 0);
@@ -232,9 +287,55 @@ fn percentiles_are_within_the_histogram_error_of_known_latencies() {
         "average {average} not in [{true_mean_low}, {mean_seen}]"
     );
     // The same numbers once collected into the database (merged across the two cores).
-    std::thread::sleep(Duration::from_millis(800));
+    wait_db_requests(&db, 50);
     let after = stats(&rgate);
     assert_eq!(after["routes"]["/ok"]["latency_ms"], route["latency_ms"]);
+    let history = after["history"].as_array().unwrap();
+    assert_eq!(history.iter().map(|m| n(m, "requests")).sum::<u64>(), 50);
+}
+
+/// `history[].p50_ms` and `p99_ms` are the percentiles of that minute's requests.
+#[test]
+#[ignore = "fails: rgate reports p50_ms and p99_ms as 0 in every history row (bug found by this test, issue 17)"]
+fn history_rows_carry_their_minutes_p50_and_p99() {
+    let dir = temp_dir("history");
+    let servers = Backends::start();
+    let db = dir.join("s.db");
+    let rgate = start(&dir, &servers.config("{interval_ms: 200}"), &db);
+    let groups = [(20u64, 10usize), (300, 1)];
+    let mut slowest_seen = Vec::new();
+    for (sleep, count) in groups {
+        let mut slowest = Duration::ZERO;
+        for _ in 0..count {
+            let started = Instant::now();
+            assert_eq!(
+                get(rgate.addr, &format!("/ok/s?do=sleep&ms={sleep}")).status,
+                200
+            );
+            slowest = slowest.max(started.elapsed());
+        }
+        slowest_seen.push(slowest);
+    }
+    wait_db_requests(&db, 11);
+    let bounds = |group: usize| {
+        groups[group].0 as f64 * 0.984..=slowest_seen[group].as_secs_f64() * 1000.0 * 1.016
+    };
+    let s = stats(&rgate);
+    let history = s["history"].as_array().unwrap();
+    for row in history {
+        for name in ["p50_ms", "p99_ms"] {
+            let got = ms(row, name);
+            assert!(
+                (0..2).any(|g| bounds(g).contains(&got)),
+                "history {name} = {got} ms, not the latency of any request: {row}"
+            );
+        }
+    }
+    if let [only] = &history[..] {
+        // All in one minute: its p99 is the 300 ms one, its p50 a 20 ms one.
+        assert!(bounds(1).contains(&ms(only, "p99_ms")), "{only}");
+        assert!(bounds(0).contains(&ms(only, "p50_ms")), "{only}");
+    }
 }
 
 #[test]
@@ -283,7 +384,7 @@ fn totals_survive_a_restart_and_history_rows_are_written() {
     );
     let history = s["history"].as_array().unwrap();
     assert_eq!(history.iter().map(|m| n(m, "requests")).sum::<u64>(), 9);
-    assert!(history[0]["p50_ms"].as_f64().unwrap() >= 0.0);
+    // (Their p50_ms and p99_ms: history_rows_carry_their_minutes_p50_and_p99.)
     send(second.addr, "/ok/b", 3, 200);
     assert_eq!(n(&stats(&second), "requests_count.total"), 12);
     assert!(stop(second).success());
@@ -301,8 +402,8 @@ fn kill_9_loses_at_most_one_interval() {
     let cfg = servers.config(&format!("{{interval_ms: {}}}", interval.as_millis()));
     let first = start(&dir, &cfg, &db);
     send(first.addr, "/ok/a", 20, 200);
-    // Three intervals later those 20 are in the database.
-    std::thread::sleep(interval * 3);
+    // Those 20 reach the database within an interval or so.
+    wait_db_requests(&db, 20);
     send(first.addr, "/ok/b", 5, 200);
     // SIGKILL: no chance to flush anything.
     first.kill();
@@ -324,7 +425,7 @@ fn an_unusable_database_stops_rgate_with_exit_2() {
     std::fs::write(&garbage, vec![b'#'; 8192]).unwrap();
     let mut cases = vec![
         ("not a SQLite file", garbage),
-        ("a directory", dir.clone()),
+        ("a directory", dir.to_path_buf()),
         ("a missing directory", dir.join("missing/s.db")),
         // Nothing can be created in /proc, not even by root.
         (
@@ -341,10 +442,11 @@ fn an_unusable_database_stops_rgate_with_exit_2() {
         cases.push(("a read-only file", ro));
     }
     for (what, db) in cases {
-        let mut child = spawn(&dir, &cfg, &db);
+        let (mut child, _dir) = spawn(&dir, &cfg, &db);
         let status = wait_exit(&mut child);
         let mut stderr = String::new();
-        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        std::io::Read::read_to_string(&mut child.child.stderr.take().unwrap(), &mut stderr)
+            .unwrap();
         assert_eq!(status.code(), Some(2), "{what}: {stderr}");
         assert!(
             stderr.contains("statistics database") && stderr.contains(&*db.to_string_lossy()),
@@ -358,11 +460,13 @@ fn an_unusable_database_stops_rgate_with_exit_2() {
 fn metrics_parse_as_prometheus_text() {
     let dir = temp_dir("metrics");
     let servers = Backends::start();
+    let before_start = unix_now();
     let rgate = start(
         &dir,
         &servers.config("{interval_ms: 200}"),
         &dir.join("s.db"),
     );
+    let after_start = unix_now();
     send_mix(&rgate);
     let r = get(rgate.addr, "/metrics");
     assert_eq!(r.status, 200);
@@ -422,6 +526,39 @@ fn metrics_parse_as_prometheus_text() {
     assert_eq!(last.upper_bound, f64::INFINITY, "the last bucket is +Inf");
     assert_eq!(last.count.as_f64(), 24.0);
     assert_eq!(metrics.families.len(), 8, "{text}");
+    // The gauges: one `up` series per current instance, and the two times.
+    let gauge = |name: &str, labels: &[(&str, &str)]| match sample(name, labels) {
+        PrometheusValue::Gauge(g) => g.as_f64(),
+        other => panic!("{name} {labels:?} is not a gauge: {other:?}"),
+    };
+    for (backend, addr) in [
+        ("good", servers.good.addr),
+        ("bad", servers.bad.addr),
+        ("dead", servers.dead.addr),
+    ] {
+        let labels = [("backend", backend), ("instance", &addr.to_string())];
+        assert_eq!(
+            gauge("rgate_backend_instance_up", &labels),
+            1.0,
+            "{labels:?}"
+        );
+    }
+    assert_eq!(
+        family("rgate_backend_instance_up").iter_samples().count(),
+        3,
+        "{text}"
+    );
+    let started = gauge("rgate_start_time_seconds", &[]);
+    assert!(
+        (before_start.floor() - 1.0..=after_start + 1.0).contains(&started),
+        "rgate_start_time_seconds {started} not in [{before_start}, {after_start}]"
+    );
+    // A fresh database: counting began when this process created it.
+    let since = gauge("rgate_stats_since_seconds", &[]);
+    assert!(
+        (before_start.floor() - 1.0..=after_start + 1.0).contains(&since),
+        "rgate_stats_since_seconds {since}"
+    );
     // The parser is strict enough to matter: the same text with one series twice is refused.
     let first_sample = text.lines().find(|l| !l.starts_with('#')).unwrap();
     let doubled = text.replacen(first_sample, &format!("{first_sample}\n{first_sample}"), 1);
@@ -453,4 +590,154 @@ stats: {{path: /_rgate/stats, metrics_path: /_rgate/metrics}}
         .contains("rgate_requests_total{scope=\"total\""));
     let again: Value = serde_json::from_slice(&get(rgate.addr, "/_rgate/stats").body).unwrap();
     assert_eq!(n(&again, "requests_count.total"), 2);
+}
+
+/// Each error kind the mix above leaves at zero, made to happen once: a backend too slow for
+/// `response_header_ms` (504, `timeout`), a route whose backend has no instance (503,
+/// `no_instance`), a malformed request (400, `client`), and a client that leaves mid-body
+/// (no status: `aborted`, and `client`).
+#[test]
+fn timeout_no_instance_client_and_aborted_are_counted() {
+    let dir = temp_dir("kinds");
+    let good = Backend::start("good");
+    let cfg = format!(
+        "routes:
+  - {{path_prefix: /ok, backend: good}}
+  - {{path_prefix: /none, backend: docker}}
+backends:
+  - {{name: good, addresses: ['{}']}}
+  - {{name: docker, match_labels: [rgate_test=nothing-has-this]}}
+timeouts: {{response_header_ms: 300}}
+stats: {{interval_ms: 600000}}
+",
+        good.addr
+    );
+    let rgate = Gateway::options(&cfg)
+        .in_dir(&dir)
+        .env(&[("DOCKER_HOST", "unix:///nonexistent/rgate-test/docker.sock")])
+        .start();
+    assert_eq!(get(rgate.addr, "/ok/fine").status, 200);
+    let v = get(rgate.addr, "/ok/slow?do=sleep&ms=2000").gateway_error(504);
+    assert_eq!(v["error"], "gateway_timeout");
+    let v = get(rgate.addr, "/none/x").gateway_error(503);
+    assert_eq!(v["error"], "no_instances");
+    let v = rgate
+        .request("GET /ok/bad HTTP/1.1\r\nHost : a\r\n\r\n")
+        .gateway_error(400);
+    assert_eq!(v["error"], "bad_request");
+    // 10 bytes of the 1000 announced, then the client is gone.
+    let mut c = rgate.client();
+    c.send(b"POST /ok/upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789");
+    common::wait_until(limits::CONDITION, "the upload to reach the backend", || {
+        good.requests() == 3
+    });
+    drop(c);
+    let s = wait_for(
+        limits::CONDITION,
+        "the aborted request to be counted",
+        || {
+            let s = stats(&rgate);
+            match n(&s, "requests_count.aborted") {
+                1 => Ok(s),
+                k => Err(format!("{k} aborted")),
+            }
+        },
+    );
+    assert_eq!(n(&s, "requests_count.total"), 5, "{s:#}");
+    assert_eq!(n(&s, "requests_count.success"), 2, "200 and 400: {s:#}");
+    assert_eq!(n(&s, "requests_count.error"), 2, "504 and 503: {s:#}");
+    for (kind, count) in [
+        ("timeout", 1),
+        ("no_instance", 1),
+        ("client", 2),
+        ("connect", 0),
+        ("invalid_response", 0),
+    ] {
+        assert_eq!(n(&s, &format!("errors.{kind}")), count, "{kind}: {s:#}");
+    }
+    assert_eq!(n(&s, "status_codes.none"), 1, "{s:#}");
+    assert_eq!(n(&s, "status_classes.none"), 1, "{s:#}");
+    assert_eq!(n(&s, "routes./none.errors.no_instance"), 1, "{s:#}");
+    assert_eq!(n(&s, "routes./ok.errors.timeout"), 1, "{s:#}");
+}
+
+/// A write that fails while running (here: the database locked by another writer for longer
+/// than rgate's busy timeout) is logged; proxying and the endpoints go on; the counts are
+/// kept and written once the database is writable again — none lost, none twice.
+#[test]
+fn a_failed_stats_write_is_logged_and_retried_at_the_next_interval() {
+    let dir = temp_dir("locked");
+    let db = dir.join("s.db");
+    let servers = Backends::start();
+    let rgate = start(&dir, &servers.config("{interval_ms: 200}"), &db);
+    send(rgate.addr, "/ok/a", 3, 200);
+    wait_db_requests(&db, 3);
+
+    let lock = rusqlite::Connection::open(&db).unwrap();
+    lock.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    send(rgate.addr, "/ok/b", 4, 200);
+    rgate.wait_log(limits::CONDITION, "cannot write to the statistics database");
+    // Proxying goes on, and /stats shows every request while the database is locked.
+    send(rgate.addr, "/ok/c", 1, 200);
+    assert_eq!(n(&stats(&rgate), "requests_count.total"), 8);
+    assert_eq!(db_requests(&db), Ok(3), "nothing new can have been written");
+
+    lock.execute_batch("COMMIT").unwrap();
+    drop(lock);
+    rgate.wait_log(limits::CONDITION, "database writes work again");
+    wait_db_requests(&db, 8);
+    assert_eq!(n(&stats(&rgate), "requests_count.total"), 8);
+}
+
+/// `stats.retention_days`: history rows older than that are pruned from the database at the
+/// next write; younger ones are kept.
+#[test]
+fn history_older_than_retention_days_is_pruned() {
+    let dir = temp_dir("retention");
+    let db = dir.join("s.db");
+    let servers = Backends::start();
+    let cfg = servers.config("{interval_ms: 200, retention_days: 1}");
+    // A first run creates the database; then rows from the past are put in it.
+    assert!(stop(start(&dir, &cfg, &db)).success());
+    let minute = (unix_now() / 60.0) as i64;
+    let (old, recent) = (minute - 2 * 24 * 60, minute - 20 * 60);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    for m in [old, recent] {
+        conn.execute(
+            "INSERT INTO history (minute, requests, errors) VALUES (?1, 5, 0)",
+            [m],
+        )
+        .unwrap();
+    }
+    drop(conn);
+
+    let rgate = start(&dir, &cfg, &db);
+    send(rgate.addr, "/ok/a", 1, 200);
+    let minutes = |db: &Path| -> Vec<i64> {
+        let conn =
+            rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .unwrap();
+        let mut q = conn
+            .prepare("SELECT minute FROM history ORDER BY minute")
+            .unwrap();
+        let rows = q.query_map([], |r| r.get(0)).unwrap();
+        rows.map(Result::unwrap).collect()
+    };
+    wait_for(limits::CONDITION, "the old row to be pruned", || {
+        let m = minutes(&db);
+        if m.contains(&old) {
+            Err(format!("{m:?}"))
+        } else {
+            Ok(())
+        }
+    });
+    let left = minutes(&db);
+    assert!(
+        left.contains(&recent),
+        "a row within retention_days was pruned: {left:?}"
+    );
+    assert!(
+        left.iter().any(|&m| m >= minute),
+        "this minute's row: {left:?}"
+    );
 }

@@ -17,19 +17,22 @@ mod support_load;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::{send_signal, temp_dir, wait_child_exit, Backend, Response, StderrLog};
+use common::{
+    limits, poll, send_signal, temp_dir, wait_until, Backend, ProcessGroup, Response, StderrLog,
+    TempDir,
+};
 use support_load::{connect, get, wait_stats_total, Load};
 
-const STARTUP_LIMIT: Duration = Duration::from_secs(20);
+const STARTUP_LIMIT: Duration = limits::START;
 /// How long one restart may take, SIGHUP to "ready".
-const RESTART_LIMIT: Duration = Duration::from_secs(20);
-/// The drain timeout given to rgate here, and what a stop may take on top of it.
+const RESTART_LIMIT: Duration = limits::CONDITION;
+/// The drain timeout given to rgate here; a stop may take `limits::EXIT` on top of it.
 const DRAIN_TIMEOUT_S: u64 = 10;
-const STOP_SLACK: Duration = Duration::from_secs(5);
+const STOP_SLACK: Duration = limits::EXIT;
 
 /// How the supervisor is started.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -43,12 +46,13 @@ enum Mode {
 /// A supervised rgate: the supervisor's host pid, its address, its stderr (every serving
 /// process's too). On drop, the supervisor and everything under it are killed.
 struct Supervised {
-    /// `unshare` (Mode::Pid1) or the supervisor itself (Mode::Flag).
-    child: Child,
+    /// `unshare` (Mode::Pid1) or the supervisor itself (Mode::Flag), leading a process group
+    /// that every serving process joins.
+    child: ProcessGroup,
     supervisor: u32,
     addr: SocketAddr,
     log: StderrLog,
-    dir: PathBuf,
+    dir: TempDir,
     binary: PathBuf,
     config_path: PathBuf,
 }
@@ -86,8 +90,8 @@ impl Supervised {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let mut child = spawn_fresh(&mut cmd);
-        let log = StderrLog::follow(child.stderr.take().unwrap());
+        let mut child = ProcessGroup::spawn(&mut cmd);
+        let log = StderrLog::follow(child.child.stderr.take().unwrap());
         let addr = log.wait_line(STARTUP_LIMIT, |line| {
             let rest = &line[line.find("listening on ")? + "listening on ".len()..];
             rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
@@ -97,9 +101,9 @@ impl Supervised {
             Mode::Pid1 => children_of(child.id()).first().copied(),
         };
         let (Some(addr), Some(supervisor)) = (addr, supervisor) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            thread::sleep(Duration::from_millis(100));
+            child.kill_all();
+            // The pipe closes once every process of the group is gone: the log is whole.
+            let _ = log.wait_line(limits::EXIT, |_| None::<()>);
             panic!("supervised rgate did not start; stderr:\n{}", log.text());
         };
         Supervised {
@@ -123,15 +127,9 @@ impl Supervised {
 
     /// Waits up to `limit` for `cond`; fails the test with the log otherwise.
     fn wait_until(&self, limit: Duration, what: &str, cond: impl Fn(&Supervised) -> bool) {
-        let deadline = Instant::now() + limit;
-        while !cond(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(limit, format_args!("{what}; log:\n{}", LogOf(self)), || {
+            cond(self)
+        });
     }
 
     /// How many restarts have handed over so far.
@@ -166,38 +164,25 @@ impl Supervised {
     }
 
     fn wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
-        wait_child_exit(&mut self.child, limit)
+        self.child.wait_exit(limit)
+    }
+}
+
+/// A supervised rgate's log, shown lazily in a failure message.
+struct LogOf<'a>(&'a Supervised);
+
+impl std::fmt::Display for LogOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.log())
     }
 }
 
 impl Drop for Supervised {
     fn drop(&mut self) {
-        // Children first: with --supervise they would outlive the supervisor.
-        for (pid, _) in descendants(self.supervisor) {
-            let _ = send_signal(pid, libc::SIGKILL);
-        }
-        let _ = send_signal(self.supervisor, libc::SIGKILL);
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // The whole process group: supervisor, serving processes, successors.
+        self.child.kill_all();
         if thread::panicking() {
             eprintln!("---- supervised rgate stderr ----\n{}", self.log());
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn spawn_fresh(cmd: &mut Command) -> Child {
-    // A binary just copied may be briefly busy (another test thread forking): ETXTBSY.
-    let deadline = Instant::now() + Duration::from_secs(1);
-    loop {
-        match cmd.spawn() {
-            Err(e)
-                if e.kind() == std::io::ErrorKind::ExecutableFileBusy
-                    && Instant::now() < deadline =>
-            {
-                thread::sleep(Duration::from_millis(20))
-            }
-            other => return other.expect("start the supervised rgate"),
         }
     }
 }
@@ -222,18 +207,19 @@ fn processes() -> Vec<(u32, u32, char)> {
 }
 
 fn children_of(pid: u32) -> Vec<u32> {
-    let deadline = Instant::now() + STARTUP_LIMIT;
-    loop {
+    poll(STARTUP_LIMIT, || {
         let found: Vec<u32> = processes()
             .into_iter()
             .filter(|&(_, ppid, _)| ppid == pid)
             .map(|(p, _, _)| p)
             .collect();
-        if !found.is_empty() || Instant::now() >= deadline {
-            return found;
+        if found.is_empty() {
+            Err(format!("no child of {pid}"))
+        } else {
+            Ok(found)
         }
-        thread::sleep(Duration::from_millis(20));
-    }
+    })
+    .unwrap_or_default()
 }
 
 /// Every process below `root`, at any depth, with its state.
@@ -289,8 +275,7 @@ fn answers(r: &Response, path: &str) -> bool {
 }
 
 fn get_once(addr: SocketAddr, path: &str) -> Response {
-    let mut c = connect(addr).unwrap();
-    c.try_exchange(&get(path)).unwrap()
+    common::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 // ----- the tests -----
@@ -311,7 +296,7 @@ fn ten_sighups_to_rgate_as_pid_1_lose_nothing_and_leave_no_zombie() {
     );
     let load = Load::start(sup.addr, 4, "/api", answers);
     for _ in 0..10 {
-        thread::sleep(Duration::from_millis(300));
+        load.wait_answered(20);
         sup.restart();
         assert!(
             sup.wait_exit(Duration::ZERO).is_none(),
@@ -319,7 +304,7 @@ fn ten_sighups_to_rgate_as_pid_1_lose_nothing_and_leave_no_zombie() {
             sup.log()
         );
     }
-    thread::sleep(Duration::from_millis(300));
+    load.wait_answered(20);
     let outcome = load.finish();
     assert_eq!(outcome.failed, 0, "failures: {:?}", outcome.failures);
     assert!(
@@ -342,7 +327,7 @@ fn ten_sighups_to_rgate_as_pid_1_lose_nothing_and_leave_no_zombie() {
     assert!(ns_pids.contains(&1), "{ns_pids:?}");
     assert!(sup.wait_exit(Duration::ZERO).is_none());
 
-    let total = wait_stats_total(sup.addr, outcome.ok, Duration::from_secs(5));
+    let total = wait_stats_total(sup.addr, outcome.ok, limits::CONDITION);
     assert_eq!(total, Some(outcome.ok), "log:\n{}", sup.log());
 
     // `docker stop`: SIGTERM to PID 1 ends the namespace with status 0 within the drain time.
@@ -401,11 +386,9 @@ fn sigterm_during_traffic_completes_requests_in_flight_and_exits_0() {
         }));
     }
     // The slow requests are with the backend before the stop.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while slow_backend.requests() < 4 || load.answered() < 20 {
-        assert!(Instant::now() < deadline, "no traffic; log:\n{}", sup.log());
-        thread::sleep(Duration::from_millis(20));
-    }
+    sup.wait_until(limits::CONDITION, "the slow requests and traffic", |_| {
+        slow_backend.requests() >= 4 && load.answered() >= 20
+    });
     assert_eq!(load.failed(), 0);
     let stopped = Instant::now();
     sup.signal(libc::SIGTERM);

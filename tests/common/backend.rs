@@ -4,12 +4,17 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::unix::io::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use super::{pattern, write_pattern, Digest, IO_TIMEOUT, PIECE};
+use super::{bound_socket, local_addr, pattern, write_pattern, Digest, IO_TIMEOUT, PIECE};
+
+/// The longest a `do=hold` or `do=stall` request waits to be released.
+const HOLD_LIMIT: Duration = Duration::from_secs(60);
 
 /// A backend server. What it does with a request is chosen by the request's query:
 ///
@@ -28,13 +33,24 @@ use super::{pattern, write_pattern, Digest, IO_TIMEOUT, PIECE};
 /// | `do=hop` | 200 with a mix of hop-by-hop and end-to-end fields (see `HOP_RESPONSE`) |
 /// | `do=early` | 103 Early Hints, then the echo |
 /// | `do=close-reused` | on a connection's first request the echo; on a later one, close unanswered |
+/// | `do=hold` | the echo, once the test calls `release` (`held` counts the requests waiting) |
+/// | `do=stall&n=N` | announces N bytes, sends N/10, then sends nothing until `release`, and closes |
+/// | `do=die-chunked&n=N` | a chunked body of which N bytes are sent, then close, no last chunk |
 ///
 /// `pause=M` (with any of them) waits M ms before reading the request body.
 /// A HEAD request gets the head the GET would have had. Every response body is streamed.
+///
+/// What rgate forwards must parse: a request head or chunked body the backend cannot read
+/// fails the test when the backend is dropped (a connection merely cut is not a parse error).
+/// The port is the backend's for its whole life, also between `stop` and `restart`: a socket
+/// bound to it (never listening) keeps it, so no other test can take it meanwhile.
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Backend {
     pub addr: SocketAddr,
     state: Arc<BackendState>,
     accept: Option<JoinHandle<()>>,
+    /// Bound to `addr` with SO_REUSEPORT, never listening: holds the port while stopped.
+    _port: OwnedFd,
 }
 
 #[derive(Default)]
@@ -46,16 +62,57 @@ struct BackendState {
     connections: AtomicUsize,
     /// Connections the peer closed while they waited for a request.
     closed_by_peer: AtomicUsize,
+    /// Connections the backend closed itself because they were idle (`idle_close`).
+    idle_closed: AtomicUsize,
     requests: AtomicUsize,
     open: Mutex<Vec<TcpStream>>,
+    /// Requests and bodies the backend could not parse.
+    parse_errors: Mutex<Vec<String>>,
+    gate: Gate,
+}
+
+/// Where `do=hold` requests wait: each takes a ticket; `release` lets every ticket taken
+/// so far through (later ones wait for the next `release`).
+#[derive(Default)]
+struct Gate {
+    /// (tickets taken, tickets released)
+    tickets: Mutex<(usize, usize)>,
+    opened: Condvar,
+    waiting: AtomicUsize,
+}
+
+#[allow(dead_code)] // shared by the test binaries; each uses a part
+impl Gate {
+    /// Waits until released (or `HOLD_LIMIT`); true when released.
+    fn wait(&self) -> bool {
+        let mut t = self.tickets.lock().unwrap();
+        t.0 += 1;
+        let mine = t.0;
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let (t, timeout) = self
+            .opened
+            .wait_timeout_while(t, HOLD_LIMIT, |t| t.1 < mine)
+            .unwrap();
+        drop(t);
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        !timeout.timed_out()
+    }
+
+    fn release(&self) {
+        let mut t = self.tickets.lock().unwrap();
+        t.1 = t.0;
+        self.opened.notify_all();
+    }
 }
 
 /// The head `do=hop` answers with.
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub const HOP_RESPONSE: &str = "HTTP/1.1 200 OK\r\nX-First: 1\r\nConnection: keep-alive, X-Private\r\n\
 X-Private: secret\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nX-Middle: two words\r\n\
 TE: trailers\r\nTrailer: X-T\r\nUpgrade: h2c\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Last: 3\r\n\
 Content-Length: 2\r\n\r\nok";
 
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Backend {
     pub fn start(name: &str) -> Backend {
         Backend::start_inner(name, None, "127.0.0.1:0".parse().unwrap())
@@ -72,18 +129,26 @@ impl Backend {
             idle_close,
             ..BackendState::default()
         });
+        let port = bound_socket(addr, true).expect("bind the backend's port");
         let mut b = Backend {
-            addr,
+            addr: local_addr(&port).expect("getsockname"),
             state,
             accept: None,
+            _port: port,
         };
-        b.listen(addr);
+        b.listen();
         b
     }
 
-    fn listen(&mut self, addr: SocketAddr) {
-        let listener = TcpListener::bind(addr).expect("bind backend");
-        self.addr = listener.local_addr().unwrap();
+    /// Listens on `addr`: a second socket on the port the backend holds (SO_REUSEPORT).
+    fn listen(&mut self) {
+        let socket = bound_socket(self.addr, true).expect("bind backend");
+        // SAFETY: listen(2) on a socket we own.
+        if unsafe { libc::listen(socket.as_raw_fd(), 1024) } < 0 {
+            panic!("listen: {}", io::Error::last_os_error());
+        }
+        // SAFETY: a listening TCP socket, whose ownership moves into the listener.
+        let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
         self.state.stop.store(false, Ordering::SeqCst);
         let state = self.state.clone();
         self.accept = Some(thread::spawn(move || {
@@ -100,7 +165,11 @@ impl Backend {
                 let state = state.clone();
                 thread::spawn(move || {
                     let end = stream.try_clone();
-                    let _ = serve_backend_conn(stream, &state);
+                    if let Err(e) = serve_backend_conn(stream, &state) {
+                        if e.kind() == io::ErrorKind::InvalidData {
+                            state.parse_errors.lock().unwrap().push(e.to_string());
+                        }
+                    }
                     // `open` holds a clone of the socket: closing means shutting it down.
                     if let Ok(s) = end {
                         let _ = s.shutdown(std::net::Shutdown::Both);
@@ -111,6 +180,7 @@ impl Backend {
     }
 
     /// Stops listening and closes every open connection (as a crashed backend would).
+    /// Connecting is refused until `restart`; the port stays the backend's.
     pub fn stop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
         let _ = TcpStream::connect(self.addr);
@@ -123,8 +193,27 @@ impl Backend {
     }
 
     /// Listens again on the same address after `stop`.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn restart(&mut self) {
-        self.listen(self.addr);
+        self.listen();
+    }
+
+    /// Lets every `do=hold` (and `do=stall`) request received so far go on.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn release(&self) {
+        self.state.gate.release();
+    }
+
+    /// `do=hold` and `do=stall` requests waiting for `release` now.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn held(&self) -> usize {
+        self.state.gate.waiting.load(Ordering::SeqCst)
+    }
+
+    /// Connections the backend closed itself for idleness (`start_closing_idle`), so far.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn idle_closed(&self) -> usize {
+        self.state.idle_closed.load(Ordering::SeqCst)
     }
 
     /// TCP connections accepted so far.
@@ -133,6 +222,7 @@ impl Backend {
     }
 
     /// Connections the peer (rgate) closed between requests, so far.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn closed_by_peer(&self) -> usize {
         self.state.closed_by_peer.load(Ordering::SeqCst)
     }
@@ -145,8 +235,16 @@ impl Backend {
 
 impl Drop for Backend {
     fn drop(&mut self) {
+        self.release();
         if self.accept.is_some() {
             self.stop();
+        }
+        let errors = self.state.parse_errors.lock().unwrap();
+        if !errors.is_empty() && !thread::panicking() {
+            panic!(
+                "backend {:?} could not parse what rgate forwarded: {errors:?}",
+                self.state.name
+            );
         }
     }
 }
@@ -158,6 +256,7 @@ struct BackendRequest {
     headers: Vec<(String, String)>,
 }
 
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl BackendRequest {
     fn header(&self, name: &str) -> Option<&str> {
         self.headers
@@ -189,9 +288,25 @@ fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()>
         reader
             .get_ref()
             .set_read_timeout(Some(state.idle_close.unwrap_or(IO_TIMEOUT)))?;
-        if reader.fill_buf()?.is_empty() {
-            state.closed_by_peer.fetch_add(1, Ordering::SeqCst);
-            return Ok(());
+        match reader.fill_buf() {
+            Ok([]) => {
+                state.closed_by_peer.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            Ok(_) => {}
+            Err(e)
+                if state.idle_close.is_some()
+                    && matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+            {
+                // Shut down before counting, so a test that sees the count sees the close.
+                let _ = out.shutdown(std::net::Shutdown::Both);
+                state.idle_closed.fetch_add(1, Ordering::SeqCst);
+                return Ok(());
+            }
+            Err(e) => return Err(e),
         }
         reader.get_ref().set_read_timeout(Some(IO_TIMEOUT))?;
         let req = read_request_head(&mut reader)?;
@@ -214,10 +329,21 @@ fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()>
     Ok(())
 }
 
+/// One line, which must end in LF: a line cut short by the connection closing is
+/// `UnexpectedEof`, not a parse error.
+fn read_line(r: &mut impl BufRead, line: &mut String) -> io::Result<()> {
+    r.read_line(line)?;
+    if line.ends_with('\n') {
+        Ok(())
+    } else {
+        Err(io::ErrorKind::UnexpectedEof.into())
+    }
+}
+
 fn read_request_head(r: &mut impl BufRead) -> io::Result<BackendRequest> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
     let mut line = String::new();
-    r.read_line(&mut line)?;
+    read_line(r, &mut line)?;
     let mut parts = line.trim_end().split(' ');
     let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
     else {
@@ -231,7 +357,7 @@ fn read_request_head(r: &mut impl BufRead) -> io::Result<BackendRequest> {
     };
     for _ in 0..200 {
         line.clear();
-        r.read_line(&mut line)?;
+        read_line(r, &mut line)?;
         let l = line.trim_end_matches(['\r', '\n']);
         if l.is_empty() {
             return Ok(req);
@@ -267,14 +393,14 @@ fn read_request_body(
         let mut line = String::new();
         loop {
             line.clear();
-            r.read_line(&mut line)?;
+            read_line(r, &mut line)?;
             let size = line.trim_end().split(';').next().unwrap_or("");
             let size = u64::from_str_radix(size, 16)
                 .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "chunk size"))?;
             if size == 0 {
                 loop {
                     line.clear();
-                    r.read_line(&mut line)?;
+                    read_line(r, &mut line)?;
                     if line.trim_end().is_empty() {
                         return Ok(());
                     }
@@ -282,7 +408,13 @@ fn read_request_body(
             }
             take(r, size)?;
             line.clear();
-            r.read_line(&mut line)?;
+            read_line(r, &mut line)?;
+            if line != "\r\n" {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "no CRLF after chunk data",
+                ));
+            }
         }
     }
     let n = req
@@ -337,6 +469,25 @@ fn respond(
             write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n")?;
             write_pattern(out, n / 10, PIECE, false)?;
             thread::sleep(Duration::from_millis(50));
+            return Ok(false);
+        }
+        "hold" => {
+            state.gate.wait();
+            write_echo(out, req, digest, state, head_only)?;
+        }
+        "stall" => {
+            write!(out, "HTTP/1.1 200 OK\r\nContent-Length: {n}\r\n\r\n")?;
+            write_pattern(out, n / 10, PIECE, false)?;
+            out.flush()?;
+            state.gate.wait();
+            return Ok(false);
+        }
+        "die-chunked" => {
+            out.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")?;
+            let mut body = Vec::new();
+            write_pattern(&mut body, n, 1000, true)?;
+            body.truncate(body.len() - b"0\r\n\r\n".len());
+            out.write_all(&body)?;
             return Ok(false);
         }
         "garbage" => {

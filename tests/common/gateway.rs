@@ -10,28 +10,26 @@
 //!
 //! Not for: talking HTTP (`client.rs`), backends (`backend.rs`).
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{temp_dir, Client, Response};
-
-/// How long rgate may take to say it is listening, unless the test says otherwise.
-const START_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a binary just written may stay busy (ETXTBSY) before spawning it fails the test.
-const BUSY_BINARY_LIMIT: Duration = Duration::from_secs(1);
+use super::process::{send_signal, ProcessGroup};
+use super::{get, limits, temp_dir, wait_until, Client, Response, TempDir};
 
 /// A process's stderr, read to the end on its own thread (so the pipe never fills), kept
 /// whole for messages and handed out line by line to whoever waits for one.
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct StderrLog {
     text: Arc<Mutex<String>>,
     lines: Mutex<mpsc::Receiver<String>>,
 }
 
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl StderrLog {
     pub fn follow(stderr: impl Read + Send + 'static) -> StderrLog {
         let text = Arc::new(Mutex::new(String::new()));
@@ -62,6 +60,7 @@ impl StderrLog {
 
     /// Waits up to `limit` for the next line (not yet handed to an earlier wait) for which
     /// `found` says something; `None` at the timeout or when the pipe closed first.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn wait_line<T>(
         &self,
         limit: Duration,
@@ -80,6 +79,7 @@ impl StderrLog {
 }
 
 /// How to start one rgate; `Gateway::options(config)` gives the usual settings.
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Launch {
     config: String,
     dir: Option<PathBuf>,
@@ -91,6 +91,7 @@ pub struct Launch {
     start_timeout: Duration,
 }
 
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Launch {
     /// Writes the config (and, by default, the database and pid file) into `dir`, which the
     /// test owns: it is kept when the gateway goes, so a later gateway can start on it.
@@ -140,41 +141,43 @@ impl Launch {
     /// Starts rgate and waits for its `listening on` line; panics with its stderr if none comes.
     pub fn start(self) -> Gateway {
         let start_timeout = self.start_timeout;
-        let (mut child, gw_parts) = self.spawn_inner();
-        let log = StderrLog::follow(child.stderr.take().expect("stderr piped"));
+        let (mut process, parts) = self.spawn_inner();
+        let log = StderrLog::follow(process.child.stderr.take().expect("stderr piped"));
         match log.wait_line(start_timeout, listening_addr) {
             Some(addr) => Gateway {
                 addr,
-                dir: gw_parts.dir,
-                binary: gw_parts.binary,
-                config_path: gw_parts.config_path,
-                pid_file: gw_parts.pid_file,
-                child,
+                dir: parts.dir,
+                binary: parts.binary,
+                config_path: parts.config_path,
+                pid_file: parts.pid_file,
+                process,
                 log,
-                owns_dir: gw_parts.owns_dir,
+                _owned_dir: parts.owned_dir,
             },
             None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                // Lets the reader take in what the process wrote last.
-                thread::sleep(Duration::from_millis(100));
-                if gw_parts.owns_dir {
-                    let _ = std::fs::remove_dir_all(&gw_parts.dir);
-                }
+                process.kill_all();
+                // The pipe closes once every process of the group is gone: the log is whole.
+                let _ = log.wait_line(limits::EXIT, |_| None::<()>);
                 panic!("rgate did not report listening; stderr:\n{}", log.text());
             }
         }
     }
 
     /// Only spawns rgate (stderr piped, nothing read): for a test that expects it to exit.
-    pub fn spawn(self) -> Child {
-        self.spawn_inner().0
+    /// The returned group is killed when dropped; its directory is removed then too.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn spawn(self) -> (ProcessGroup, Option<TempDir>) {
+        let (process, parts) = self.spawn_inner();
+        (process, parts.owned_dir)
     }
 
-    fn spawn_inner(self) -> (Child, Paths) {
-        let (dir, owns_dir) = match self.dir {
-            Some(dir) => (dir, false),
-            None => (temp_dir("gw"), true),
+    fn spawn_inner(self) -> (ProcessGroup, Paths) {
+        let (dir, owned_dir) = match self.dir {
+            Some(dir) => (dir, None),
+            None => {
+                let owned = temp_dir("gw");
+                (owned.to_path_buf(), Some(owned))
+            }
         };
         let config_path = dir.join("config.yml");
         std::fs::write(&config_path, &self.config).expect("write config");
@@ -201,15 +204,15 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
-        let child = spawn_fresh_binary(&mut cmd);
+        let process = ProcessGroup::spawn(&mut cmd);
         let paths = Paths {
             dir,
             binary,
             config_path,
             pid_file,
-            owns_dir,
+            owned_dir,
         };
-        (child, paths)
+        (process, paths)
     }
 }
 
@@ -219,23 +222,7 @@ struct Paths {
     binary: PathBuf,
     config_path: PathBuf,
     pid_file: PathBuf,
-    owns_dir: bool,
-}
-
-/// Spawns a binary this process may have just written. Another test thread forking at the
-/// same moment briefly holds the file open for writing, which makes exec fail with ETXTBSY.
-fn spawn_fresh_binary(cmd: &mut Command) -> Child {
-    let deadline = Instant::now() + BUSY_BINARY_LIMIT;
-    loop {
-        match cmd.spawn() {
-            Err(e)
-                if e.kind() == io::ErrorKind::ExecutableFileBusy && Instant::now() < deadline =>
-            {
-                thread::sleep(Duration::from_millis(20))
-            }
-            other => return other.expect("start rgate"),
-        }
-    }
+    owned_dir: Option<TempDir>,
 }
 
 fn listening_addr(line: &str) -> Option<SocketAddr> {
@@ -243,8 +230,10 @@ fn listening_addr(line: &str) -> Option<SocketAddr> {
     rest.split_whitespace().next()?.parse().ok()
 }
 
-/// One rgate process, with its own directory, config, db and pid file; killed on drop,
-/// together with the process its pid file names if a restart replaced the first one.
+/// One rgate process, with its own directory, config, db and pid file. It leads a process
+/// group of its own, which its successors join: on drop the whole group is killed (the first
+/// process, every successor, ready or not) and the directory, if the gateway made it, removed.
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 pub struct Gateway {
     pub addr: SocketAddr,
     pub dir: PathBuf,
@@ -252,11 +241,13 @@ pub struct Gateway {
     pub binary: PathBuf,
     pub config_path: PathBuf,
     pub pid_file: PathBuf,
-    child: Child,
+    process: ProcessGroup,
     log: StderrLog,
-    owns_dir: bool,
+    /// Removed on drop, after the processes are gone.
+    _owned_dir: Option<TempDir>,
 }
 
+#[allow(dead_code)] // shared by the test binaries; each uses a part
 impl Gateway {
     pub fn start(config: &str) -> Gateway {
         Gateway::options(config).start()
@@ -277,7 +268,7 @@ impl Gateway {
             args: Vec::new(),
             env: Vec::new(),
             private_binary: false,
-            start_timeout: START_TIMEOUT,
+            start_timeout: limits::START,
         }
     }
 
@@ -288,7 +279,7 @@ impl Gateway {
 
     /// The pid of the process this test started.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.process.id()
     }
 
     /// The pid the pid file names now (after a restart, the successor's).
@@ -301,16 +292,22 @@ impl Gateway {
     }
 
     /// Waits up to `limit` for `cond`; fails the test with rgate's stderr otherwise.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn wait_until(&self, limit: Duration, cond: impl Fn(&Gateway) -> bool, what: &str) {
-        let deadline = Instant::now() + limit;
-        while !cond(self) {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; log:\n{}",
-                self.log()
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
+        wait_until(limit, format_args!("{what}; log:\n{}", LogOf(self)), || {
+            cond(self)
+        });
+    }
+
+    /// Waits (up to `limit`) for a line of the log containing `text`, which may already have
+    /// been written.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn wait_log(&self, limit: Duration, text: &str) {
+        self.wait_until(
+            limit,
+            |g| g.log().contains(text),
+            &format!("{text:?} in the log"),
+        );
     }
 
     pub fn client(&self) -> Client {
@@ -324,9 +321,10 @@ impl Gateway {
         c.read_response(raw.starts_with("HEAD "))
     }
 
-    /// `GET path` on a new connection.
+    /// `GET path` on a new connection (`Connection: close`); fails the test if no complete
+    /// response comes, or bytes follow it. See `common::get`.
     pub fn get(&self, path: &str) -> Response {
-        self.request(&format!("GET {path} HTTP/1.1\r\nHost: gw.test\r\n\r\n"))
+        get(self.addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}\nlog:\n{}", self.log()))
     }
 
     /// A `/proc/<pid>/status` field in KiB, e.g. `VmHWM` (peak RSS) or `VmRSS`.
@@ -346,65 +344,33 @@ impl Gateway {
     }
 
     /// Waits up to `timeout` for the process to exit.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        wait_child_exit(&mut self.child, timeout)
+        self.process.wait_exit(timeout)
     }
 
-    /// SIGKILL, and waits for it: the process gets no chance to flush anything.
+    /// SIGKILL to every process of the gateway, and waits: nothing gets a chance to flush.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn kill(mut self) {
-        self.child.kill().expect("kill rgate");
-        self.child.wait().expect("wait for rgate");
+        self.process.kill_all();
+    }
+}
+
+/// Shows a gateway's log lazily, in a failure message.
+struct LogOf<'a>(&'a Gateway);
+
+impl std::fmt::Display for LogOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0.log())
     }
 }
 
 impl Drop for Gateway {
     fn drop(&mut self) {
-        // The pid file is read before the first process is reaped, so its pid is not reused yet.
-        if let Some(pid) = self.pid_in_file().filter(|&p| p != self.child.id()) {
-            let _ = send_signal(pid, libc::SIGKILL);
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        // Every process of the group: the first, and every successor, ready or not.
+        self.process.kill_all();
         if thread::panicking() {
             eprintln!("---- rgate stderr ----\n{}", self.log());
         }
-        if self.owns_dir {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
     }
-}
-
-/// kill(2).
-pub fn send_signal(pid: u32, sig: libc::c_int) -> io::Result<()> {
-    let pid =
-        libc::pid_t::try_from(pid).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
-    // SAFETY: kill(2) touches no memory of ours; the worst outcome is ESRCH.
-    if unsafe { libc::kill(pid, sig) } == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
-/// Whether a process has exited (gone, or a zombie waiting to be reaped).
-pub fn exited(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Err(_) => true,
-        Ok(stat) => stat
-            .rsplit(") ")
-            .next()
-            .is_some_and(|rest| rest.starts_with('Z')),
-    }
-}
-
-/// Waits up to `timeout` for `child` to exit.
-pub fn wait_child_exit(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            return Some(status);
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    None
 }

@@ -3,20 +3,13 @@
 //! by SIGTERM with its exit status, `/stats` read as JSON, and numbers picked out of it.
 //! Every wait is bounded in time.
 
-#![allow(dead_code)]
-
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ExitStatus};
-use std::time::Duration;
+use std::process::ExitStatus;
 
 use serde_json::Value;
 
-use crate::common::{get_once, wait_child_exit, Gateway, Launch, Response};
-
-const START_TIMEOUT: Duration = Duration::from_secs(15);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(15);
-const IO_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::common::{limits, Gateway, Launch, ProcessGroup, Response, TempDir};
 
 /// rgate with `config` (YAML) written into `dir`, on the database `db`.
 fn launch(dir: &Path, config: &str, db: &Path) -> Launch {
@@ -24,7 +17,6 @@ fn launch(dir: &Path, config: &str, db: &Path) -> Launch {
         .in_dir(dir)
         .db(db)
         .args(&["--drain-timeout", "5"])
-        .start_timeout(START_TIMEOUT)
 }
 
 /// A running rgate; killed (SIGKILL) when dropped, `dir` kept for the next one.
@@ -33,7 +25,7 @@ pub fn start(dir: &Path, config: &str, db: &Path) -> Gateway {
 }
 
 /// Spawns rgate without waiting for it to listen (for a start that must fail).
-pub fn spawn(dir: &Path, config: &str, db: &Path) -> Child {
+pub fn spawn(dir: &Path, config: &str, db: &Path) -> (ProcessGroup, Option<TempDir>) {
     launch(dir, config, db).spawn()
 }
 
@@ -41,22 +33,21 @@ pub fn spawn(dir: &Path, config: &str, db: &Path) -> Child {
 pub fn stop(mut rgate: Gateway) -> ExitStatus {
     rgate.signal(libc::SIGTERM);
     rgate
-        .wait_exit(EXIT_TIMEOUT)
+        .wait_exit(limits::EXIT)
         .unwrap_or_else(|| panic!("rgate did not exit in time"))
 }
 
-/// Waits up to `EXIT_TIMEOUT` for `child` to exit; kills it and fails otherwise.
-pub fn wait_exit(child: &mut Child) -> ExitStatus {
-    wait_child_exit(child, EXIT_TIMEOUT).unwrap_or_else(|| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("rgate did not exit in time");
-    })
+/// Waits up to `limits::EXIT` for a process to exit; fails otherwise (the group is killed
+/// when dropped).
+pub fn wait_exit(process: &mut ProcessGroup) -> ExitStatus {
+    process
+        .wait_exit(limits::EXIT)
+        .unwrap_or_else(|| panic!("rgate did not exit in time"))
 }
 
 /// One request on a new connection (`Connection: close`); the response read to the end.
 pub fn get(addr: SocketAddr, path: &str) -> Response {
-    get_once(addr, path, IO_TIMEOUT).unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    crate::common::get(addr, path).unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 /// `/stats` as JSON.

@@ -5,9 +5,9 @@
 //! first are kept; `/stats` totals are read to compare with what was sent.
 //!
 //! Bounded: each client stops when told, or after `CLIENT_LIMIT`; each exchange has a timeout.
-//! (tests/restart.rs keeps its own copy of these clients, written before this file.)
+//! Used by tests/restart.rs, tests/supervisor.rs and tests/docker.rs.
 
-#![allow(dead_code)]
+#![allow(dead_code)] // a support module: each test binary uses the part it needs
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -15,10 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::common::{Client, Response};
+pub use crate::common::get_request as get;
+use crate::common::{limits, poll, wait_until, Client, Response};
 
-/// The longest one exchange may take.
-const IO_TIMEOUT: Duration = Duration::from_secs(20);
 /// The longest a client runs, told to stop or not.
 const CLIENT_LIMIT: Duration = Duration::from_secs(180);
 /// Failures kept for the message.
@@ -119,6 +118,15 @@ impl Load {
         self.tally.failed.load(Ordering::Relaxed)
     }
 
+    /// Waits until `n` more requests were answered than now: traffic between two events of a
+    /// test, instead of a pause.
+    pub fn wait_answered(&self, n: u64) {
+        let from = self.answered();
+        wait_until(limits::CONDITION, format!("{n} more answers"), || {
+            self.answered() >= from + n
+        });
+    }
+
     /// Stops the clients and says what they saw.
     pub fn finish(self) -> Outcome {
         self.stop.store(true, Ordering::Relaxed);
@@ -134,11 +142,7 @@ impl Load {
 }
 
 pub fn connect(addr: SocketAddr) -> Result<Client, String> {
-    Client::try_connect(addr, IO_TIMEOUT).map_err(|e| format!("connect: {e}"))
-}
-
-pub fn get(path: &str) -> Vec<u8> {
-    format!("GET {path} HTTP/1.1\r\nHost: rgate\r\n\r\n").into_bytes()
+    Client::try_connect(addr, limits::IO).map_err(|e| format!("connect: {e}"))
 }
 
 fn keep_alive_client(
@@ -195,20 +199,25 @@ fn new_connection_client(
 }
 
 /// `requests_count.total` from `/stats`.
-pub fn stats_total(addr: SocketAddr) -> Option<u64> {
-    let mut c = connect(addr).ok()?;
-    let r = c.try_exchange(&get("/stats")).ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-    v["requests_count"]["total"].as_u64()
+pub fn stats_total(addr: SocketAddr) -> Result<u64, String> {
+    let r = crate::common::get(addr, "/stats")?;
+    let v: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    v["requests_count"]["total"]
+        .as_u64()
+        .ok_or_else(|| format!("no total in {v}"))
 }
 
 /// Polls `/stats` (up to `limit`) until its total is `want`; the last total seen.
 pub fn wait_stats_total(addr: SocketAddr, want: u64, limit: Duration) -> Option<u64> {
-    let deadline = Instant::now() + limit;
-    let mut total = stats_total(addr);
-    while total != Some(want) && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(100));
-        total = stats_total(addr);
-    }
-    total
+    let mut last = None;
+    let _ = poll(limit, || {
+        let total = stats_total(addr)?;
+        last = Some(total);
+        if total == want {
+            Ok(())
+        } else {
+            Err(format!("total {total}"))
+        }
+    });
+    last
 }
