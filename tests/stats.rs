@@ -296,7 +296,6 @@ fn percentiles_are_within_the_histogram_error_of_known_latencies() {
 
 /// `history[].p50_ms` and `p99_ms` are the percentiles of that minute's requests.
 #[test]
-#[ignore = "fails: rgate reports p50_ms and p99_ms as 0 in every history row (bug found by this test, issue 17)"]
 fn history_rows_carry_their_minutes_p50_and_p99() {
     let dir = temp_dir("history");
     let servers = Backends::start();

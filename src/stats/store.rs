@@ -16,7 +16,9 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Transaction};
+use rusqlite::{
+    params, Connection, OpenFlags, OptionalExtension, Transaction, TransactionBehavior,
+};
 
 use super::histogram::{Histogram, BUCKETS, LAYOUT};
 use super::traffic::{Key, Scope, Totals, Traffic, CODE_SLOTS};
@@ -153,7 +155,7 @@ impl Store {
     /// Creates the tables and checks the histogram layout; a write, so a database that
     /// cannot be written fails here rather than on the first flush.
     fn init_schema(&mut self, now: i64) -> rusqlite::Result<Result<i64, String>> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         tx.execute_batch(SCHEMA)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('created_at', ?1)",
@@ -183,6 +185,15 @@ impl Store {
         Ok(Ok(created.unwrap_or(now)))
     }
 
+    /// A transaction that takes the write lock when it begins. Two processes write during a
+    /// restart; a transaction that read first and then wanted to write would fail at once
+    /// ("database is locked", no busy wait) if the other wrote in between, while this one
+    /// waits for the lock up to `BUSY_TIMEOUT`.
+    fn write_transaction(&mut self) -> rusqlite::Result<Transaction<'_>> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+    }
+
     pub(crate) fn created_at(&self) -> i64 {
         self.created_at
     }
@@ -197,7 +208,7 @@ impl Store {
         keep_from: i64,
         history_from: i64,
     ) -> rusqlite::Result<(Totals, Vec<MinuteRow>)> {
-        let tx = self.conn.transaction()?;
+        let tx = self.write_transaction()?;
         if !delta.is_empty() {
             add_totals(&tx, delta)?;
             if let Some(total) = delta.get(&Key::total()) {
@@ -397,6 +408,11 @@ fn read_history(tx: &Transaction<'_>, from: i64) -> rusqlite::Result<Vec<MinuteR
         ) {
             out[i].latency.buckets[b] += uint(row.get(2)?);
         }
+    }
+    // A minute's slowest request is not stored: its quantiles are not capped by a maximum
+    // (a maximum of 0 would make every one of them 0).
+    for row in &mut out {
+        row.latency.max_ns = u64::MAX;
     }
     Ok(out)
 }
