@@ -520,3 +520,70 @@ fn the_pool_keeps_at_most_64_idle_connections_per_backend_and_reuses_them() {
         gw.log()
     );
 }
+
+/// A backend that answers (here 413) as soon as it has the head, while the client is still
+/// uploading: the answer reaches the client at once, rgate stops relaying the body (the
+/// backend gets far less than the client meant to send), and the connection ends after the
+/// answer without resetting it away.
+#[test]
+fn an_early_answer_during_an_upload_reaches_the_client_and_stops_the_upload() {
+    const BODY: u64 = 256 * 1024 * 1024;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let received = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let backend_received = received.clone();
+    let backend = thread::spawn(move || {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(limits::IO)).unwrap();
+        let mut head = Vec::new();
+        let mut byte = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            assert_eq!(s.read(&mut byte).unwrap(), 1, "the head");
+            head.push(byte[0]);
+        }
+        s.write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\n\r\ntoo big!")
+            .unwrap();
+        // Keep reading (and dropping) whatever rgate still relays, until it closes.
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            backend_received.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let gw = Gateway::start(&config(&[("/", "b")], &[("b", &[addr])], ""));
+    let mut c = gw.client();
+    c.send(
+        format!("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: {BODY}\r\n\r\n").as_bytes(),
+    );
+    let mut uploader = c.stream.try_clone().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let sent_by_uploader = sent.clone();
+    let upload = thread::spawn(move || {
+        let piece = vec![b'x'; 64 * 1024];
+        while sent_by_uploader.load(std::sync::atomic::Ordering::SeqCst) < BODY {
+            if uploader.write_all(&piece).is_err() {
+                return; // rgate closed: the upload stopped.
+            }
+            sent_by_uploader.fetch_add(piece.len() as u64, std::sync::atomic::Ordering::SeqCst);
+        }
+    });
+    let r = c.read_response(false);
+    assert_eq!(r.status, 413);
+    assert_eq!(r.body, b"too big!");
+    assert!(
+        r.closes_connection(),
+        "rgate closes after an answer to a cut request"
+    );
+    upload.join().unwrap();
+    backend.join().unwrap();
+    let (sent, received) = (
+        sent.load(std::sync::atomic::Ordering::SeqCst),
+        received.load(std::sync::atomic::Ordering::SeqCst),
+    );
+    assert!(
+        received < BODY / 4,
+        "rgate went on relaying after the answer: the backend got {received} of {BODY} bytes (the client sent {sent})"
+    );
+}

@@ -138,9 +138,12 @@ impl ClientConn {
             return Ok(());
         }
         exchange.body_started();
+        let probe = exchange.answer_probe();
+        let answered = move || probe.answered();
         let idle = IdleLimit {
             alarms: &self.core.alarms,
             limit: self.core.settings.config.timeouts.body_idle,
+            receiver_answered: Some(&answered),
         };
         let relayed = relay_body(
             &mut self.client,
@@ -164,8 +167,9 @@ impl ClientConn {
                     .await;
                 Err(Stop::Done(Next::Linger))
             }
-            // The backend stopped reading; it may have answered already (e.g. 413).
-            Err(RelayError::DestinationIo(_)) => {
+            // The backend answered before the body's end (e.g. 413), or stopped reading: its
+            // answer is read and relayed; the rest of the body is not.
+            Err(RelayError::ReceiverAnswered | RelayError::DestinationIo(_)) => {
                 exchange.request_cut();
                 Ok(())
             }
@@ -266,6 +270,7 @@ impl ClientConn {
         let idle = IdleLimit {
             alarms: &core.alarms,
             limit: core.settings.config.timeouts.body_idle,
+            receiver_answered: None,
         };
         let mut before_last_write = |body_bytes: u64| {
             rec.record.bytes_out = head_bytes + body_bytes;
@@ -295,11 +300,16 @@ impl ClientConn {
             }
         }
         exchange.response_done();
+        let request_whole = exchange.request_whole();
         if let Some(reusable) = exchange.into_reusable() {
             self.core.pool.borrow_mut().put(addr, reusable);
         }
         if plan.client_keep {
             Next::KeepAlive
+        } else if !request_whole {
+            // The client may still be sending the body nobody reads: stop writing, and drop
+            // what arrives for a moment, so closing does not reset the response away.
+            Next::Linger
         } else {
             Next::Close
         }

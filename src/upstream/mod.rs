@@ -24,7 +24,7 @@ pub(crate) mod pool;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use monoio::io::AsyncWriteRentExt;
@@ -111,22 +111,69 @@ impl ReusableConn {
     /// hands it out, so a backend that restarted, or closes idle connections itself, costs
     /// the client nothing even for a request that could not be retried.
     pub(crate) fn is_stale(&self) -> bool {
-        let fd = self.0.stream.io.as_raw_fd();
-        let mut byte = 0u8;
-        // SAFETY: `fd` is the open socket `self` owns for the whole call; the buffer is one
-        // valid, writable byte. MSG_PEEK leaves any data where it is and MSG_DONTWAIT
-        // returns at once whatever the socket's mode. An idle pooled connection has no I/O
-        // in flight in the runtime, so this read races with nothing. (No safe API peeks
-        // without blocking on a monoio stream.)
-        let n = unsafe {
-            libc::recv(
-                fd,
-                (&mut byte as *mut u8).cast(),
-                1,
-                libc::MSG_PEEK | libc::MSG_DONTWAIT,
-            )
-        };
-        n >= 0 || io::Error::last_os_error().kind() != io::ErrorKind::WouldBlock
+        let mut byte = [0u8; 1];
+        // SAFETY: the pooled connection owns the open socket for the whole call, and an idle
+        // pooled connection has no I/O in flight in the runtime.
+        let peeked = unsafe { peek(self.0.stream.io.as_raw_fd(), &mut byte) };
+        peeked != Peeked::Nothing
+    }
+}
+
+/// What a peek at a socket found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Peeked {
+    /// Nothing to read yet.
+    Nothing,
+    /// This many unread bytes (copied, not consumed).
+    Bytes(usize),
+    /// The peer closed or reset the connection.
+    Closed,
+}
+
+/// Looks at what the peer of socket `fd` has sent and nobody has read, by one non-blocking
+/// peek into `buf`. (No safe API peeks without blocking on a monoio stream.)
+///
+/// # Safety
+/// `fd` must be an open socket for the whole call, with no read of it in flight: MSG_PEEK
+/// leaves any data where it is, MSG_DONTWAIT returns at once whatever the socket's mode, and
+/// `buf` is ours.
+unsafe fn peek(fd: RawFd, buf: &mut [u8]) -> Peeked {
+    let n = libc::recv(
+        fd,
+        buf.as_mut_ptr().cast(),
+        buf.len(),
+        libc::MSG_PEEK | libc::MSG_DONTWAIT,
+    );
+    match n {
+        0 => Peeked::Closed,
+        n if n > 0 => Peeked::Bytes(n as usize),
+        _ if io::Error::last_os_error().kind() == io::ErrorKind::WouldBlock => Peeked::Nothing,
+        _ => Peeked::Closed,
+    }
+}
+
+/// `HTTP/1.1 200`: enough of a status line to tell an interim response from a final one.
+const STATUS_LINE_PREFIX: usize = 12;
+
+/// Tells, while a request body is being written, whether the backend has answered already
+/// with a final response (or closed): then the rest of the body is not relayed
+/// (`wire::body::IdleLimit`). An interim (1xx) head is not an answer: the body goes on.
+#[derive(Clone, Copy)]
+pub(crate) struct AnswerProbe(RawFd);
+
+impl AnswerProbe {
+    pub(crate) fn answered(self) -> bool {
+        let mut start = [0u8; STATUS_LINE_PREFIX];
+        // SAFETY: made by `Exchange::answer_probe` for its own socket and used only while
+        // that exchange writes the request body (`proxy::exchange::send_request`): the
+        // socket is open, and nothing reads it until the body is done.
+        match unsafe { peek(self.0, &mut start) } {
+            Peeked::Nothing => false,
+            Peeked::Closed => true,
+            // Too little to tell yet: asked again before the next read of body.
+            Peeked::Bytes(n) if n < STATUS_LINE_PREFIX => false,
+            Peeked::Bytes(_) => start[9] != b'1',
+        }
     }
 }
 
@@ -224,6 +271,11 @@ impl Exchange {
             };
         }
         (res.map(|_| ()).map_err(UpstreamError::Send), head)
+    }
+
+    /// A probe of whether the backend answered while the body is being written.
+    pub(crate) fn answer_probe(&self) -> AnswerProbe {
+        AnswerProbe(self.conn.stream.io.as_raw_fd())
     }
 
     /// The request body is about to be relayed.

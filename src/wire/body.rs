@@ -37,6 +37,9 @@ pub(crate) enum RelayError {
     Chunked(ChunkedError),
     /// The receiving side could not be written to.
     DestinationIo(io::Error),
+    /// The receiving side answered before the body was complete (a backend's early 413):
+    /// the rest of the body is not relayed.
+    ReceiverAnswered,
 }
 
 impl fmt::Display for RelayError {
@@ -47,6 +50,7 @@ impl fmt::Display for RelayError {
             RelayError::SourceTimeout => write!(f, "silent longer than the body idle timeout"),
             RelayError::Chunked(e) => write!(f, "{e}"),
             RelayError::DestinationIo(e) => write!(f, "write failed: {e}"),
+            RelayError::ReceiverAnswered => write!(f, "the receiver answered before the end"),
         }
     }
 }
@@ -80,11 +84,14 @@ pub(crate) async fn relay_body<S: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-/// How long a body's sender may stay silent, on the core's alarm clock.
+/// How long a body's sender may stay silent, on the core's alarm clock; and, for a request
+/// body, how to tell that the backend answered already (asked before each read of more
+/// body, so an early answer stops the upload within one read).
 #[derive(Clone, Copy)]
 pub(crate) struct IdleLimit<'a> {
     pub(crate) alarms: &'a Alarms,
     pub(crate) limit: Duration,
+    pub(crate) receiver_answered: Option<&'a dyn Fn() -> bool>,
 }
 
 /// Reads more into `src`; a clean close is `Ok(0)`.
@@ -92,6 +99,9 @@ async fn fill<S: AsyncReadRent>(
     src: &mut Buffered<S>,
     idle: IdleLimit<'_>,
 ) -> Result<usize, RelayError> {
+    if idle.receiver_answered.is_some_and(|answered| answered()) {
+        return Err(RelayError::ReceiverAnswered);
+    }
     match idle
         .alarms
         .timeout_in(idle.limit, src.fill(BODY_READ_BYTES))
@@ -342,6 +352,7 @@ mod tests {
             let idle = IdleLimit {
                 alarms: &alarms,
                 limit: Duration::from_secs(60),
+                receiver_answered: None,
             };
             let result = relay_body(&mut src, &mut dst, framing, mode, idle, &mut |n| {
                 counted.push(n)
