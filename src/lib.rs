@@ -35,3 +35,10 @@ pub mod server;
 pub mod stats;
 pub mod supervisor;
 pub mod upgrade;
+
+// Control-plane leaves (added by the control-plane half of the reshape, issue 11): signals,
+// start-up errors and the pid file, wall-clock time. Used by `upgrade`, `supervisor`,
+// `lifecycle`, `discovery` and `stats`; they import none of those.
+pub(crate) mod clock;
+pub(crate) mod signals;
+pub(crate) mod startup;

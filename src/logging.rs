@@ -7,6 +7,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
+use crate::startup::StartError;
+
 struct StderrLogger;
 
 impl Log for StderrLogger {
@@ -33,18 +35,15 @@ impl Log for StderrLogger {
 }
 
 /// Installs the logger. `level` is one of error, warn, info, debug, trace.
-pub fn init(level: &str) -> Result<(), String> {
+/// An unknown level is a start-up error (exit 2).
+pub(crate) fn init(level: &str) -> Result<(), StartError> {
     let filter = match level.to_ascii_lowercase().as_str() {
         "error" => LevelFilter::Error,
         "warn" => LevelFilter::Warn,
         "info" => LevelFilter::Info,
         "debug" => LevelFilter::Debug,
         "trace" => LevelFilter::Trace,
-        other => {
-            return Err(format!(
-                "--log-level {other:?}: use error, warn, info, debug or trace"
-            ))
-        }
+        other => return Err(StartError::LogLevel(other.to_string())),
     };
     static LOGGER: StderrLogger = StderrLogger;
     let _ = log::set_logger(&LOGGER);
@@ -53,7 +52,7 @@ pub fn init(level: &str) -> Result<(), String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time after the epoch.
-pub fn utc_timestamp(t: SystemTime) -> String {
+pub(crate) fn utc_timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

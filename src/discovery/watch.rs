@@ -6,13 +6,14 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use docker_api::opts::{ContainerListOpts, EventFilter, EventFilterType, EventsOpts};
 use docker_api::Docker;
 use futures_util::StreamExt;
 
 use crate::backends::TablePublisher;
+use crate::clock::unix_now;
 
 use super::container::ContainerFacts;
 use super::events::{Change, ContainerEvent, FOLLOWED};
@@ -230,10 +231,4 @@ impl Watch {
 
 fn is_not_found(e: &docker_api::Error) -> bool {
     matches!(e, docker_api::Error::Fault { code, .. } if code.as_u16() == 404)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

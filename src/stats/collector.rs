@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::store::{MinuteRow, Store};
 use super::traffic::Totals;
-use super::{unix_now, StatsHub};
+use super::StatsHub;
+use crate::clock::unix_now;
 
 /// How many times the final flush is tried before the last deltas are given up.
 const FINAL_FLUSH_ATTEMPTS: u32 = 5;

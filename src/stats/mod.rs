@@ -24,9 +24,10 @@ mod traffic;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::backends::BackendTable;
+use crate::clock::unix_now;
 use crate::config::{Config, StatsSettings};
 
 pub use collector::Collector;
@@ -101,13 +102,6 @@ pub struct RequestRecord {
 pub enum Endpoint {
     Stats,
     Metrics,
-}
-
-/// Unix time in whole seconds.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 /// The statistics shared by all cores and the stats thread.
