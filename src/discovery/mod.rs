@@ -8,6 +8,7 @@
 //! serves; afterwards Docker events keep the table current within a second, and a container
 //! told to stop leaves the table before its process dies.
 //!
+//! * `error` — `DiscoveryError`: why Docker could not be used, and whether retrying helps.
 //! * `version` — where Docker is (`DOCKER_HOST`) and the API version (negotiated, or
 //!   `DOCKER_API_VERSION`).
 //! * `container` — inspect data → whether it serves, and at which address (pure).
@@ -16,6 +17,7 @@
 //! * `watch` — the async loop: connect, list, follow events, reconnect with backoff.
 
 mod container;
+mod error;
 mod events;
 mod state;
 mod version;

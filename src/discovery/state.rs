@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use crate::backends::{BackendTable, Instance};
 use crate::config::{Config, Discovery};
 
-use super::container::{carries_labels, ContainerFacts, Skip};
+use super::container::{carries_labels, Ambiguity, ContainerFacts, Skip};
 
 /// A Docker backend: its index in `Config::backends` and the labels it wants.
 #[derive(Debug, Clone)]
@@ -55,7 +55,7 @@ pub(crate) struct Containers {
     /// Containers told to stop (`stop`, `kill`): kept out of the table until they start again.
     stopping: HashSet<String>,
     /// `(container id, reason)` already logged, so each ambiguity is logged once.
-    logged: HashSet<(String, String)>,
+    logged: HashSet<(String, Ambiguity)>,
 }
 
 impl Containers {
