@@ -28,19 +28,19 @@ pub(crate) const LABEL_NETWORK: &str = "rgate.network";
 /// What rgate needs to know of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerFacts {
-    pub id: String,
+    pub(crate) id: String,
     /// The name without Docker's leading `/`.
-    pub name: String,
-    pub labels: HashMap<String, String>,
-    pub run: RunState,
-    pub health: Health,
+    pub(crate) name: String,
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) run: RunState,
+    pub(crate) health: Health,
     /// TCP ports published on the host.
-    pub published: Vec<PublishedPort>,
+    pub(crate) published: Vec<PublishedPort>,
     /// Exposed TCP ports (image `EXPOSE` and `--expose`), sorted.
-    pub exposed: Vec<u16>,
+    pub(crate) exposed: Vec<u16>,
     /// `(network name, IP)` of each network the container has an IP on, sorted by name.
-    pub networks: Vec<(String, IpAddr)>,
-    pub host_network: bool,
+    pub(crate) networks: Vec<(String, IpAddr)>,
+    pub(crate) host_network: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,9 +62,9 @@ pub(crate) enum Health {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PublishedPort {
-    pub private: u16,
-    pub host_ip: String,
-    pub host_port: u16,
+    pub(crate) private: u16,
+    pub(crate) host_ip: String,
+    pub(crate) host_port: u16,
 }
 
 /// Why a container that carries a backend's labels gets no traffic.

@@ -37,7 +37,7 @@ const FIRST_SYNC_LIMIT: Duration = Duration::from_secs(20);
 /// Starts discovery for the Docker backends of `config`, if there are any, and returns once
 /// the first discovery is published or has failed with a logged error (it then keeps
 /// retrying in the background; Docker backends answer 503 meanwhile).
-pub fn start(config: &Config, publisher: Arc<TablePublisher>) {
+pub(crate) fn start(config: &Config, publisher: Arc<TablePublisher>) {
     if state::label_backends(config).is_empty() {
         return;
     }

@@ -15,9 +15,9 @@ use super::container::{carries_labels, Ambiguity, ContainerFacts, Skip};
 /// A Docker backend: its index in `Config::backends` and the labels it wants.
 #[derive(Debug, Clone)]
 pub(crate) struct LabelBackend {
-    pub index: usize,
-    pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) labels: Vec<(String, String)>,
 }
 
 /// The Docker backends of a config.

@@ -27,7 +27,7 @@ const VERSION_LIMIT: Duration = Duration::from_secs(5);
 /// Where the daemon is, as the user wrote it (for messages) and as docker-api takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    pub uri: String,
+    pub(crate) uri: String,
 }
 
 impl Endpoint {

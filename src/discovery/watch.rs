@@ -46,10 +46,10 @@ enum SessionEnd {
 }
 
 pub(crate) struct Watch {
-    pub endpoint: Endpoint,
-    pub requested_version: Option<String>,
-    pub containers: Containers,
-    pub publisher: Arc<TablePublisher>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) requested_version: Option<String>,
+    pub(crate) containers: Containers,
+    pub(crate) publisher: Arc<TablePublisher>,
 }
 
 impl Watch {
