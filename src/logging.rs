@@ -1,6 +1,7 @@
 //! A small stderr logger for the `log` facade: one line per record, UTC timestamp, level,
 //! thread name. Log lines are rgate's interface with operators and with the tests (which
-//! read the "listening on" line), so their shape is kept stable.
+//! read the "listening on" line), so their shape is kept stable. An unknown `--log-level` is
+//! a start-up error (exit 2), said on stderr since no logger exists yet.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};

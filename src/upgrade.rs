@@ -17,6 +17,17 @@
 //! The same handover starts every serving process under the supervisor (`supervisor`):
 //! `Successor` is the started process and its readiness pipe, without the waiting, so the
 //! supervisor can watch it alongside signals and its other children.
+//!
+//! SIGHUP is also how a new configuration is taken into use: the successor loads the config
+//! file afresh, so an invalid one makes it exit 2 before it is ready, and the restart fails
+//! with what it printed while the old process keeps serving with its own.
+//!
+//! Errors: a restart that fails is not an error of the process. `UpgradeOutcome::Failed`
+//! carries the reason as the text the log shows (with the successor's last output); the
+//! caller logs it and keeps serving. Only the successor's side (`inherited_listeners`,
+//! `ReadyNotifier::notify`) returns `io::Error`, which start-up turns into exit 1.
+//!
+//! Not for: which signal means what (the caller's `signals::SignalSet`), the pid file.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;

@@ -13,6 +13,11 @@
 //! database totals plus the live counters not yet written (see `collector` for why that
 //! counts every request exactly once). Rendering runs on the core that got the request; it
 //! reads atomics and clones what the stats thread published, and never touches SQLite.
+//!
+//! Errors: the store's failures are one `store::StoreError`. At start-up a database that
+//! cannot be used is a `StatsError` naming the file, and rgate exits 2 (`startup`). While
+//! serving, a failed write is logged by the stats thread and retried on the next tick;
+//! counting and `/stats` go on.
 
 mod collector;
 mod counters;

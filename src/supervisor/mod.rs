@@ -21,6 +21,10 @@
 //! * A serving process that dies on its own ends the supervisor with its status (after what
 //!   is still draining has finished): the container's restart policy decides what next.
 //! * The pid file names the supervisor, written once the first serving process is ready.
+//! * Errors: what stops the supervisor from starting is a `startup::StartError` (no
+//!   `--port` and no inherited socket: exit 2; sockets or signals cannot be set up: exit 1),
+//!   reported as the serving process reports its own. Once running, failures (a successor
+//!   that cannot start, a poll error) are logged and the supervisor goes on.
 //!
 //! The decisions are `machine::Machine` (pure, tested there); this file only turns pipes,
 //! signals and waitpid into its events and carries out its actions.
