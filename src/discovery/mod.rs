@@ -8,12 +8,12 @@
 //! serves; afterwards Docker events keep the table current within a second, and a container
 //! told to stop leaves the table before its process dies.
 //!
-//! * `error` — `DiscoveryError`: why Docker could not be used, and whether retrying helps.
 //! Errors: discovery never stops rgate. Its failures are one `DiscoveryError`, logged once per
 //! distinct failure while the watch retries with backoff (a setting that cannot be used is
 //! logged once and ends discovery); the cores keep the last table meanwhile. A container whose
 //! address cannot be decided is skipped with its `container::Ambiguity`, logged once.
 //!
+//! * `error` — `DiscoveryError`: why Docker could not be used, and whether retrying helps.
 //! * `version` — where Docker is (`DOCKER_HOST`) and the API version (negotiated, or
 //!   `DOCKER_API_VERSION`).
 //! * `container` — inspect data → whether it serves, and at which address (pure).
