@@ -89,7 +89,6 @@ struct RawStats {
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub path: PathBuf,
     pub routes: Vec<Route>,
     pub default_response: DefaultResponse,
     pub backends: Vec<BackendSpec>,
@@ -272,7 +271,6 @@ impl Validator<'_> {
         let stats = self.stats(raw.stats)?;
         let headers = self.headers(raw.headers)?;
         Ok(Config {
-            path: self.file.to_path_buf(),
             routes,
             default_response,
             backends,

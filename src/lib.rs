@@ -24,6 +24,9 @@
 //!   * `server` — core threads, runtime and driver choice, the command task, the tick,
 //!     accept loops.
 //! * `listener`, `logging` — sockets owned by the process; the stderr logger.
+//! * `signals`, `startup`, `clock` — control-plane leaves: the blocked signal set, start-up
+//!   errors (each knows its exit code) and the pid file, wall-clock time and waiting on a
+//!   thread with a deadline.
 //! * `upgrade` — zero-downtime restart: sockets handed to a successor process.
 //! * `supervisor` — as PID 1 (or `--supervise`): holds the sockets for the container's life,
 //!   runs the serving process and restarts it on SIGHUP with `upgrade`'s handover; a pure
@@ -49,6 +52,7 @@
 pub(crate) mod alarms;
 pub mod backends;
 pub mod cli;
+pub(crate) mod clock;
 pub mod config;
 pub mod discovery;
 pub mod http;
@@ -59,6 +63,8 @@ pub(crate) mod mailbox;
 pub(crate) mod proxy;
 pub mod router;
 pub(crate) mod server;
+pub(crate) mod signals;
+pub(crate) mod startup;
 pub mod stats;
 pub mod supervisor;
 pub mod upgrade;

@@ -1,34 +1,40 @@
 //! The process lifecycle: start (config → stats → discovery → sockets → cores → ready),
 //! then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
-//! same sockets (`upgrade`) and, once it is ready, drains and exits. Signals are blocked in every
-//! thread and taken synchronously here with `sigtimedwait`, so no handler runs inside a core.
+//! same sockets (`upgrade`) and, once it is ready, drains and exits. SIGHUP is therefore also
+//! how a changed configuration is reloaded: the successor reads the config file afresh, and
+//! if it is invalid the successor exits 2, the restart fails and this process keeps serving
+//! with the configuration it has. Signals are blocked in every thread and taken synchronously
+//! here (`signals`), so no handler runs inside a core.
 //!
 //! As PID 1 or with `--supervise`, the process becomes the `supervisor` instead, which runs
 //! this lifecycle in a child. A supervised process (`RGATE_SUPERVISOR_PID` set) leaves
 //! restarts and the pid file to its supervisor: SIGHUP is passed up to it, and the
 //! supervisor's SIGTERM is what tells it to drain once its successor is ready.
+//!
+//! Errors: everything that can stop start-up is a `startup::StartError`, which knows its exit
+//! code (2 for what the operator asked wrongly, 1 for what the machine refused) and where it
+//! is said; `run` is the one place that turns it into the exit code. Once ready, nothing
+//! ends the process but a signal: a failed restart is logged and serving goes on.
+//!
+//! Not for: the handover itself (`upgrade`), the supervisor's decisions (`supervisor`).
 
 use std::io;
-use std::os::fd::{FromRawFd, OwnedFd};
-use std::path::Path;
+use std::net::TcpListener;
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::backends::{BackendTable, TablePublisher};
 use crate::cli::Args;
+use crate::clock;
 use crate::config::Config;
 use crate::server::{self, DriverKind};
+use crate::signals::SignalSet;
+use crate::startup::{remove_pid_file, write_pid_file, StartError};
 use crate::stats::{Collector, StatsHub};
 use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
 use crate::worker::Settings;
 use crate::{discovery, listener, logging, supervisor};
-use std::net::TcpListener;
-
-/// Exit code for a bad config or bad command line.
-pub const EXIT_CONFIG: i32 = 2;
-/// Exit code for a failure to start (cannot bind, cannot start a core).
-pub const EXIT_START: i32 = 1;
 
 /// Runs rgate with parsed arguments; returns the process exit code.
 pub fn run(args: Args) -> i32 {
@@ -37,8 +43,7 @@ pub fn run(args: Args) -> i32 {
         return 0;
     }
     if let Err(e) = logging::init(&args.log_level) {
-        eprintln!("rgate: {e}");
-        return EXIT_CONFIG;
+        return e.report("");
     }
     if upgrade::supervisor_from_env().is_none()
         && !args.check
@@ -48,44 +53,29 @@ pub fn run(args: Args) -> i32 {
     }
     // Whatever a predecessor (or systemd) passed us is taken now, before any thread starts.
     let handover = Handover::take();
-    let config = match Config::load(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("rgate: invalid config: {e}");
-            return EXIT_CONFIG;
-        }
-    };
+    match start_and_serve(&args, handover) {
+        Ok(()) => 0,
+        Err(e) => e.report(""),
+    }
+}
+
+/// Checks the command line and the config, opens the statistics database, then serves until
+/// told to stop. `--check` ends after the config.
+fn start_and_serve(args: &Args, handover: Handover) -> Result<(), StartError> {
+    let config = Config::load(&args.config).map_err(StartError::Config)?;
     if args.check {
         println!("rgate: {}: configuration is valid", args.config.display());
-        return 0;
+        return Ok(());
     }
-    let Some(port) = args.port else {
-        eprintln!("rgate: --port is required (try --help)");
-        return EXIT_CONFIG;
-    };
+    let port = args.port.ok_or(StartError::PortMissing)?;
     let cores = match args.cores {
-        Some(0) => {
-            eprintln!("rgate: --cores must be at least 1");
-            return EXIT_CONFIG;
-        }
+        Some(0) => return Err(StartError::NoCores),
         Some(n) => n,
         None => std::thread::available_parallelism().map_or(1, |n| n.get()),
     };
     // The statistics database is opened before anything starts: unusable means exit 2.
-    let stats = match StatsHub::open(&config, &args.db, cores) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("rgate: {e}");
-            return EXIT_CONFIG;
-        }
-    };
-    match serve(&args, config, port, cores, handover, stats) {
-        Ok(()) => 0,
-        Err(e) => {
-            log::error!("{e}");
-            EXIT_START
-        }
-    }
+    let stats = StatsHub::open(&config, &args.db, cores).map_err(StartError::Stats)?;
+    serve(args, config, port, cores, handover, Arc::new(stats))
 }
 
 /// What a predecessor process (or systemd) handed to this one.
@@ -115,7 +105,7 @@ fn serve(
     cores: usize,
     handover: Handover,
     stats: Arc<StatsHub>,
-) -> io::Result<()> {
+) -> Result<(), StartError> {
     let invocation = Invocation::current()?;
     // Signals are blocked before any thread starts, so every thread inherits the mask.
     let signals = SignalSet::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
@@ -146,8 +136,8 @@ fn serve(
     for _ in 0..cores {
         match ready_rx.recv() {
             Ok(Ok(d)) => driver = Some(d),
-            Ok(Err(e)) => return Err(io::Error::other(e)),
-            Err(_) => return Err(io::Error::other("a core exited while starting")),
+            Ok(Err(reason)) => return Err(StartError::CoreFailed(reason)),
+            Err(_) => return Err(StartError::CoreExited),
         }
     }
     let driver = driver.unwrap_or(DriverKind::Legacy);
@@ -213,10 +203,7 @@ fn serve(
     publisher.drain();
     let deadline = Instant::now() + Duration::from_secs(args.drain_timeout);
     for t in threads {
-        while !t.is_finished() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        if !t.is_finished() {
+        if !clock::finished_by(&t, deadline) {
             log::warn!("drain timeout reached; closing the connections still open");
             break;
         }
@@ -230,78 +217,4 @@ fn serve(
     }
     log::info!("stopped");
     Ok(())
-}
-
-/// Writes our pid atomically (write a temporary file, rename it over).
-pub fn write_pid_file(path: &Path) -> io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{}\n", std::process::id()))?;
-    std::fs::rename(&tmp, path).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io::Error::new(
-            e.kind(),
-            format!("cannot write pid file {}: {e}", path.display()),
-        )
-    })
-}
-
-/// Removes the pid file if it still names this process.
-pub(crate) fn remove_pid_file(path: &Path) {
-    if std::fs::read_to_string(path).is_ok_and(|s| s.trim() == std::process::id().to_string()) {
-        let _ = std::fs::remove_file(path);
-    }
-}
-
-/// A set of signals blocked in this thread (and inherited by threads started after).
-pub struct SignalSet {
-    set: libc::sigset_t,
-}
-
-impl SignalSet {
-    pub fn block(signals: &[libc::c_int]) -> io::Result<SignalSet> {
-        // SAFETY: sigset_t is plain data; sigemptyset/sigaddset initialise it; the pointers
-        // are to locals that live across the calls.
-        unsafe {
-            let mut set: libc::sigset_t = std::mem::zeroed();
-            libc::sigemptyset(&mut set);
-            for &s in signals {
-                libc::sigaddset(&mut set, s);
-            }
-            let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
-            if rc != 0 {
-                return Err(io::Error::from_raw_os_error(rc));
-            }
-            Ok(SignalSet { set })
-        }
-    }
-
-    /// A non-blocking signalfd(2) that reads these (blocked) signals, to poll(2) with other fds.
-    pub fn signalfd(&self) -> io::Result<OwnedFd> {
-        // SAFETY: `self.set` is an initialised sigset; -1 asks for a new fd.
-        let fd = unsafe { libc::signalfd(-1, &self.set, libc::SFD_NONBLOCK | libc::SFD_CLOEXEC) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a fresh fd that nothing else owns.
-        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-    }
-
-    /// Waits up to `timeout` for one of the signals; `None` when none came.
-    pub fn wait(&self, timeout: Duration) -> io::Result<Option<libc::c_int>> {
-        let ts = libc::timespec {
-            tv_sec: timeout.as_secs() as libc::time_t,
-            tv_nsec: timeout.subsec_nanos() as libc::c_long,
-        };
-        // SAFETY: `self.set` is an initialised sigset; `ts` lives across the call; a null
-        // siginfo pointer is allowed.
-        let rc = unsafe { libc::sigtimedwait(&self.set, std::ptr::null_mut(), &ts) };
-        if rc >= 0 {
-            return Ok(Some(rc));
-        }
-        let e = io::Error::last_os_error();
-        match e.raw_os_error() {
-            Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(None),
-            _ => Err(e),
-        }
-    }
 }

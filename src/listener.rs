@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, FromRawFd};
 const LISTEN_BACKLOG: i32 = 4096;
 
 /// Binds a listening socket on `bind:port` with SO_REUSEADDR and close-on-exec.
-pub fn bind(bind: &str, port: u16) -> io::Result<TcpListener> {
+pub(crate) fn bind(bind: &str, port: u16) -> io::Result<TcpListener> {
     let ip: IpAddr = bind.parse().map_err(|_| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -49,7 +49,7 @@ pub fn bind(bind: &str, port: u16) -> io::Result<TcpListener> {
 /// every connection the socket accepts, which saves a setsockopt per client connection;
 /// without it, the last small segment of a response written in pieces could wait for the
 /// client's delayed ACK.
-pub fn set_nodelay_for_accepted(listener: &TcpListener) -> io::Result<()> {
+pub(crate) fn set_nodelay_for_accepted(listener: &TcpListener) -> io::Result<()> {
     enable(listener, libc::IPPROTO_TCP, libc::TCP_NODELAY).map_err(|e| {
         io::Error::new(
             e.kind(),

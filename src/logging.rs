@@ -1,11 +1,14 @@
 //! A small stderr logger for the `log` facade: one line per record, UTC timestamp, level,
 //! thread name. Log lines are rgate's interface with operators and with the tests (which
-//! read the "listening on" line), so their shape is kept stable.
+//! read the "listening on" line), so their shape is kept stable. An unknown `--log-level` is
+//! a start-up error (exit 2), said on stderr since no logger exists yet.
 
 use std::io::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
+
+use crate::startup::StartError;
 
 struct StderrLogger;
 
@@ -33,18 +36,15 @@ impl Log for StderrLogger {
 }
 
 /// Installs the logger. `level` is one of error, warn, info, debug, trace.
-pub fn init(level: &str) -> Result<(), String> {
+/// An unknown level is a start-up error (exit 2).
+pub(crate) fn init(level: &str) -> Result<(), StartError> {
     let filter = match level.to_ascii_lowercase().as_str() {
         "error" => LevelFilter::Error,
         "warn" => LevelFilter::Warn,
         "info" => LevelFilter::Info,
         "debug" => LevelFilter::Debug,
         "trace" => LevelFilter::Trace,
-        other => {
-            return Err(format!(
-                "--log-level {other:?}: use error, warn, info, debug or trace"
-            ))
-        }
+        other => return Err(StartError::LogLevel(other.to_string())),
     };
     static LOGGER: StderrLogger = StderrLogger;
     let _ = log::set_logger(&LOGGER);
@@ -53,7 +53,7 @@ pub fn init(level: &str) -> Result<(), String> {
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.mmmZ` for a time after the epoch.
-pub fn utc_timestamp(t: SystemTime) -> String {
+pub(crate) fn utc_timestamp(t: SystemTime) -> String {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs();
     let (days, rem) = (secs / 86_400, secs % 86_400);

@@ -17,6 +17,17 @@
 //! The same handover starts every serving process under the supervisor (`supervisor`):
 //! `Successor` is the started process and its readiness pipe, without the waiting, so the
 //! supervisor can watch it alongside signals and its other children.
+//!
+//! SIGHUP is also how a new configuration is taken into use: the successor loads the config
+//! file afresh, so an invalid one makes it exit 2 before it is ready, and the restart fails
+//! with what it printed while the old process keeps serving with its own.
+//!
+//! Errors: a restart that fails is not an error of the process. `UpgradeOutcome::Failed`
+//! carries the reason as the text the log shows (with the successor's last output); the
+//! caller logs it and keeps serving. Only the successor's side (`inherited_listeners`,
+//! `ReadyNotifier::notify`) returns `io::Error`, which start-up turns into exit 1.
+//!
+//! Not for: which signal means what (the caller's `signals::SignalSet`), the pid file.
 
 use std::collections::VecDeque;
 use std::ffi::OsString;
@@ -30,7 +41,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::lifecycle::SignalSet;
+use crate::clock;
+use crate::signals::SignalSet;
 
 /// The first inherited fd (after stdin, stdout, stderr), as systemd does.
 const LISTEN_FDS_START: RawFd = 3;
@@ -43,7 +55,7 @@ const ENV_READY_FD: &str = "RGATE_READY_FD";
 const ENV_STDERR_FD: &str = "RGATE_STDERR_FD";
 /// Set by the supervisor in the serving processes it starts: its pid. A supervised process
 /// leaves restarts (and the pid file) to the supervisor.
-pub const ENV_SUPERVISOR_PID: &str = "RGATE_SUPERVISOR_PID";
+pub(crate) const ENV_SUPERVISOR_PID: &str = "RGATE_SUPERVISOR_PID";
 /// Lines of the successor's output kept for the failure message.
 const REMEMBERED_LINES: usize = 20;
 /// How long a failed restart waits for the successor's last output to be read.
@@ -58,15 +70,15 @@ const SCRATCH_FD_FLOOR: RawFd = 100;
 
 /// What the process was started as; a restart runs the same again.
 #[derive(Debug, Clone)]
-pub struct Invocation {
-    pub program: PathBuf,
-    pub args: Vec<OsString>,
+pub(crate) struct Invocation {
+    pub(crate) program: PathBuf,
+    pub(crate) args: Vec<OsString>,
 }
 
 impl Invocation {
     /// The path this process was started from (resolved now, so a binary replaced on disk
     /// later is the one the successor runs) and its arguments.
-    pub fn current() -> io::Result<Invocation> {
+    pub(crate) fn current() -> io::Result<Invocation> {
         let mut args = std::env::args_os();
         let argv0 = PathBuf::from(args.next().unwrap_or_default());
         let program = if argv0.components().count() > 1 {
@@ -84,7 +96,7 @@ impl Invocation {
 
 /// How a restart attempt ended.
 #[derive(Debug)]
-pub enum UpgradeOutcome {
+pub(crate) enum UpgradeOutcome {
     /// The successor is serving; this process should drain and exit.
     Ready { pid: u32, announced: String },
     /// The successor failed; this process keeps serving.
@@ -96,7 +108,7 @@ pub enum UpgradeOutcome {
 /// Starts a successor on `listeners` and waits (up to `timeout`) for it to say it is ready.
 /// Signals in `signals` that arrive meanwhile are handled: SIGHUP is ignored (a restart is
 /// already under way), SIGTERM/SIGINT abort the attempt.
-pub fn start_successor(
+pub(crate) fn start_successor(
     invocation: &Invocation,
     listeners: &[TcpListener],
     timeout: Duration,
@@ -170,7 +182,7 @@ fn wait_ready(successor: &mut Successor, timeout: Duration, signals: &SignalSet)
 }
 
 /// The reason given for a successor that did not say ready within `timeout`.
-pub fn not_ready_in_time(timeout: Duration) -> String {
+pub(crate) fn not_ready_in_time(timeout: Duration) -> String {
     format!(
         "not ready within {} s (--upgrade-timeout); killed",
         timeout.as_secs_f64()
@@ -179,7 +191,7 @@ pub fn not_ready_in_time(timeout: Duration) -> String {
 
 /// What a started process has said on its readiness pipe so far.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Readiness {
+pub(crate) enum Readiness {
     /// Nothing yet, or not a whole line.
     Waiting,
     /// It said `ready …`; the rest of the line is what it announced (version, pid).
@@ -194,7 +206,7 @@ pub enum Readiness {
 /// said it is ready: its pid, its readiness pipe, and the last lines it printed. A
 /// restarting rgate waits on one (`start_successor`); the supervisor keeps one for each
 /// serving process it starts and reaps them itself (so it never calls `wait` through here).
-pub struct Successor {
+pub(crate) struct Successor {
     child: Child,
     ready: File,
     said: Vec<u8>,
@@ -205,7 +217,7 @@ pub struct Successor {
 impl Successor {
     /// Starts `invocation` with `listeners` as fds 3, 4, … and `env` added to its
     /// environment; its stderr is relayed (prefixed) until it says it is ready.
-    pub fn start(
+    pub(crate) fn start(
         invocation: &Invocation,
         listeners: &[TcpListener],
         env: &[(&str, String)],
@@ -229,17 +241,17 @@ impl Successor {
         })
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// The readiness pipe, to poll for input.
-    pub fn ready_fd(&self) -> RawFd {
+    pub(crate) fn ready_fd(&self) -> RawFd {
         self.ready.as_raw_fd()
     }
 
     /// Reads what the pipe holds (call when it polls readable; it does not block then).
-    pub fn read_readiness(&mut self) -> Readiness {
+    pub(crate) fn read_readiness(&mut self) -> Readiness {
         let mut chunk = [0u8; 256];
         match self.ready.read(&mut chunk) {
             Ok(0) => Readiness::Closed,
@@ -268,12 +280,9 @@ impl Successor {
     /// `reason`, with what the successor printed last. Called once it is gone (or killed):
     /// the relay is given a moment (bounded, in case something it started still holds the
     /// pipe) to read its last output.
-    pub fn failure_report(&self, reason: &str) -> String {
+    pub(crate) fn failure_report(&self, reason: &str) -> String {
         if let Some(relay) = &self.relay {
-            let deadline = Instant::now() + RELAY_FINISH_LIMIT;
-            while !relay.is_finished() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
-            }
+            clock::finished_by(relay, Instant::now() + RELAY_FINISH_LIMIT);
         }
         let lines = self
             .printed
@@ -434,7 +443,7 @@ fn poll_readable(fd: RawFd, timeout: Duration) -> io::Result<bool> {
 /// Listening sockets passed to this process: by an rgate predecessor, or by systemd socket
 /// activation (`LISTEN_FDS`, with `LISTEN_PID` naming this process). `None` when there are
 /// none and rgate should bind its own.
-pub fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
+pub(crate) fn inherited_listeners() -> io::Result<Option<Vec<TcpListener>>> {
     let Some(count) = std::env::var_os(ENV_LISTEN_FDS) else {
         return Ok(None);
     };
@@ -499,14 +508,14 @@ fn set_cloexec(fd: RawFd) -> io::Result<()> {
 }
 
 /// The successor's end of the handover: told once when this process is ready.
-pub struct ReadyNotifier {
+pub(crate) struct ReadyNotifier {
     ready: File,
     real_stderr: OwnedFd,
 }
 
 impl ReadyNotifier {
     /// Present when a predecessor started this process (and is waiting to hear from it).
-    pub fn from_env() -> Option<ReadyNotifier> {
+    pub(crate) fn from_env() -> Option<ReadyNotifier> {
         let fd_of = |name: &str| -> Option<RawFd> {
             std::env::var(name).ok()?.parse().ok().filter(|&fd| fd > 2)
         };
@@ -522,7 +531,7 @@ impl ReadyNotifier {
     }
 
     /// Moves stderr back to the real one and tells the predecessor we are ready.
-    pub fn notify(mut self, announcement: &str) -> io::Result<()> {
+    pub(crate) fn notify(mut self, announcement: &str) -> io::Result<()> {
         // SAFETY: dup2 between two fds we own; stderr is replaced atomically.
         if unsafe { libc::dup2(self.real_stderr.as_raw_fd(), libc::STDERR_FILENO) } < 0 {
             return Err(io::Error::last_os_error());
@@ -534,12 +543,12 @@ impl ReadyNotifier {
 }
 
 /// The supervisor's pid when this process was started by one (`--supervise`, or PID 1).
-pub fn supervisor_from_env() -> Option<u32> {
+pub(crate) fn supervisor_from_env() -> Option<u32> {
     std::env::var(ENV_SUPERVISOR_PID).ok()?.parse().ok()
 }
 
 /// Clears the handover variables so they never leak into anything this process starts.
-pub fn forget_environment() {
+pub(crate) fn forget_environment() {
     for name in [
         ENV_SUPERVISOR_PID,
         ENV_LISTEN_FDS,

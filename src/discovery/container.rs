@@ -10,9 +10,12 @@
 //!    (the label `rgate.network=<name>` picks the network when there are several); with host
 //!    networking, `127.0.0.1`.
 //!
-//! Anything else is ambiguous: the container is skipped with a reason the caller logs once.
+//! Anything else is ambiguous: the container is skipped with an `Ambiguity`, which says what
+//! label would settle it and which the caller logs once. An ambiguity is not a discovery
+//! error (`DiscoveryError`): discovery goes on; only that container gets no traffic.
 
 use std::collections::HashMap;
+use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use docker_api::models::ContainerInspect200Response;
@@ -25,19 +28,19 @@ pub(crate) const LABEL_NETWORK: &str = "rgate.network";
 /// What rgate needs to know of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerFacts {
-    pub id: String,
+    pub(crate) id: String,
     /// The name without Docker's leading `/`.
-    pub name: String,
-    pub labels: HashMap<String, String>,
-    pub run: RunState,
-    pub health: Health,
+    pub(crate) name: String,
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) run: RunState,
+    pub(crate) health: Health,
     /// TCP ports published on the host.
-    pub published: Vec<PublishedPort>,
+    pub(crate) published: Vec<PublishedPort>,
     /// Exposed TCP ports (image `EXPOSE` and `--expose`), sorted.
-    pub exposed: Vec<u16>,
+    pub(crate) exposed: Vec<u16>,
     /// `(network name, IP)` of each network the container has an IP on, sorted by name.
-    pub networks: Vec<(String, IpAddr)>,
-    pub host_network: bool,
+    pub(crate) networks: Vec<(String, IpAddr)>,
+    pub(crate) host_network: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +62,9 @@ pub(crate) enum Health {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PublishedPort {
-    pub private: u16,
-    pub host_ip: String,
-    pub host_port: u16,
+    pub(crate) private: u16,
+    pub(crate) host_ip: String,
+    pub(crate) host_port: u16,
 }
 
 /// Why a container that carries a backend's labels gets no traffic.
@@ -72,8 +75,73 @@ pub(crate) enum Skip {
     Restarting,
     HealthStarting,
     Unhealthy,
-    /// Its address cannot be decided; the text says why and what label would fix it.
-    Ambiguous(String),
+    /// Its address cannot be decided.
+    Ambiguous(Ambiguity),
+}
+
+/// Why a container's address cannot be decided by the rules of the module doc. Its text
+/// reads after "it" ("it publishes several ports …") and names the label that settles it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Ambiguity {
+    /// The `rgate.port` label is not a port number (its value).
+    PortLabel(String),
+    /// Publishes no port and exposes none.
+    NothingExposed,
+    /// Publishes no port and exposes several.
+    SeveralExposed(Vec<u16>),
+    /// `rgate.network` names a network the container has no IP on.
+    NotOnNetwork {
+        wanted: String,
+        networks: Vec<(String, IpAddr)>,
+    },
+    /// Publishes no port and has no IP on any network.
+    NoNetwork,
+    /// Publishes no port and is on several networks.
+    SeveralNetworks(Vec<(String, IpAddr)>),
+    /// Publishes several private ports and no `rgate.port` picks one.
+    SeveralPublished(Vec<u16>),
+    /// `rgate.port` names a private port that is not published.
+    PortNotPublished { wanted: u16, published: Vec<u16> },
+}
+
+impl fmt::Display for Ambiguity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ambiguity::PortLabel(v) => {
+                write!(f, "label {LABEL_PORT}={v:?} is not a port number (1-65535)")
+            }
+            Ambiguity::NothingExposed => write!(
+                f,
+                "publishes no port and exposes none; publish one, or label it {LABEL_PORT}=<port>"
+            ),
+            Ambiguity::SeveralExposed(ports) => write!(
+                f,
+                "publishes no port and exposes several ({}); label it {LABEL_PORT}=<port>",
+                port_list(ports)
+            ),
+            Ambiguity::NotOnNetwork { wanted, networks } => write!(
+                f,
+                "label {LABEL_NETWORK}={wanted:?} names a network it has no IP on (it is on: {})",
+                network_list(networks)
+            ),
+            Ambiguity::NoNetwork => f.write_str("publishes no port and has no IP on any network"),
+            Ambiguity::SeveralNetworks(networks) => write!(
+                f,
+                "publishes no port and is on several networks ({}); label it {LABEL_NETWORK}=<network>",
+                network_list(networks)
+            ),
+            Ambiguity::SeveralPublished(ports) => write!(
+                f,
+                "publishes several ports ({}); label it {LABEL_PORT}=<private port>",
+                port_list(ports)
+            ),
+            Ambiguity::PortNotPublished { wanted, published } => write!(
+                f,
+                "label {LABEL_PORT}={wanted} names a port it does not publish (it publishes {})",
+                port_list(published)
+            ),
+        }
+    }
 }
 
 impl ContainerFacts {
@@ -176,31 +244,23 @@ impl ContainerFacts {
     }
 
     /// The address rules of the module doc.
-    fn address(&self) -> Result<SocketAddr, String> {
-        let wanted_port =
-            match self.labels.get(LABEL_PORT) {
-                None => None,
-                Some(v) => Some(v.trim().parse::<u16>().map_err(|_| {
-                    format!("label {LABEL_PORT}={v:?} is not a port number (1-65535)")
-                })?),
-            };
+    fn address(&self) -> Result<SocketAddr, Ambiguity> {
+        let wanted_port = match self.labels.get(LABEL_PORT) {
+            None => None,
+            Some(v) => Some(
+                v.trim()
+                    .parse::<u16>()
+                    .map_err(|_| Ambiguity::PortLabel(v.clone()))?,
+            ),
+        };
         if !self.published.is_empty() {
             return self.published_address(wanted_port);
         }
         let port = match (wanted_port, self.exposed.as_slice()) {
             (Some(p), _) => p,
             (None, [p]) => *p,
-            (None, []) => {
-                return Err(format!(
-                "publishes no port and exposes none; publish one, or label it {LABEL_PORT}=<port>"
-            ))
-            }
-            (None, several) => {
-                return Err(format!(
-                    "publishes no port and exposes several ({}); label it {LABEL_PORT}=<port>",
-                    port_list(several)
-                ))
-            }
+            (None, []) => return Err(Ambiguity::NothingExposed),
+            (None, several) => return Err(Ambiguity::SeveralExposed(several.to_vec())),
         };
         if self.host_network {
             return Ok(SocketAddr::new(Ipv4Addr::LOCALHOST.into(), port));
@@ -209,38 +269,26 @@ impl ContainerFacts {
             (Some(wanted), nets) => {
                 nets.iter()
                     .find(|(name, _)| name == wanted)
-                    .ok_or_else(|| {
-                        format!(
-                            "label {LABEL_NETWORK}={wanted:?} names a network it has no IP on (it is on: {})",
-                            network_list(nets)
-                        )
+                    .ok_or_else(|| Ambiguity::NotOnNetwork {
+                        wanted: wanted.clone(),
+                        networks: nets.to_vec(),
                     })?
                     .1
             }
             (None, [(_, ip)]) => *ip,
-            (None, []) => return Err("publishes no port and has no IP on any network".into()),
-            (None, nets) => {
-                return Err(format!(
-                    "publishes no port and is on several networks ({}); label it {LABEL_NETWORK}=<network>",
-                    network_list(nets)
-                ))
-            }
+            (None, []) => return Err(Ambiguity::NoNetwork),
+            (None, nets) => return Err(Ambiguity::SeveralNetworks(nets.to_vec())),
         };
         Ok(SocketAddr::new(ip, port))
     }
 
-    fn published_address(&self, wanted_port: Option<u16>) -> Result<SocketAddr, String> {
+    fn published_address(&self, wanted_port: Option<u16>) -> Result<SocketAddr, Ambiguity> {
         let mut privates: Vec<u16> = self.published.iter().map(|p| p.private).collect();
         privates.dedup(); // `published` is sorted by private port
         let private = match (wanted_port, privates.as_slice()) {
             (Some(p), _) => p,
             (None, [p]) => *p,
-            (None, several) => {
-                return Err(format!(
-                    "publishes several ports ({}); label it {LABEL_PORT}=<private port>",
-                    port_list(several)
-                ))
-            }
+            (None, several) => return Err(Ambiguity::SeveralPublished(several.to_vec())),
         };
         // The same private port may be published on IPv4 and IPv6 (Docker does both for
         // `-p 8080:80`): prefer IPv4, then the lowest host port.
@@ -248,11 +296,9 @@ impl ContainerFacts {
         let addrs =
             candidates.filter_map(|p| Some(SocketAddr::new(host_ip(&p.host_ip)?, p.host_port)));
         let best = addrs.min_by_key(|a| (a.is_ipv6(), a.port()));
-        best.ok_or_else(|| {
-            format!(
-                "label {LABEL_PORT}={private} names a port it does not publish (it publishes {})",
-                port_list(&privates)
-            )
+        best.ok_or_else(|| Ambiguity::PortNotPublished {
+            wanted: private,
+            published: privates.clone(),
         })
     }
 }
@@ -396,6 +442,7 @@ mod tests {
         let f = fixture(|v| ports(v, two.clone()));
         match f.serving_address() {
             Err(Skip::Ambiguous(why)) => {
+                let why = why.to_string();
                 assert!(why.contains("8080/tcp, 9090/tcp"), "{why}");
                 assert!(why.contains("rgate.port"), "{why}");
             }
@@ -411,14 +458,14 @@ mod tests {
             label(v, "rgate.port", "7070");
         });
         assert!(
-            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("does not publish"))
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("does not publish"))
         );
         let f = fixture(|v| {
             ports(v, two);
             label(v, "rgate.port", "http");
         });
         assert!(
-            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("not a port number"))
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("not a port number"))
         );
     }
 
@@ -442,7 +489,7 @@ mod tests {
             v["NetworkSettings"]["Networks"] = nets.clone();
         });
         assert!(
-            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("rgate.network") && w.contains("backend_net 10.5.0.7"))
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("rgate.network") && w.to_string().contains("backend_net 10.5.0.7"))
         );
         let f = fixture(|v| {
             ports(v, serde_json::json!({}));
@@ -455,7 +502,9 @@ mod tests {
             v["NetworkSettings"]["Networks"] = nets.clone();
             label(v, "rgate.network", "elsewhere");
         });
-        assert!(matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("elsewhere")));
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("elsewhere"))
+        );
         // Several exposed ports: rgate.port picks one.
         let f = fixture(|v| {
             ports(v, serde_json::json!({}));
@@ -464,7 +513,7 @@ mod tests {
             v["Config"]["ExposedPorts"] = serde_json::json!({"8080/tcp": {}, "9000/tcp": {}});
         });
         assert!(
-            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("8080/tcp, 9000/tcp"))
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("8080/tcp, 9000/tcp"))
         );
         let f = fixture(|v| {
             ports(v, serde_json::json!({}));
@@ -480,7 +529,7 @@ mod tests {
             v["Config"]["ExposedPorts"] = serde_json::Value::Null;
         });
         assert!(
-            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.contains("exposes none"))
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("exposes none"))
         );
     }
 

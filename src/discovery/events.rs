@@ -25,10 +25,10 @@ pub(crate) const FOLLOWED: &[&str] = &[
 /// One container event, decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct ContainerEvent {
-    pub id: String,
+    pub(crate) id: String,
     /// The container's labels, as the event carries them.
-    pub labels: HashMap<String, String>,
-    pub change: Change,
+    pub(crate) labels: HashMap<String, String>,
+    pub(crate) change: Change,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

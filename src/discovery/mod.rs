@@ -8,6 +8,12 @@
 //! serves; afterwards Docker events keep the table current within a second, and a container
 //! told to stop leaves the table before its process dies.
 //!
+//! Errors: discovery never stops rgate. Its failures are one `DiscoveryError`, logged once per
+//! distinct failure while the watch retries with backoff (a setting that cannot be used is
+//! logged once and ends discovery); the cores keep the last table meanwhile. A container whose
+//! address cannot be decided is skipped with its `container::Ambiguity`, logged once.
+//!
+//! * `error` — `DiscoveryError`: why Docker could not be used, and whether retrying helps.
 //! * `version` — where Docker is (`DOCKER_HOST`) and the API version (negotiated, or
 //!   `DOCKER_API_VERSION`).
 //! * `container` — inspect data → whether it serves, and at which address (pure).
@@ -16,6 +22,7 @@
 //! * `watch` — the async loop: connect, list, follow events, reconnect with backoff.
 
 mod container;
+mod error;
 mod events;
 mod state;
 mod version;
@@ -35,7 +42,7 @@ const FIRST_SYNC_LIMIT: Duration = Duration::from_secs(20);
 /// Starts discovery for the Docker backends of `config`, if there are any, and returns once
 /// the first discovery is published or has failed with a logged error (it then keeps
 /// retrying in the background; Docker backends answer 503 meanwhile).
-pub fn start(config: &Config, publisher: Arc<TablePublisher>) {
+pub(crate) fn start(config: &Config, publisher: Arc<TablePublisher>) {
     if state::label_backends(config).is_empty() {
         return;
     }

@@ -10,14 +10,14 @@ use std::net::SocketAddr;
 use crate::backends::{BackendTable, Instance};
 use crate::config::{Config, Discovery};
 
-use super::container::{carries_labels, ContainerFacts, Skip};
+use super::container::{carries_labels, Ambiguity, ContainerFacts, Skip};
 
 /// A Docker backend: its index in `Config::backends` and the labels it wants.
 #[derive(Debug, Clone)]
 pub(crate) struct LabelBackend {
-    pub index: usize,
-    pub name: String,
-    pub labels: Vec<(String, String)>,
+    pub(crate) index: usize,
+    pub(crate) name: String,
+    pub(crate) labels: Vec<(String, String)>,
 }
 
 /// The Docker backends of a config.
@@ -55,7 +55,7 @@ pub(crate) struct Containers {
     /// Containers told to stop (`stop`, `kill`): kept out of the table until they start again.
     stopping: HashSet<String>,
     /// `(container id, reason)` already logged, so each ambiguity is logged once.
-    logged: HashSet<(String, String)>,
+    logged: HashSet<(String, Ambiguity)>,
 }
 
 impl Containers {

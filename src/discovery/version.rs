@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use docker_api::{ApiVersion, Docker};
 
+use super::error::DiscoveryError;
+
 /// The default endpoint when `DOCKER_HOST` is not set.
 pub(crate) const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// The newest Engine API rgate asks for (Docker Engine 29). Discovery reads only fields that
@@ -25,7 +27,7 @@ const VERSION_LIMIT: Duration = Duration::from_secs(5);
 /// Where the daemon is, as the user wrote it (for messages) and as docker-api takes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Endpoint {
-    pub uri: String,
+    pub(crate) uri: String,
 }
 
 impl Endpoint {
@@ -45,34 +47,15 @@ impl fmt::Display for Endpoint {
     }
 }
 
-/// Why no usable client could be made.
-#[derive(Debug)]
-pub(crate) enum ConnectError {
-    /// `DOCKER_HOST` or `DOCKER_API_VERSION` cannot be used; retrying will not help.
-    Setting(String),
-    /// The daemon did not answer, or answered something unusable; worth retrying.
-    Daemon(String),
-}
-
-impl fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConnectError::Setting(m) | ConnectError::Daemon(m) => f.write_str(m),
-        }
-    }
-}
-
 /// A client speaking the negotiated (or requested) version, and that version.
 pub(crate) async fn connect(
     endpoint: &Endpoint,
     requested: Option<&str>,
-) -> Result<(Docker, ApiVersion), ConnectError> {
+) -> Result<(Docker, ApiVersion), DiscoveryError> {
     if let Some(text) = requested.map(str::trim).filter(|t| !t.is_empty()) {
-        let version: ApiVersion = text.parse().map_err(|_| {
-            ConnectError::Setting(format!(
-                "DOCKER_API_VERSION={text:?} is not a version such as 1.44"
-            ))
-        })?;
+        let version: ApiVersion = text
+            .parse()
+            .map_err(|_| DiscoveryError::ApiVersionSetting(text.to_string()))?;
         let docker = Docker::new_versioned(&endpoint.uri, version)
             .map_err(|e| setting_error(endpoint, e))?;
         return Ok((docker, version));
@@ -80,45 +63,53 @@ pub(crate) async fn connect(
     let probe = Docker::new(&endpoint.uri).map_err(|e| setting_error(endpoint, e))?;
     let answer = tokio::time::timeout(VERSION_LIMIT, probe.version())
         .await
-        .map_err(|_| {
-            ConnectError::Daemon(format!("no answer to /version within {VERSION_LIMIT:?}"))
+        .map_err(|_| DiscoveryError::NoVersionAnswer {
+            within: VERSION_LIMIT,
         })?
-        .map_err(|e| ConnectError::Daemon(e.to_string()))?;
+        .map_err(|e| DiscoveryError::VersionRequest(e.to_string()))?;
     let version = choose(
         answer.api_version.as_deref(),
         answer.min_api_version.as_deref(),
-    )
-    .map_err(ConnectError::Daemon)?;
+    )?;
     let docker =
         Docker::new_versioned(&endpoint.uri, version).map_err(|e| setting_error(endpoint, e))?;
     Ok((docker, version))
 }
 
-fn setting_error(endpoint: &Endpoint, e: docker_api::Error) -> ConnectError {
-    ConnectError::Setting(format!(
-        "DOCKER_HOST={endpoint} cannot be used ({e}); rgate supports unix:// and tcp://"
-    ))
+fn setting_error(endpoint: &Endpoint, e: docker_api::Error) -> DiscoveryError {
+    DiscoveryError::DockerHostSetting {
+        endpoint: endpoint.to_string(),
+        reason: e.to_string(),
+    }
 }
 
 /// The version to speak, from the daemon's `ApiVersion` and `MinAPIVersion` (both from
 /// `/version`; a daemon older than API 1.25 does not report a minimum).
-pub(crate) fn choose(server: Option<&str>, server_min: Option<&str>) -> Result<ApiVersion, String> {
-    let parse = |field: &str, text: Option<&str>| -> Result<Option<ApiVersion>, String> {
-        match text.map(str::trim).filter(|t| !t.is_empty()) {
-            None => Ok(None),
-            Some(t) => t
-                .parse::<ApiVersion>()
-                .map(Some)
-                .map_err(|_| format!("the daemon's /version has {field} {t:?}, not a version")),
-        }
-    };
-    let server = parse("ApiVersion", server)?
-        .ok_or_else(|| "the daemon's /version has no ApiVersion".to_string())?;
+pub(crate) fn choose(
+    server: Option<&str>,
+    server_min: Option<&str>,
+) -> Result<ApiVersion, DiscoveryError> {
+    let parse =
+        |field: &'static str, text: Option<&str>| -> Result<Option<ApiVersion>, DiscoveryError> {
+            match text.map(str::trim).filter(|t| !t.is_empty()) {
+                None => Ok(None),
+                Some(t) => {
+                    t.parse::<ApiVersion>()
+                        .map(Some)
+                        .map_err(|_| DiscoveryError::VersionField {
+                            field,
+                            value: t.to_string(),
+                        })
+                }
+            }
+        };
+    let server = parse("ApiVersion", server)?.ok_or(DiscoveryError::NoApiVersion)?;
     let server_min = parse("MinAPIVersion", server_min)?;
     if server < OLDEST_API {
-        return Err(format!(
-            "the daemon speaks Engine API {server} at most; rgate needs {OLDEST_API} or newer"
-        ));
+        return Err(DiscoveryError::DaemonTooOld {
+            speaks: server,
+            needed: OLDEST_API,
+        });
     }
     let mut chosen = server.min(NEWEST_API);
     if let Some(min) = server_min {
@@ -148,7 +139,10 @@ mod tests {
         assert_eq!(choose(Some("1.70"), Some("1.55")), Ok(v("1.55")));
         // Old daemons report no minimum.
         assert_eq!(choose(Some("1.24"), None), Ok(v("1.24")));
-        assert!(choose(Some("1.23"), None).unwrap_err().contains("1.24"));
+        assert!(choose(Some("1.23"), None)
+            .unwrap_err()
+            .to_string()
+            .contains("1.24"));
         assert!(choose(None, None).is_err());
         assert!(choose(Some("one"), None).is_err());
     }
@@ -268,7 +262,7 @@ mod tests {
             assert!(err.to_string().contains(TOO_OLD), "{err}");
             assert!(matches!(
                 connect(&endpoint, Some("latest")).await,
-                Err(ConnectError::Setting(m)) if m.contains("DOCKER_API_VERSION")
+                Err(e) if !e.retry_helps() && e.to_string().contains("DOCKER_API_VERSION")
             ));
         });
     }
@@ -278,12 +272,12 @@ mod tests {
         let endpoint = Endpoint::from_docker_host(Some("unix:///nonexistent/rgate-test.sock"));
         runtime().block_on(async {
             match connect(&endpoint, None).await {
-                Err(ConnectError::Daemon(m)) => assert!(!m.is_empty()),
+                Err(e) if e.retry_helps() => assert!(!e.to_string().is_empty()),
                 other => panic!("{:?}", other.map(|(_, v)| v)),
             }
             assert!(matches!(
                 connect(&Endpoint::from_docker_host(Some("ssh://host")), None).await,
-                Err(ConnectError::Setting(m)) if m.contains("ssh://host")
+                Err(e) if !e.retry_helps() && e.to_string().contains("ssh://host")
             ));
         });
     }

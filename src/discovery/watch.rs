@@ -6,18 +6,20 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use docker_api::opts::{ContainerListOpts, EventFilter, EventFilterType, EventsOpts};
 use docker_api::Docker;
 use futures_util::StreamExt;
 
 use crate::backends::TablePublisher;
+use crate::clock::unix_now;
 
 use super::container::ContainerFacts;
+use super::error::DiscoveryError;
 use super::events::{Change, ContainerEvent, FOLLOWED};
 use super::state::{short, Containers};
-use super::version::{self, ConnectError, Endpoint};
+use super::version::{self, Endpoint};
 
 /// How long listing and inspecting every candidate container may take.
 const SYNC_LIMIT: Duration = Duration::from_secs(10);
@@ -31,23 +33,23 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 const EVENTS_OVERLAP_SECS: i64 = 2;
 
 /// The result of the first connection attempt, for `discovery::start`.
-pub(crate) type FirstSync = Result<(), String>;
+pub(crate) type FirstSync = Result<(), DiscoveryError>;
 
 /// Why a session with the daemon ended.
 enum SessionEnd {
-    /// No usable connection; the text says why.
-    Unreachable(String),
+    /// No usable connection.
+    Unreachable(DiscoveryError),
     /// Connected once, then lost (event stream broke or ended).
-    Lost(String),
+    Lost(DiscoveryError),
     /// A setting makes connecting impossible; retrying will not help.
-    Unusable(String),
+    Unusable(DiscoveryError),
 }
 
 pub(crate) struct Watch {
-    pub endpoint: Endpoint,
-    pub requested_version: Option<String>,
-    pub containers: Containers,
-    pub publisher: Arc<TablePublisher>,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) requested_version: Option<String>,
+    pub(crate) containers: Containers,
+    pub(crate) publisher: Arc<TablePublisher>,
 }
 
 impl Watch {
@@ -61,11 +63,11 @@ impl Watch {
         loop {
             let end = self.session(&mut first, &mut delay).await;
             published |= matches!(end, SessionEnd::Lost(_));
-            let (message, give_up) = match end {
-                SessionEnd::Unusable(m) => (m, true),
-                SessionEnd::Unreachable(m) => (
+            let (message, give_up, error) = match end {
+                SessionEnd::Unusable(e) => (format!("docker: {e}"), true, e),
+                SessionEnd::Unreachable(e) => (
                     format!(
-                        "docker: cannot reach Docker at {}: {m}; {} until it answers (retrying)",
+                        "docker: cannot reach Docker at {}: {e}; {} until it answers (retrying)",
                         self.endpoint,
                         if published {
                             "serving the last known backends"
@@ -74,13 +76,15 @@ impl Watch {
                         }
                     ),
                     false,
+                    e,
                 ),
-                SessionEnd::Lost(m) => (
+                SessionEnd::Lost(e) => (
                     format!(
-                        "docker: lost Docker at {} ({m}); serving the last known backends while reconnecting",
+                        "docker: lost Docker at {} ({e}); serving the last known backends while reconnecting",
                         self.endpoint
                     ),
                     false,
+                    e,
                 ),
             };
             // Log each distinct failure once, not every retry.
@@ -91,7 +95,7 @@ impl Watch {
                 log::debug!("{message}");
             }
             if let Some(tx) = first.take() {
-                let _ = tx.send(Err(message));
+                let _ = tx.send(Err(error));
             }
             if give_up {
                 return;
@@ -110,19 +114,17 @@ impl Watch {
         let (docker, api) =
             match version::connect(&self.endpoint, self.requested_version.as_deref()).await {
                 Ok(ok) => ok,
-                Err(ConnectError::Setting(m)) => {
-                    return SessionEnd::Unusable(format!("docker: {m}"))
-                }
-                Err(ConnectError::Daemon(m)) => return SessionEnd::Unreachable(m),
+                Err(e) if !e.retry_helps() => return SessionEnd::Unusable(e),
+                Err(e) => return SessionEnd::Unreachable(e),
             };
         let since = unix_now() - EVENTS_OVERLAP_SECS;
         let facts = match tokio::time::timeout(SYNC_LIMIT, self.list_candidates(&docker)).await {
             Ok(Ok(facts)) => facts,
-            Ok(Err(m)) => return SessionEnd::Unreachable(m),
+            Ok(Err(e)) => return SessionEnd::Unreachable(e),
             Err(_) => {
-                return SessionEnd::Unreachable(format!(
-                    "listing containers took over {SYNC_LIMIT:?}"
-                ))
+                return SessionEnd::Unreachable(DiscoveryError::ListingTooSlow {
+                    limit: SYNC_LIMIT,
+                })
             }
         };
         self.containers.replace_all(facts);
@@ -153,19 +155,22 @@ impl Watch {
                         self.apply(&docker, event).await;
                     }
                 }
-                Err(e) => return SessionEnd::Lost(format!("event stream broke: {e}")),
+                Err(e) => return SessionEnd::Lost(DiscoveryError::EventStreamBroke(e.to_string())),
             }
         }
-        SessionEnd::Lost("the daemon closed the event stream".into())
+        SessionEnd::Lost(DiscoveryError::EventStreamClosed)
     }
 
     /// The facts of every running container that carries some backend's labels.
-    async fn list_candidates(&self, docker: &Docker) -> Result<Vec<ContainerFacts>, String> {
+    async fn list_candidates(
+        &self,
+        docker: &Docker,
+    ) -> Result<Vec<ContainerFacts>, DiscoveryError> {
         let listed = docker
             .containers()
             .list(&ContainerListOpts::builder().build())
             .await
-            .map_err(|e| format!("listing containers failed: {e}"))?;
+            .map_err(|e| DiscoveryError::Listing(e.to_string()))?;
         let mut facts = Vec::new();
         for summary in listed {
             let (Some(id), Some(labels)) = (summary.id, summary.labels) else {
@@ -178,7 +183,12 @@ impl Watch {
                 Ok(c) => facts.push(ContainerFacts::from_inspect(&c)),
                 // Removed between the list and the inspect.
                 Err(e) if is_not_found(&e) => {}
-                Err(e) => return Err(format!("inspecting container {}: {e}", short(&id))),
+                Err(e) => {
+                    return Err(DiscoveryError::Inspecting {
+                        id: short(&id).to_string(),
+                        reason: e.to_string(),
+                    })
+                }
             }
         }
         Ok(facts)
@@ -230,10 +240,4 @@ impl Watch {
 
 fn is_not_found(e: &docker_api::Error) -> bool {
     matches!(e, docker_api::Error::Fault { code, .. } if code.as_u16() == 404)
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

@@ -24,7 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::store::{MinuteRow, Store};
 use super::traffic::Totals;
-use super::{unix_now, StatsHub};
+use super::StatsHub;
+use crate::clock::unix_now;
 
 /// How many times the final flush is tried before the last deltas are given up.
 const FINAL_FLUSH_ATTEMPTS: u32 = 5;
@@ -49,14 +50,14 @@ pub(crate) struct Published {
 pub(crate) type PublishedSlot = Mutex<Arc<Published>>;
 
 /// The running stats thread. `stop` (or dropping it) writes the last deltas and joins.
-pub struct Collector {
+pub(crate) struct Collector {
     stop: Option<mpsc::Sender<()>>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Collector {
     /// Starts the stats thread for `hub`; its database moves into the thread.
-    pub fn start(hub: Arc<StatsHub>) -> std::io::Result<Collector> {
+    pub(crate) fn start(hub: Arc<StatsHub>) -> std::io::Result<Collector> {
         let store = hub
             .take_store()
             .ok_or_else(|| std::io::Error::other("the stats thread is already running"))?;
@@ -71,7 +72,7 @@ impl Collector {
     }
 
     /// Writes the last deltas and waits for the thread to end.
-    pub fn stop(mut self) {
+    pub(crate) fn stop(mut self) {
         self.finish();
     }
 

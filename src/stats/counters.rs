@@ -88,7 +88,7 @@ struct InstanceSlot {
 /// One core's counters. Only that core writes them (`record`).
 #[derive(Debug)]
 #[repr(align(128))]
-pub struct CoreCounters {
+pub(crate) struct CoreCounters {
     /// Route prefixes and backend names, by config index (for naming what is read).
     route_names: Vec<String>,
     backend_names: Vec<String>,
@@ -115,7 +115,7 @@ impl CoreCounters {
     }
 
     /// Counts one finished request. Called only by the core that owns these counters.
-    pub fn record(&self, record: &RequestRecord) {
+    pub(crate) fn record(&self, record: &RequestRecord) {
         let ns = u64::try_from(record.latency.as_nanos()).unwrap_or(u64::MAX);
         self.total.record(record, ns);
         if let Some(route) = record.route.and_then(|i| self.routes.get(i)) {

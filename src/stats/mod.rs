@@ -13,6 +13,11 @@
 //! database totals plus the live counters not yet written (see `collector` for why that
 //! counts every request exactly once). Rendering runs on the core that got the request; it
 //! reads atomics and clones what the stats thread published, and never touches SQLite.
+//!
+//! Errors: the store's failures are one `store::StoreError`. At start-up a database that
+//! cannot be used is a `StatsError` naming the file, and rgate exits 2 (`startup`). While
+//! serving, a failed write is logged by the stats thread and retried on the next tick;
+//! counting and `/stats` go on.
 
 mod collector;
 mod counters;
@@ -24,14 +29,15 @@ mod traffic;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use crate::backends::BackendTable;
+use crate::clock::unix_now;
 use crate::config::{Config, StatsSettings};
 
-pub use collector::Collector;
-pub use counters::CoreCounters;
-pub use store::StatsError;
+pub(crate) use collector::Collector;
+pub(crate) use counters::CoreCounters;
+pub(crate) use store::StatsError;
 
 use collector::{Published, PublishedSlot, HISTORY_SHOWN_MINUTES};
 use store::{MinuteRow, Store};
@@ -39,7 +45,7 @@ use traffic::{Key, Totals};
 
 /// Why a request did not get a normal backend response; counted as "errors by kind".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ErrorKind {
+pub(crate) enum ErrorKind {
     /// The route's backend had no instance (503).
     NoInstance,
     /// Connecting to the backend failed or timed out (503).
@@ -79,38 +85,32 @@ impl ErrorKind {
 
 /// One finished request, as the proxy saw it.
 #[derive(Debug, Clone)]
-pub struct RequestRecord {
+pub(crate) struct RequestRecord {
     /// Index into `Config::routes`; None for the default response and rejected requests.
-    pub route: Option<usize>,
+    pub(crate) route: Option<usize>,
     /// Index into `Config::backends`.
-    pub backend: Option<usize>,
-    pub instance: Option<SocketAddr>,
+    pub(crate) backend: Option<usize>,
+    pub(crate) instance: Option<SocketAddr>,
     /// The status the client got (0 if it got none: the connection was cut).
-    pub status: u16,
+    pub(crate) status: u16,
     /// Request bytes received from the client (head and body).
-    pub bytes_in: u64,
+    pub(crate) bytes_in: u64,
     /// Response bytes sent to the client (head and body).
-    pub bytes_out: u64,
+    pub(crate) bytes_out: u64,
     /// From the request head received to the response fully sent.
-    pub latency: Duration,
-    pub error: Option<ErrorKind>,
+    pub(crate) latency: Duration,
+    pub(crate) error: Option<ErrorKind>,
 }
 
 /// Which of rgate's own endpoints a request asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Endpoint {
+pub(crate) enum Endpoint {
     Stats,
     Metrics,
 }
 
-/// Unix time in whole seconds.
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
-/// The statistics shared by all cores and the stats thread.
+/// The statistics shared by all cores and the stats thread. (`pub` only because the per-core
+/// state's public fields name it; everything it offers is `pub(crate)`.)
 pub struct StatsHub {
     cores: Vec<Arc<CoreCounters>>,
     settings: StatsSettings,
@@ -127,14 +127,14 @@ pub struct StatsHub {
 impl StatsHub {
     /// Opens (or creates) the statistics database at `db` and builds the counters of
     /// `cores` cores. An unusable database is an error: rgate must not run without it.
-    pub fn open(config: &Config, db: &Path, cores: usize) -> Result<StatsHub, StatsError> {
+    pub(crate) fn open(config: &Config, db: &Path, cores: usize) -> Result<StatsHub, StatsError> {
         let now = unix_now();
         let mut store = Store::open(db, now)?;
         let (base, history) = store
             .read(now.div_euclid(60) - HISTORY_SHOWN_MINUTES + 1)
-            .map_err(|e| StatsError {
+            .map_err(|reason| StatsError {
                 path: db.to_path_buf(),
-                reason: e.to_string(),
+                reason,
             })?;
         Ok(StatsHub::with_store(
             config, cores, store, base, history, now,
@@ -182,12 +182,16 @@ impl StatsHub {
         }
     }
 
-    pub fn core_counters(&self, core: usize) -> Arc<CoreCounters> {
+    pub(crate) fn core_counters(&self, core: usize) -> Arc<CoreCounters> {
         self.cores[core].clone()
     }
 
     /// The body and content type of one of rgate's own endpoints.
-    pub fn render(&self, endpoint: Endpoint, table: &BackendTable) -> (&'static str, Vec<u8>) {
+    pub(crate) fn render(
+        &self,
+        endpoint: Endpoint,
+        table: &BackendTable,
+    ) -> (&'static str, Vec<u8>) {
         let view = self.view(table);
         match endpoint {
             Endpoint::Stats => ("application/json", render::json(&view)),

@@ -10,6 +10,10 @@
 //! `error_counts` / `latency_buckets` keyed by (scope, name, instance), and `history` /
 //! `history_buckets` keyed by the minute (unix seconds / 60).
 //!
+//! Errors: every failure is a `StoreError` (SQLite's own, or a database rgate will not use).
+//! At start-up it is wrapped in a `StatsError` naming the file, and rgate exits 2; later, a
+//! failed write is logged by the stats thread and retried (see `collector`).
+//!
 //! Not for: deciding when to write (see `collector`).
 
 use std::fmt;
@@ -27,11 +31,11 @@ use super::ErrorKind;
 /// How long a write waits for another process's lock before it fails (and is retried).
 const BUSY_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The statistics database cannot be used at start-up.
+/// The statistics database cannot be used at start-up: which file, and why.
 #[derive(Debug)]
-pub struct StatsError {
-    pub path: PathBuf,
-    pub reason: String,
+pub(crate) struct StatsError {
+    pub(crate) path: PathBuf,
+    pub(crate) reason: StoreError,
 }
 
 impl fmt::Display for StatsError {
@@ -45,7 +49,58 @@ impl fmt::Display for StatsError {
     }
 }
 
-impl std::error::Error for StatsError {}
+impl std::error::Error for StatsError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.reason)
+    }
+}
+
+/// Why the database cannot be used, or a read or write failed.
+#[derive(Debug)]
+pub(crate) enum StoreError {
+    /// The path names a directory.
+    IsDirectory,
+    /// SQLite opened the file read-only.
+    ReadOnly,
+    /// SQLite would not switch to WAL (the journal mode it kept).
+    NotWal(String),
+    /// The file holds histograms of another bucket layout (the layout it names).
+    OtherHistogramLayout(String),
+    /// SQLite failed (not a database, locked too long, disk full, …).
+    Sqlite(rusqlite::Error),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::IsDirectory => f.write_str("it is a directory"),
+            StoreError::ReadOnly => f.write_str("the file is read-only"),
+            StoreError::NotWal(mode) => {
+                write!(f, "cannot switch to WAL mode (journal mode is {mode})")
+            }
+            StoreError::OtherHistogramLayout(layout) => write!(
+                f,
+                "it was written with another latency histogram layout ({layout:?}, expected {LAYOUT:?})"
+            ),
+            StoreError::Sqlite(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StoreError::Sqlite(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Sqlite(e)
+    }
+}
 
 /// One minute of history.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,17 +158,17 @@ impl Store {
     /// Opens (or creates) the database at `path`, in WAL mode, and checks it can be
     /// written. `now` is unix seconds (the creation time of a new database).
     pub(crate) fn open(path: &Path, now: i64) -> Result<Store, StatsError> {
-        let fail = |reason: String| StatsError {
+        let fail = |reason: StoreError| StatsError {
             path: path.to_path_buf(),
             reason,
         };
         if path.is_dir() {
-            return Err(fail("it is a directory".into()));
+            return Err(fail(StoreError::IsDirectory));
         }
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
             | OpenFlags::SQLITE_OPEN_CREATE
             | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(e.to_string()))?;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| fail(e.into()))?;
         Store::init(conn, now).map_err(fail)
     }
 
@@ -124,37 +179,32 @@ impl Store {
         Store::init(conn, now).expect("an in-memory SQLite database")
     }
 
-    fn init(conn: Connection, now: i64) -> Result<Store, String> {
+    fn init(conn: Connection, now: i64) -> Result<Store, StoreError> {
         if conn
             .is_readonly(rusqlite::DatabaseName::Main)
             .unwrap_or(false)
         {
-            return Err("the file is read-only".into());
+            return Err(StoreError::ReadOnly);
         }
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| e.to_string())?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         // The first statement reads the header: "file is not a database" shows here.
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .map_err(|e| e.to_string())?;
+        let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") && !mode.eq_ignore_ascii_case("memory") {
-            return Err(format!(
-                "cannot switch to WAL mode (journal mode is {mode})"
-            ));
+            return Err(StoreError::NotWal(mode));
         }
         // WAL + NORMAL: a committed write survives the process being killed.
-        conn.execute_batch("PRAGMA synchronous = NORMAL;")
-            .map_err(|e| e.to_string())?;
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
         let mut store = Store {
             conn,
             created_at: now,
         };
-        store.created_at = store.init_schema(now).map_err(|e| e.to_string())??;
+        store.created_at = store.init_schema(now)?;
         Ok(store)
     }
 
     /// Creates the tables and checks the histogram layout; a write, so a database that
     /// cannot be written fails here rather than on the first flush.
-    fn init_schema(&mut self, now: i64) -> rusqlite::Result<Result<i64, String>> {
+    fn init_schema(&mut self, now: i64) -> Result<i64, StoreError> {
         let tx = self.write_transaction()?;
         tx.execute_batch(SCHEMA)?;
         tx.execute(
@@ -176,13 +226,11 @@ impl Store {
         };
         let layout = meta("histogram_layout")?.unwrap_or_default();
         if layout != LAYOUT {
-            return Ok(Err(format!(
-                "it was written with another latency histogram layout ({layout:?}, expected {LAYOUT:?})"
-            )));
+            return Err(StoreError::OtherHistogramLayout(layout));
         }
         let created = meta("created_at")?.and_then(|v| v.parse().ok());
         tx.commit()?;
-        Ok(Ok(created.unwrap_or(now)))
+        Ok(created.unwrap_or(now))
     }
 
     /// A transaction that takes the write lock when it begins. Two processes write during a
@@ -207,7 +255,7 @@ impl Store {
         minute: i64,
         keep_from: i64,
         history_from: i64,
-    ) -> rusqlite::Result<(Totals, Vec<MinuteRow>)> {
+    ) -> Result<(Totals, Vec<MinuteRow>), StoreError> {
         let tx = self.write_transaction()?;
         if !delta.is_empty() {
             add_totals(&tx, delta)?;
@@ -224,7 +272,10 @@ impl Store {
     }
 
     /// The totals and history as stored now (no write).
-    pub(crate) fn read(&mut self, history_from: i64) -> rusqlite::Result<(Totals, Vec<MinuteRow>)> {
+    pub(crate) fn read(
+        &mut self,
+        history_from: i64,
+    ) -> Result<(Totals, Vec<MinuteRow>), StoreError> {
         let tx = self.conn.transaction()?;
         let totals = read_totals(&tx)?;
         let history = read_history(&tx, history_from)?;

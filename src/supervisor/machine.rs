@@ -17,21 +17,21 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 /// A child's pid.
-pub type Pid = u32;
+pub(crate) type Pid = u32;
 
 /// Exit code when the first serving process cannot be started or will not say ready.
 const EXIT_START: i32 = 1;
 
 /// How a child ended, as waitpid(2) tells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChildStatus {
+pub(crate) enum ChildStatus {
     Code(i32),
     Signal(i32),
 }
 
 impl ChildStatus {
     /// The exit code the supervisor passes on: the child's, or 128 + signal as shells do.
-    pub fn exit_code(self) -> i32 {
+    pub(crate) fn exit_code(self) -> i32 {
         match self {
             ChildStatus::Code(c) => c,
             ChildStatus::Signal(s) => 128 + s,
@@ -50,7 +50,7 @@ impl fmt::Display for ChildStatus {
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Event {
+pub(crate) enum Event {
     /// The serving process asked for by `Action::Spawn` started.
     Spawned { pid: Pid },
     /// It could not be started.
@@ -71,7 +71,7 @@ pub enum Event {
 
 /// What to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Action {
+pub(crate) enum Action {
     /// Start a serving process on the sockets; answer with `Spawned` or `SpawnFailed`.
     Spawn,
     /// Send `signal` to `pid`, a child not yet reaped.
@@ -99,7 +99,7 @@ pub enum Action {
 
 /// Where the supervisor is.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Phase {
+pub(crate) enum Phase {
     /// The first serving process is starting (`None` until `Spawned`).
     Starting {
         pid: Option<Pid>,
@@ -126,7 +126,7 @@ pub enum Phase {
 
 /// The code the supervisor will exit with once every child is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ExitWith {
+pub(crate) enum ExitWith {
     /// The status of this child, once it is reaped.
     StatusOf(Pid),
     Code(i32),
@@ -134,7 +134,7 @@ pub enum ExitWith {
 
 /// Why a child that no longer serves is still waited for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Leaving {
+pub(crate) enum Leaving {
     /// An old serving process, told to drain after its successor said ready.
     Draining,
     /// A successor killed because it failed to become ready.
@@ -143,7 +143,7 @@ pub enum Leaving {
 
 /// The supervisor's state: its phase and the children on their way out.
 #[derive(Debug)]
-pub struct Machine {
+pub(crate) struct Machine {
     phase: Phase,
     leaving: Vec<(Pid, Leaving)>,
     upgrade_timeout: Duration,
@@ -151,7 +151,7 @@ pub struct Machine {
 
 impl Machine {
     /// A supervisor about to start its first serving process (the returned action).
-    pub fn new(upgrade_timeout: Duration) -> (Machine, Vec<Action>) {
+    pub(crate) fn new(upgrade_timeout: Duration) -> (Machine, Vec<Action>) {
         let machine = Machine {
             phase: Phase::Starting { pid: None },
             leaving: Vec::new(),
@@ -160,17 +160,20 @@ impl Machine {
         (machine, vec![Action::Spawn])
     }
 
-    pub fn phase(&self) -> &Phase {
+    /// Where it is (the tests observe the machine through this and `leaving`).
+    #[cfg(test)]
+    pub(crate) fn phase(&self) -> &Phase {
         &self.phase
     }
 
     /// Children that no longer serve but have not been reaped yet.
-    pub fn leaving(&self) -> &[(Pid, Leaving)] {
+    #[cfg(test)]
+    pub(crate) fn leaving(&self) -> &[(Pid, Leaving)] {
         &self.leaving
     }
 
     /// When the machine next needs a `Tick`, if it waits for time at all.
-    pub fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self) -> Option<Instant> {
         match self.phase {
             Phase::Upgrading {
                 successor: Some(_),
@@ -182,7 +185,7 @@ impl Machine {
     }
 
     /// Takes one event at time `now`; returns what to do, in order.
-    pub fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
+    pub(crate) fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
         if let Event::Exited { pid, status } = &event {
             if self.forget_leaving(*pid, *status, &mut out) {

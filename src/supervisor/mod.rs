@@ -21,22 +21,26 @@
 //! * A serving process that dies on its own ends the supervisor with its status (after what
 //!   is still draining has finished): the container's restart policy decides what next.
 //! * The pid file names the supervisor, written once the first serving process is ready.
+//! * Errors: what stops the supervisor from starting is a `startup::StartError` (no
+//!   `--port` and no inherited socket: exit 2; sockets or signals cannot be set up: exit 1),
+//!   reported as the serving process reports its own. Once running, failures (a successor
+//!   that cannot start, a poll error) are logged and the supervisor goes on.
 //!
 //! The decisions are `machine::Machine` (pure, tested there); this file only turns pipes,
 //! signals and waitpid into its events and carries out its actions.
 
-pub mod machine;
+pub(crate) mod machine;
 
 use std::collections::VecDeque;
-use std::fs::File;
-use std::io::{self, Read};
+use std::io;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::cli::Args;
-use crate::lifecycle::{self, SignalSet, EXIT_CONFIG, EXIT_START};
 use crate::listener;
+use crate::signals::{SignalFd, SignalSet};
+use crate::startup::{self, StartError};
 use crate::upgrade::{self, Invocation, Readiness, Successor, ENV_SUPERVISOR_PID};
 use machine::{Action, ChildStatus, Event, Machine, Pid};
 
@@ -47,42 +51,17 @@ const SIGNALS: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, li
 const CLOSED_PIPE_EXIT_GRACE: Duration = Duration::from_millis(500);
 /// Step of that wait.
 const REAP_POLL: Duration = Duration::from_millis(10);
-/// Signals read from the signalfd in one read.
-const SIGNALS_PER_READ: usize = 8;
-
-/// Why the supervisor could not start.
-#[derive(Debug)]
-pub enum SupervisorError {
-    /// A bad command line (exit 2).
-    Usage(String),
-    /// Sockets or signals could not be set up (exit 1).
-    Start(io::Error),
-}
-
-impl From<io::Error> for SupervisorError {
-    fn from(e: io::Error) -> Self {
-        SupervisorError::Start(e)
-    }
-}
-
 /// Whether this process is PID 1 (a container's init).
-pub fn is_pid_1() -> bool {
+pub(crate) fn is_pid_1() -> bool {
     std::process::id() == 1
 }
 
 /// Runs the supervisor until it is told to stop (or its serving process dies); returns the
 /// exit code: the serving process's.
-pub fn run(args: &Args) -> i32 {
+pub(crate) fn run(args: &Args) -> i32 {
     match Supervisor::start(args) {
         Ok(supervisor) => supervisor.run(),
-        Err(SupervisorError::Usage(message)) => {
-            eprintln!("rgate: {message}");
-            EXIT_CONFIG
-        }
-        Err(SupervisorError::Start(e)) => {
-            log::error!("supervisor: {e}");
-            EXIT_START
-        }
+        Err(e) => e.report("supervisor: "),
     }
 }
 
@@ -97,12 +76,12 @@ struct Supervisor<'a> {
     args: &'a Args,
     invocation: Invocation,
     listeners: Vec<TcpListener>,
-    signals: OwnedFd,
+    signals: SignalFd,
     children: Vec<Child>,
 }
 
 impl<'a> Supervisor<'a> {
-    fn start(args: &'a Args) -> Result<Supervisor<'a>, SupervisorError> {
+    fn start(args: &'a Args) -> Result<Supervisor<'a>, StartError> {
         // Before any thread starts (the output relays), so every thread inherits the mask.
         let signals = SignalSet::block(&SIGNALS)?.signalfd()?;
         if !is_pid_1() {
@@ -118,9 +97,7 @@ impl<'a> Supervisor<'a> {
         let listeners = match upgrade::inherited_listeners()? {
             Some(inherited) => inherited,
             None => {
-                let port = args.port.ok_or_else(|| {
-                    SupervisorError::Usage("--port is required (try --help)".into())
-                })?;
+                let port = args.port.ok_or(StartError::PortMissing)?;
                 vec![listener::bind(&args.bind, port)?]
             }
         };
@@ -151,7 +128,7 @@ impl<'a> Supervisor<'a> {
         loop {
             for action in actions {
                 if let Some(code) = self.perform(action, &mut events) {
-                    lifecycle::remove_pid_file(&self.args.pid_file);
+                    startup::remove_pid_file(&self.args.pid_file);
                     log::info!("supervisor: exiting with status {code}");
                     return code;
                 }
@@ -214,7 +191,7 @@ impl<'a> Supervisor<'a> {
             }
             Action::Log { level, message } => log::log!(level, "supervisor: {message}"),
             Action::WritePidFile => {
-                if let Err(e) = lifecycle::write_pid_file(&self.args.pid_file) {
+                if let Err(e) = startup::write_pid_file(&self.args.pid_file) {
                     log::error!("supervisor: {e}");
                 }
             }
@@ -268,7 +245,7 @@ impl<'a> Supervisor<'a> {
             }
         }
         if fds[0].revents != 0 {
-            for signal in read_signals(&self.signals)? {
+            for signal in self.signals.read_all()? {
                 match signal {
                     libc::SIGCHLD => reap_all(events),
                     libc::SIGHUP => events.push_back(Event::Hangup),
@@ -314,30 +291,6 @@ fn pollfd(fd: libc::c_int) -> libc::pollfd {
         events: libc::POLLIN,
         revents: 0,
     }
-}
-
-/// Every signal the (non-blocking) signalfd holds.
-fn read_signals(fd: &OwnedFd) -> io::Result<Vec<libc::c_int>> {
-    const INFO: usize = std::mem::size_of::<libc::signalfd_siginfo>();
-    let mut file = File::from(fd.try_clone()?);
-    let mut buf = [0u8; INFO * SIGNALS_PER_READ];
-    let mut signals = Vec::new();
-    loop {
-        match file.read(&mut buf) {
-            Ok(n) if n >= INFO => {
-                for info in buf[..n].chunks_exact(INFO) {
-                    // ssi_signo is the first field: a u32 in native byte order.
-                    let signo = u32::from_ne_bytes([info[0], info[1], info[2], info[3]]);
-                    signals.push(signo as libc::c_int);
-                }
-            }
-            Ok(_) => break,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(signals)
 }
 
 /// Reaps every child that has exited: serving processes and any orphan inherited.
