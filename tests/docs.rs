@@ -146,14 +146,14 @@ fn every_test_the_docs_name_exists() {
 fn the_reference_checker_catches_what_it_must() {
     let text = "proved by `tests/cli.rs::version_prints_the_crate_version`, \
                 tests/docker.rs::rolling_restart_of_two_replicas_under_traffic_has_no_client_errors \
-                and src/stats/store.rs::two_writers_on_one_file_both_count.";
+                and src/stats/store_tests.rs::two_writers_on_one_file_both_count.";
     assert_eq!(test_refs(text).len(), 3);
     assert_eq!(missing_tests(text), Vec::<String>::new());
     for bad in [
         "tests/cli.rs::version_prints_the_crate_version_renamed",
         "tests/cli.rs::rgate",
         "tests/nonexistent.rs::a_test",
-        "src/stats/store.rs::tmp",
+        "src/stats/store_tests.rs::tmp",
     ] {
         assert_eq!(missing_tests(bad).len(), 1, "{bad} passed the check");
     }
