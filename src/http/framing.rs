@@ -221,6 +221,46 @@ mod tests {
         assert_eq!(req(&[("Transfer-Encoding", "Chunked")]), Ok(Chunked));
     }
 
+    /// Up to 19 digits is a length (u64 holds every 19-digit number); 20 digits is not, even
+    /// when leading zeros make it small: the limit is on the spelling, not the value.
+    #[test]
+    fn a_length_has_at_most_nineteen_digits() {
+        use BodyFraming::*;
+        assert_eq!(
+            req(&[("Content-Length", "1000000000000000000")]),
+            Ok(Length(1_000_000_000_000_000_000))
+        );
+        assert_eq!(
+            req(&[("Content-Length", "0000000000000000005")]),
+            Ok(Length(5))
+        );
+        assert_eq!(
+            req(&[("Content-Length", "00000000000000000005")]),
+            Err(FramingError::InvalidContentLength)
+        );
+    }
+
+    #[test]
+    fn every_framing_error_says_why() {
+        use FramingError::*;
+        let all = [
+            LengthAndTransferEncoding,
+            InvalidContentLength,
+            ChunkedNotFinal,
+            UnsupportedCoding,
+            TransferEncodingInHttp10,
+        ];
+        let reasons: std::collections::HashSet<&str> = all.iter().map(|e| e.reason()).collect();
+        assert_eq!(reasons.len(), all.len(), "one distinct reason each");
+        assert!(LengthAndTransferEncoding
+            .reason()
+            .contains("Content-Length"));
+        assert!(ChunkedNotFinal.reason().contains("chunked"));
+        assert!(InvalidContentLength.reason().contains("Content-Length"));
+        assert!(TransferEncodingInHttp10.reason().contains("HTTP/1.0"));
+        assert!(UnsupportedCoding.reason().contains("coding"));
+    }
+
     #[test]
     fn ambiguous_requests_are_refused() {
         use FramingError::*;
