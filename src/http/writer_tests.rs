@@ -303,3 +303,23 @@ fn response_lengths_without_a_body() {
     );
     assert_eq!(count(&out, "content-length"), 0, "{out}");
 }
+
+#[test]
+fn upgrade_is_relayed_only_with_a_101() {
+    let out = relayed(
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+        RelayFraming::Upgrade,
+        Version::Http11,
+        true,
+    );
+    assert_eq!(count(&out, "upgrade"), 1, "{out}");
+    assert!(out.contains("Upgrade: websocket\r\n"), "{out}");
+    assert!(out.contains("Connection: upgrade\r\n"), "{out}");
+    let out = relayed(
+        b"HTTP/1.1 200 OK\r\nUpgrade: h2c\r\nContent-Length: 0\r\n\r\n",
+        RelayFraming::AsIs,
+        Version::Http11,
+        true,
+    );
+    assert_eq!(count(&out, "upgrade"), 0, "{out}");
+}
