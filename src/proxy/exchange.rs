@@ -301,7 +301,9 @@ impl ClientConn {
         }
         exchange.response_done();
         let request_whole = exchange.request_whole();
-        if let Some(reusable) = exchange.into_reusable() {
+        if exchange.sent_stray_bytes() {
+            self.core.pool.borrow_mut().distrust(addr);
+        } else if let Some(reusable) = exchange.into_reusable() {
             self.core.pool.borrow_mut().put(addr, reusable);
         }
         if plan.client_keep {

@@ -106,17 +106,31 @@ pub(crate) struct BackendConn {
 pub(crate) struct ReusableConn(BackendConn);
 
 impl ReusableConn {
-    /// Whether the connection can no longer carry a request: the backend closed it (or
+    /// Whether the connection can still carry a request: the backend may have closed it (or
     /// reset it, or sent bytes nobody asked for) while it sat idle. Checked when the pool
     /// hands it out, so a backend that restarted, or closes idle connections itself, costs
     /// the client nothing even for a request that could not be retried.
-    pub(crate) fn is_stale(&self) -> bool {
+    pub(crate) fn idle_state(&self) -> IdleState {
         let mut byte = [0u8; 1];
         // SAFETY: the pooled connection owns the open socket for the whole call, and an idle
         // pooled connection has no I/O in flight in the runtime.
-        let peeked = unsafe { peek(self.0.stream.io.as_raw_fd(), &mut byte) };
-        peeked != Peeked::Nothing
+        match unsafe { peek(self.0.stream.io.as_raw_fd(), &mut byte) } {
+            Peeked::Nothing => IdleState::Quiet,
+            Peeked::Closed => IdleState::Closed,
+            Peeked::Bytes(_) => IdleState::StrayBytes,
+        }
     }
+}
+
+/// What a pooled connection turned out to be when taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum IdleState {
+    /// Nothing arrived while it was idle: it can carry a request.
+    Quiet,
+    /// The backend closed (or reset) it while it was idle.
+    Closed,
+    /// Bytes arrived that answer no request: the instance is not to be trusted with reuse.
+    StrayBytes,
 }
 
 /// What a peek at a socket found.
@@ -379,6 +393,12 @@ impl Exchange {
         if let Phase::HeadRead { request_whole } = self.phase {
             self.phase = Phase::Done { request_whole };
         }
+    }
+
+    /// Whether the backend sent bytes beyond the response this exchange read whole: then it
+    /// is not to be trusted with reuse (`pool::IdlePool::distrust`).
+    pub(crate) fn sent_stray_bytes(&mut self) -> bool {
+        matches!(self.phase, Phase::Done { .. }) && !self.conn.stream.data().is_empty()
     }
 
     /// The connection, if this exchange proved it can carry another request: the request

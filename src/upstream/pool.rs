@@ -14,7 +14,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::ReusableConn;
+use super::{IdleState, ReusableConn};
 
 /// Idle connections kept per backend address on one core.
 pub(crate) const MAX_IDLE_PER_ADDR: usize = 64;
@@ -27,7 +27,17 @@ struct Idle {
 pub(crate) struct IdlePool {
     idle_timeout: Duration,
     by_addr: HashMap<SocketAddr, VecDeque<Idle>, BuildHasherDefault<AddrHasher>>,
+    /// Instances seen sending bytes nobody asked for, and until when none of their
+    /// connections is reused (see `STRAY_BYTES_COOLDOWN`).
+    distrusted: HashMap<SocketAddr, Instant, BuildHasherDefault<AddrHasher>>,
 }
+
+/// How long this core reuses no connection to an instance after catching it sending bytes
+/// beyond a response. Such bytes are only caught when they arrive before the connection is
+/// reused; bytes that arrive after rgate's next request on it cannot be told from the
+/// answer (no HTTP/1.1 proxy can), so an instance that did it once is not trusted with
+/// reuse for a while: every request gets a connection of its own.
+pub(crate) const STRAY_BYTES_COOLDOWN: Duration = Duration::from_secs(60);
 
 /// The pool map's hasher. Its keys are backend addresses, which come from the config and
 /// from Docker, never from clients, so a multiply-rotate hash (as in rustc's FxHash) is
@@ -82,6 +92,7 @@ impl IdlePool {
         IdlePool {
             idle_timeout,
             by_addr: HashMap::default(),
+            distrusted: HashMap::default(),
         }
     }
 
@@ -89,14 +100,46 @@ impl IdlePool {
     pub(crate) fn take(&mut self, addr: SocketAddr) -> Option<ReusableConn> {
         let queue = self.by_addr.get_mut(&addr)?;
         while let Some(idle) = queue.pop_back() {
-            if idle.since.elapsed() < self.idle_timeout && !idle.conn.is_stale() {
-                return Some(idle.conn);
+            if idle.since.elapsed() >= self.idle_timeout {
+                continue;
+            }
+            match idle.conn.idle_state() {
+                IdleState::Quiet => return Some(idle.conn),
+                IdleState::Closed => {}
+                IdleState::StrayBytes => {
+                    self.distrust(addr);
+                    return None;
+                }
             }
         }
         None
     }
 
+    /// Stops reusing connections to `addr` for `STRAY_BYTES_COOLDOWN`: it sent bytes beyond
+    /// a response. Its idle connections are closed now.
+    pub(crate) fn distrust(&mut self, addr: SocketAddr) {
+        let now = Instant::now();
+        self.by_addr.remove(&addr);
+        let before = self.distrusted.insert(addr, now + STRAY_BYTES_COOLDOWN);
+        // Said once per episode, not once per response of a backend that keeps doing it.
+        if before.is_none_or(|until| until <= now) {
+            log::warn!(
+                "backend {addr} sent bytes beyond a response; its connections are not reused for {} s",
+                STRAY_BYTES_COOLDOWN.as_secs()
+            );
+        }
+    }
+
     pub(crate) fn put(&mut self, addr: SocketAddr, conn: ReusableConn) {
+        if !self.distrusted.is_empty() {
+            match self.distrusted.get(&addr) {
+                Some(&until) if Instant::now() < until => return,
+                Some(_) => {
+                    self.distrusted.remove(&addr);
+                }
+                None => {}
+            }
+        }
         let queue = self.by_addr.entry(addr).or_default();
         if queue.len() >= MAX_IDLE_PER_ADDR {
             queue.pop_front();
