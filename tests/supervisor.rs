@@ -471,6 +471,11 @@ fn a_successor_that_hangs_is_killed_and_the_serving_process_stays() {
         &["--upgrade-timeout", "2"],
     );
     let serving = sup.wait_single_serving_process(STARTUP_LIMIT);
+    // The supervisor writes its pid file once it has seen the serving process ready; a
+    // SIGHUP before that is ignored ("nothing serves yet"), which is not what this tests.
+    sup.wait_until(STARTUP_LIMIT, "the supervisor to see it ready", |s| {
+        s.dir.join("rgate.pid").exists()
+    });
     replace_binary(
         &sup.binary,
         b"#!/bin/sh\necho 'starting slowly' >&2\nexec sleep 60\n",
@@ -514,6 +519,10 @@ fn a_serving_process_that_dies_ends_the_supervisor_with_its_status() {
     let backend = Backend::start("app");
     let mut sup = Supervised::start(Mode::Flag, &config_for(&backend), &[]);
     let serving = sup.wait_single_serving_process(STARTUP_LIMIT);
+    // Killed while it serves (not while the supervisor still waits for it to be ready).
+    sup.wait_until(STARTUP_LIMIT, "the supervisor to see it ready", |s| {
+        s.dir.join("rgate.pid").exists()
+    });
     send_signal(serving, libc::SIGKILL).unwrap();
     let status = sup.wait_exit(Duration::from_secs(5));
     assert_eq!(
@@ -522,7 +531,10 @@ fn a_serving_process_that_dies_ends_the_supervisor_with_its_status() {
         "log:\n{}",
         sup.log()
     );
-    assert!(sup.log().contains("exited unexpectedly (signal: 9)"));
+    // The thread that copies the supervisor's stderr may still be behind its exit.
+    sup.wait_until(limits::CONDITION, "the death to be logged", |s| {
+        s.log().contains("exited unexpectedly (signal: 9)")
+    });
 }
 
 /// Outside PID 1 and without `--supervise`, nothing changes: one process, which writes its
