@@ -90,11 +90,9 @@ impl RequestError {
     /// The JSON `error` code the client gets with `status`.
     pub fn code(&self) -> ErrorCode {
         match self {
+            RequestError::Framing(FramingError::UnsupportedCoding) => ErrorCode::NotImplemented,
             RequestError::Malformed(_) | RequestError::Framing(_) | RequestError::Host(_) => {
-                match self.status() {
-                    501 => ErrorCode::NotImplemented,
-                    _ => ErrorCode::BadRequest,
-                }
+                ErrorCode::BadRequest
             }
             RequestError::TargetTooLong => ErrorCode::UriTooLong,
             RequestError::HeadTooLarge | RequestError::TooManyHeaders => ErrorCode::HeadersTooLarge,

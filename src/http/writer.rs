@@ -71,7 +71,10 @@ pub fn write_request_head(
             // rgate is the edge: these describe rgate's own client connection.
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
-            || (underscores != UnderscorePolicy::Forward && name.contains('_'))
+            // (the parse already knows whether any name has one: no second scan without)
+            || (head.underscore_names
+                && underscores != UnderscorePolicy::Forward
+                && name.contains('_'))
         {
             continue;
         }

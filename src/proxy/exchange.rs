@@ -82,7 +82,10 @@ impl ClientConn {
             }
             let sent = self.send_request(&mut exchange, info, rec).await;
             let result = match sent {
-                Ok(()) => self.final_head(&mut exchange, info, sent_continue).await,
+                Ok(()) => {
+                    self.final_head(&mut exchange, info, sent_continue, rec)
+                        .await
+                }
                 Err(stop) => Err(stop),
             };
             match result {
@@ -189,6 +192,7 @@ impl ClientConn {
         exchange: &mut Exchange,
         info: &RequestInfo,
         sent_continue: bool,
+        rec: &mut RequestRecorder,
     ) -> Result<RelayPlan, Stop> {
         let timeout = self.core.settings.config.timeouts.response_header;
         loop {
@@ -222,6 +226,7 @@ impl ClientConn {
                 return Ok(plan);
             }
             if !self.out.is_empty() && self.write_out().await.is_err() {
+                rec.fail(ErrorKind::Client);
                 return Err(Stop::Done(Next::Abort));
             }
         }
