@@ -51,16 +51,19 @@
 
 pub(crate) mod alarms;
 pub mod backends;
+pub(crate) mod balance;
 pub mod cli;
 pub(crate) mod clock;
 pub mod config;
 pub mod discovery;
+pub(crate) mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;
 pub mod logging;
 pub(crate) mod mailbox;
 pub(crate) mod proxy;
+pub(crate) mod retry_budget;
 pub mod router;
 pub(crate) mod server;
 pub(crate) mod signals;

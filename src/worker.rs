@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::alarms::Alarms;
 use crate::backends::BackendTable;
 use crate::config::Config;
+use crate::retry_budget::RetryBudget;
 use crate::router::RouteTable;
 use crate::stats::{CoreCounters, StatsHub};
 use crate::upstream::pool::IdlePool;
@@ -43,6 +44,8 @@ pub(crate) struct Worker {
     pub(crate) alarms: Alarms,
     /// Client connections open on this core.
     pub(crate) open_connections: Cell<usize>,
+    /// This core's retry budget per backend (index of `Config::backends`).
+    pub(crate) retry_budgets: Vec<RetryBudget>,
     table: RefCell<Rc<BackendTable>>,
 }
 
@@ -54,6 +57,12 @@ impl Worker {
             pool: RefCell::new(IdlePool::new(settings.config.timeouts.pool_idle)),
             alarms: Alarms::default(),
             open_connections: Cell::new(0),
+            retry_budgets: settings
+                .config
+                .backends
+                .iter()
+                .map(|_| RetryBudget::default())
+                .collect(),
             table: RefCell::new(Rc::new(table)),
             settings,
         }

@@ -20,10 +20,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use docker_api::models::ContainerInspect200Response;
 
+use crate::config::MAX_WEIGHT;
+
 /// Label naming the private port to use when a container has several.
 pub(crate) const LABEL_PORT: &str = "rgate.port";
 /// Label naming the network whose IP to use when a container publishes no port.
 pub(crate) const LABEL_NETWORK: &str = "rgate.network";
+/// Label giving a container's share of its backend's traffic (1 when absent).
+pub(crate) const LABEL_WEIGHT: &str = "rgate.weight";
 
 /// What rgate needs to know of one container.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,6 +89,8 @@ pub(crate) enum Skip {
 pub(crate) enum Ambiguity {
     /// The `rgate.port` label is not a port number (its value).
     PortLabel(String),
+    /// The `rgate.weight` label is not a weight (its value).
+    WeightLabel(String),
     /// Publishes no port and exposes none.
     NothingExposed,
     /// Publishes no port and exposes several.
@@ -110,6 +116,10 @@ impl fmt::Display for Ambiguity {
             Ambiguity::PortLabel(v) => {
                 write!(f, "label {LABEL_PORT}={v:?} is not a port number (1-65535)")
             }
+            Ambiguity::WeightLabel(v) => write!(
+                f,
+                "label {LABEL_WEIGHT}={v:?} is not a weight (1-{MAX_WEIGHT})"
+            ),
             Ambiguity::NothingExposed => write!(
                 f,
                 "publishes no port and exposes none; publish one, or label it {LABEL_PORT}=<port>"
@@ -227,6 +237,11 @@ impl ContainerFacts {
         carries_labels(&self.labels, wanted)
     }
 
+    /// The container's weight: its `rgate.weight` label, or 1.
+    pub(crate) fn weight(&self) -> Result<u32, Ambiguity> {
+        weight_label(&self.labels)
+    }
+
     /// Where to send this container's traffic now, or why not.
     pub(crate) fn serving_address(&self) -> Result<SocketAddr, Skip> {
         match self.run {
@@ -240,6 +255,7 @@ impl ContainerFacts {
             Health::Starting => return Err(Skip::HealthStarting),
             Health::Unhealthy => return Err(Skip::Unhealthy),
         }
+        self.weight().map_err(Skip::Ambiguous)?;
         self.address().map_err(Skip::Ambiguous)
     }
 
@@ -300,6 +316,17 @@ impl ContainerFacts {
             wanted: private,
             published: privates.clone(),
         })
+    }
+}
+
+/// The weight a container's labels give it: `rgate.weight`, or 1.
+pub(crate) fn weight_label(labels: &HashMap<String, String>) -> Result<u32, Ambiguity> {
+    match labels.get(LABEL_WEIGHT) {
+        None => Ok(1),
+        Some(v) => match v.trim().parse::<u32>() {
+            Ok(w) if (1..=MAX_WEIGHT).contains(&w) => Ok(w),
+            _ => Err(Ambiguity::WeightLabel(v.clone())),
+        },
     }
 }
 

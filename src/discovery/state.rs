@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use crate::backends::{BackendTable, Instance};
 use crate::config::{Config, Discovery};
 
-use super::container::{carries_labels, Ambiguity, ContainerFacts, Skip};
+use super::container::{carries_labels, weight_label, Ambiguity, ContainerFacts, Skip};
 
 /// A Docker backend: its index in `Config::backends` and the labels it wants.
 #[derive(Debug, Clone)]
@@ -155,10 +155,13 @@ impl Containers {
                 .filter(|(id, _)| !self.stopping.contains(*id))
                 .filter(|(_, t)| carries_labels(&t.labels, &b.labels))
                 .filter_map(|(id, t)| {
-                    Some(Instance {
-                        addr: *t.address.as_ref().ok()?,
-                        source: short(id).to_string(),
-                    })
+                    // A bad weight label made the address a `Skip`: this is never 1 by error.
+                    let weight = weight_label(&t.labels).unwrap_or(1);
+                    Some(Instance::new(
+                        *t.address.as_ref().ok()?,
+                        short(id).to_string(),
+                        weight,
+                    ))
                 })
                 .collect();
         }

@@ -19,6 +19,7 @@ pub enum ErrorCode {
     BackendUnavailable,
     BadGateway,
     GatewayTimeout,
+    Overloaded,
 }
 
 impl ErrorCode {
@@ -34,6 +35,15 @@ impl ErrorCode {
             ErrorCode::BackendUnavailable => "backend_unavailable",
             ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::GatewayTimeout => "gateway_timeout",
+            ErrorCode::Overloaded => "overloaded",
+        }
+    }
+
+    /// Seconds after which a client may try again, for the errors that say so.
+    pub fn retry_after(self) -> Option<u32> {
+        match self {
+            ErrorCode::Overloaded => Some(1),
+            _ => None,
         }
     }
 }
@@ -49,26 +59,52 @@ pub fn error_body(status: u16, code: ErrorCode, message: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Appends a complete response made by rgate. `head_only` omits the body (HEAD requests).
-pub fn write_response(
-    out: &mut Vec<u8>,
-    status: u16,
-    content_type: &str,
-    body: &[u8],
-    client_version: Version,
-    keep_alive: bool,
-    head_only: bool,
-) {
+/// A complete response made by rgate.
+#[derive(Debug, Clone, Copy)]
+pub struct Reply<'a> {
+    pub status: u16,
+    pub content_type: &'a str,
+    pub body: &'a [u8],
+    pub version: Version,
+    pub keep_alive: bool,
+    /// Omit the body (a reply to HEAD).
+    pub head_only: bool,
+    /// Seconds after which the client may try again (an overloaded backend).
+    pub retry_after: Option<u32>,
+}
+
+impl<'a> Reply<'a> {
+    /// A reply to an HTTP/1.1 request that closes the connection; the caller sets the rest.
+    pub fn of(status: u16, content_type: &'a str, body: &'a [u8]) -> Reply<'a> {
+        Reply {
+            status,
+            content_type,
+            body,
+            version: Version::Http11,
+            keep_alive: false,
+            head_only: false,
+            retry_after: None,
+        }
+    }
+}
+
+/// Appends a complete response made by rgate.
+pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>) {
     let _ = write!(
         out,
-        "HTTP/1.1 {status} {}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n",
-        reason_phrase(status),
-        body.len()
+        "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+        reply.status,
+        reason_phrase(reply.status),
+        reply.content_type,
+        reply.body.len()
     );
-    super::put_persistence(out, client_version, keep_alive);
+    if let Some(seconds) = reply.retry_after {
+        let _ = write!(out, "Retry-After: {seconds}\r\n");
+    }
+    super::put_persistence(out, reply.version, reply.keep_alive);
     out.extend_from_slice(b"\r\n");
-    if !head_only {
-        out.extend_from_slice(body);
+    if !reply.head_only {
+        out.extend_from_slice(reply.body);
     }
 }
 
@@ -114,15 +150,16 @@ mod tests {
             "Backend available but no Service URLs discovered",
         );
         let mut out = Vec::new();
-        write_response(
-            &mut out,
-            503,
-            "application/json",
-            &body,
-            Version::Http11,
-            false,
-            false,
-        );
+        let reply = Reply {
+            status: 503,
+            content_type: "application/json",
+            body: &body,
+            version: Version::Http11,
+            keep_alive: false,
+            head_only: false,
+            retry_after: None,
+        };
+        write_response(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();
         assert!(text
             .starts_with("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"));

@@ -4,12 +4,11 @@
 //! instance of the route's backend — and, for a request to forward, write the forwarded
 //! head. Then acting on it (`handle`): forward, or answer it as rgate.
 
-use std::net::SocketAddr;
-
+use super::attempt::Attempt;
 use super::record::RequestRecorder;
 use super::{ClientConn, Next, NO_INSTANCE_MESSAGE};
 use crate::http::framing::BodyFraming;
-use crate::http::gateway::ErrorCode;
+use crate::http::gateway::{ErrorCode, Reply};
 use crate::http::request::{parse_request, RequestError, RequestHead};
 use crate::http::writer::write_request_head;
 use crate::http::{Version, MAX_HEADERS};
@@ -24,6 +23,8 @@ pub(super) struct RequestInfo {
     pub(super) framing: BodyFraming,
     pub(super) expect_continue: bool,
     pub(super) upgrade: bool,
+    /// The method is idempotent (RFC 9110 §9.2.2): sending it twice is as sending it once.
+    pub(super) idempotent: bool,
 }
 
 impl RequestInfo {
@@ -35,6 +36,10 @@ impl RequestInfo {
             framing: head.framing,
             expect_continue: head.expect_continue,
             upgrade: head.upgrade.is_some(),
+            idempotent: matches!(
+                head.method,
+                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
+            ),
         }
     }
 }
@@ -45,7 +50,7 @@ pub(super) enum Decision {
     Default,
     BadTarget(&'static str),
     NoInstance(RouteMatch),
-    Forward(RouteMatch, SocketAddr),
+    Forward(RouteMatch, Attempt),
 }
 
 /// A request whose head is complete, decided.
@@ -101,15 +106,15 @@ impl ClientConn {
                 head_len,
             }));
         };
-        let table = self.core.table();
-        let Some(instance) = table.pick(route.backend) else {
+        let policy = &settings.config.backends[route.backend].policy;
+        let Some(attempt) = Attempt::first(self.core.table(), route.backend, policy) else {
             return Ok(Some(Decided {
                 info,
                 decision: Decision::NoInstance(route),
                 head_len,
             }));
         };
-        let addr = instance.addr;
+        let addr = attempt.addr();
         self.head.clear();
         write_request_head(
             &mut self.head,
@@ -121,7 +126,7 @@ impl ClientConn {
         );
         Ok(Some(Decided {
             info,
-            decision: Decision::Forward(route, addr),
+            decision: Decision::Forward(route, attempt),
             head_len,
         }))
     }
@@ -133,11 +138,10 @@ impl ClientConn {
         rec: &mut RequestRecorder,
     ) -> Next {
         match decision {
-            Decision::Forward(route, addr) => {
+            Decision::Forward(route, attempt) => {
                 rec.record.route = Some(route.route);
                 rec.record.backend = Some(route.backend);
-                rec.record.instance = Some(addr);
-                self.forward(info, addr, rec).await
+                self.forward(info, attempt, rec).await
             }
             Decision::NoInstance(route) => {
                 rec.record.route = Some(route.route);
@@ -170,22 +174,19 @@ impl ClientConn {
                 // A handle on the core, so the configured body is borrowed, not copied.
                 let core = self.core.clone();
                 let default = &core.settings.config.default_response;
-                self.answer(
-                    info,
+                let reply = Reply::of(
                     default.status,
                     "text/plain; charset=utf-8",
                     default.body.as_bytes(),
-                    false,
-                    rec,
-                )
-                .await
+                );
+                self.answer(info, reply, false, rec).await
             }
             Decision::Endpoint(endpoint) => {
                 let table = self.core.table();
                 let (content_type, body) = self.core.settings.stats.render(endpoint, &table);
                 // rgate's own endpoints are not proxied traffic: never counted.
                 rec.committed = true;
-                self.answer(info, 200, content_type, &body, false, rec)
+                self.answer(info, Reply::of(200, content_type, &body), false, rec)
                     .await
             }
         }

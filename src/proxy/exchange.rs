@@ -17,6 +17,7 @@
 
 use std::net::SocketAddr;
 
+use super::attempt::{Attempt, BackendSlot};
 use super::decide::RequestInfo;
 use super::record::RequestRecorder;
 use super::{ClientConn, Next};
@@ -52,17 +53,99 @@ enum Stop {
     Done(Next),
 }
 
+/// How one attempt on one instance ended, when it did not end the request.
+enum Tried {
+    /// A final response head arrived (and is written for the client).
+    Answered(Exchange, RelayPlan),
+    /// The instance failed before any of its response reached the client.
+    Failed {
+        error: UpstreamError,
+        /// Sending the request to another instance is safe (see `retry_elsewhere`).
+        may_retry: bool,
+        /// The client's request body was read whole.
+        body_consumed: bool,
+    },
+    /// The client was answered or is gone.
+    Done(Next),
+}
+
 impl ClientConn {
-    /// The exchange with a backend for one request (see the module's doc).
+    /// The exchange with a backend for one request (see the module's doc): attempts on
+    /// `attempt`'s instance, then, while it is safe, within the retry budget and `retries.max`,
+    /// on other instances.
     pub(super) async fn forward(
         &mut self,
         info: &RequestInfo,
-        addr: SocketAddr,
+        mut attempt: Attempt,
         rec: &mut RequestRecorder,
     ) -> Next {
+        let core = self.core.clone();
+        let backend = rec.record.backend.unwrap_or_default();
+        let policy = &core.settings.config.backends[backend].policy;
+        let _slot = match policy.max_in_flight {
+            Some(max) => match BackendSlot::take(&attempt, max) {
+                Some(slot) => Some(slot),
+                None => return self.overloaded(info, &attempt, rec).await,
+            },
+            None => None,
+        };
+        let budget = &core.retry_budgets[backend];
+        budget.deposit(&policy.retries);
         let mut sent_continue = false;
+        let mut retries = 0;
+        loop {
+            let addr = attempt.addr();
+            rec.record.instance = Some(addr);
+            match self.try_instance(info, addr, &mut sent_continue, rec).await {
+                Tried::Answered(exchange, plan) => {
+                    if policy.breaker.on_5xx && plan.status >= 500 {
+                        attempt.failed(policy);
+                    } else {
+                        attempt.succeeded();
+                    }
+                    return self.relay_response(exchange, plan, addr, rec).await;
+                }
+                Tried::Done(next) => return next,
+                Tried::Failed {
+                    error,
+                    may_retry,
+                    body_consumed,
+                } => {
+                    attempt.failed(policy);
+                    let again = may_retry
+                        && retries < policy.retries.max
+                        && attempt.backend().instances.len() > 1;
+                    if again && !budget.withdraw(&policy.retries) {
+                        attempt.backend_health().count_budget_exhausted();
+                    } else if again {
+                        if let Some(next) = attempt.next(policy) {
+                            log::debug!(
+                                "core {}: {addr} failed ({error}); retrying on {}",
+                                core.id,
+                                next.addr()
+                            );
+                            retries += 1;
+                            attempt = next;
+                            continue;
+                        }
+                    }
+                    return self.upstream_failed(info, error, body_consumed, rec).await;
+                }
+            }
+        }
+    }
+
+    /// One attempt on the instance at `addr`: a pooled connection, or a new one; a pooled
+    /// connection found dead before any response byte is replaced by a new one, once.
+    async fn try_instance(
+        &mut self,
+        info: &RequestInfo,
+        addr: SocketAddr,
+        sent_continue: &mut bool,
+        rec: &mut RequestRecorder,
+    ) -> Tried {
         let mut pooled = self.core.pool.borrow_mut().take(addr);
-        let (exchange, plan) = loop {
+        loop {
             // A retry goes to a new connection: the pool's other idle connections to this
             // address are likely as dead as the one that just failed.
             let fresh = pooled.is_none();
@@ -70,41 +153,66 @@ impl ClientConn {
                 Some(c) => BackendConn::from_pool(c),
                 None => match self.open(addr).await {
                     Ok(c) => c,
-                    Err(e) => return self.upstream_failed(info, e, false, rec).await,
+                    Err(error) => {
+                        // Nothing was sent: another instance may always have it.
+                        return Tried::Failed {
+                            error,
+                            may_retry: true,
+                            body_consumed: false,
+                        };
+                    }
                 },
             };
             let mut exchange = Exchange::new(conn);
-            if info.expect_continue && !sent_continue {
+            if info.expect_continue && !*sent_continue {
                 if let Err(next) = self.send_continue(rec).await {
-                    return next;
+                    return Tried::Done(next);
                 }
-                sent_continue = true;
+                *sent_continue = true;
             }
             let sent = self.send_request(&mut exchange, info, rec).await;
             let result = match sent {
                 Ok(()) => {
-                    self.final_head(&mut exchange, info, sent_continue, rec)
+                    self.final_head(&mut exchange, info, *sent_continue, rec)
                         .await
                 }
                 Err(stop) => Err(stop),
             };
-            match result {
-                Ok(plan) => break (exchange, plan),
+            return match result {
+                Ok(plan) if plan.status == 101 && !info.upgrade => Tried::Failed {
+                    error: UpstreamError::Invalid(ResponseError::Malformed(
+                        "101 to a request that asked no upgrade",
+                    )),
+                    may_retry: false,
+                    body_consumed: true,
+                },
+                Ok(plan) => Tried::Answered(exchange, plan),
                 Err(Stop::Upstream(e)) if !fresh && exchange.retry_is_safe(&e) => continue,
-                Err(Stop::Upstream(e)) => {
-                    let body_consumed = exchange.request_whole();
-                    return self.upstream_failed(info, e, body_consumed, rec).await;
-                }
-                Err(Stop::Done(next)) => return next,
-            }
-        };
-        if plan.status == 101 && !info.upgrade {
-            let e = UpstreamError::Invalid(ResponseError::Malformed(
-                "101 to a request that asked no upgrade",
-            ));
-            return self.upstream_failed(info, e, true, rec).await;
+                Err(Stop::Upstream(error)) => Tried::Failed {
+                    may_retry: exchange.retry_elsewhere_is_safe(&error, info.idempotent),
+                    body_consumed: exchange.request_whole(),
+                    error,
+                },
+                Err(Stop::Done(next)) => Tried::Done(next),
+            };
         }
-        self.relay_response(exchange, plan, addr, rec).await
+    }
+
+    /// The backend has `max_in_flight` requests already: 503 `overloaded`, try again later.
+    async fn overloaded(
+        &mut self,
+        info: &RequestInfo,
+        attempt: &Attempt,
+        rec: &mut RequestRecorder,
+    ) -> Next {
+        attempt.backend_health().count_overloaded();
+        rec.fail(ErrorKind::Overloaded);
+        let message = format!(
+            "backend {} has as many requests in flight as it may (max_in_flight)",
+            attempt.backend().name
+        );
+        self.answer_error(info, 503, ErrorCode::Overloaded, &message, false, rec)
+            .await
     }
 
     /// A new connection to the instance.

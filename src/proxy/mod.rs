@@ -11,6 +11,7 @@
 //! * `pool`     — the per-core keep-alive pool.
 //! * `tunnel`   — the two-way byte copy after `101 Switching Protocols`.
 
+mod attempt;
 mod decide;
 mod exchange;
 mod own;

@@ -8,7 +8,7 @@ use super::decide::RequestInfo;
 use super::record::RequestRecorder;
 use super::{ClientConn, Next};
 use crate::http::framing::BodyFraming;
-use crate::http::gateway::{self, ErrorCode};
+use crate::http::gateway::{self, ErrorCode, Reply};
 use crate::http::Version;
 use crate::wire::stream::write_all;
 
@@ -17,14 +17,13 @@ use crate::wire::stream::write_all;
 const MAX_DISCARDED_BODY: u64 = 64 * 1024;
 
 impl ClientConn {
-    /// Answers a request rgate handles itself. The connection is kept when the request body
-    /// was already consumed (`body_consumed`) or could be read and dropped now.
+    /// Answers a request rgate handles itself with `reply` (its version, persistence and
+    /// HEAD-ness are set here, from the request). The connection is kept when the request
+    /// body was already consumed (`body_consumed`) or could be read and dropped now.
     pub(super) async fn answer(
         &mut self,
         info: &RequestInfo,
-        status: u16,
-        content_type: &str,
-        body: &[u8],
+        mut reply: Reply<'_>,
         body_consumed: bool,
         rec: &mut RequestRecorder,
     ) -> Next {
@@ -37,15 +36,10 @@ impl ClientConn {
                 _ => false,
             };
         let keep_alive = body_read && info.keep_alive && !self.core.alarms.is_draining();
-        let own = OwnResponse {
-            status,
-            content_type,
-            body,
-            version: info.version,
-            keep_alive,
-            head_only: info.is_head,
-        };
-        match (self.send_own(own, rec).await, keep_alive, body_read) {
+        reply.version = info.version;
+        reply.keep_alive = keep_alive;
+        reply.head_only = info.is_head;
+        match (self.send_own(reply, rec).await, keep_alive, body_read) {
             (false, ..) => Next::Abort,
             (true, true, _) => Next::KeepAlive,
             (true, false, true) => Next::Close,
@@ -63,8 +57,11 @@ impl ClientConn {
         rec: &mut RequestRecorder,
     ) -> Next {
         let body = gateway::error_body(status, code, message);
-        self.answer(info, status, "application/json", &body, body_consumed, rec)
-            .await
+        let reply = Reply {
+            retry_after: code.retry_after(),
+            ..Reply::of(status, "application/json", &body)
+        };
+        self.answer(info, reply, body_consumed, rec).await
     }
 
     /// Sends an error response on a connection that closes after it.
@@ -78,30 +75,23 @@ impl ClientConn {
         rec: &mut RequestRecorder,
     ) {
         let body = gateway::error_body(status, code, message);
-        let own = OwnResponse {
+        let reply = Reply {
             status,
             content_type: "application/json",
             body: &body,
             version,
             keep_alive: false,
             head_only,
+            retry_after: code.retry_after(),
         };
-        self.send_own(own, rec).await;
+        self.send_own(reply, rec).await;
     }
 
     /// Writes a response rgate made, counting the request first. False if the client is gone.
-    async fn send_own(&mut self, own: OwnResponse<'_>, rec: &mut RequestRecorder) -> bool {
+    async fn send_own(&mut self, reply: Reply<'_>, rec: &mut RequestRecorder) -> bool {
         self.out.clear();
-        gateway::write_response(
-            &mut self.out,
-            own.status,
-            own.content_type,
-            own.body,
-            own.version,
-            own.keep_alive,
-            own.head_only,
-        );
-        rec.record.status = own.status;
+        gateway::write_response(&mut self.out, &reply);
+        rec.record.status = reply.status;
         rec.record.bytes_out = self.out.len() as u64;
         rec.commit(&self.core);
         self.write_out().await.is_ok()
@@ -130,14 +120,4 @@ impl ClientConn {
         self.out = out;
         res
     }
-}
-
-/// A complete response made by rgate itself.
-struct OwnResponse<'a> {
-    status: u16,
-    content_type: &'a str,
-    body: &'a [u8],
-    version: Version,
-    keep_alive: bool,
-    head_only: bool,
 }

@@ -56,15 +56,18 @@ pub(crate) enum ErrorKind {
     InvalidResponse,
     /// The client sent a malformed request, or went away mid-exchange.
     Client,
+    /// The backend had `max_in_flight` requests already (503).
+    Overloaded,
 }
 
 impl ErrorKind {
-    pub(crate) const ALL: [ErrorKind; 5] = [
+    pub(crate) const ALL: [ErrorKind; 6] = [
         ErrorKind::NoInstance,
         ErrorKind::Connect,
         ErrorKind::Timeout,
         ErrorKind::InvalidResponse,
         ErrorKind::Client,
+        ErrorKind::Overloaded,
     ];
 
     pub(crate) fn index(self) -> usize {
@@ -79,6 +82,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::InvalidResponse => "invalid_response",
             ErrorKind::Client => "client",
+            ErrorKind::Overloaded => "overloaded",
         }
     }
 }

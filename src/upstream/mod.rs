@@ -335,6 +335,23 @@ impl Exchange {
         self.conn.reused && lost_before_response && body_untouched
     }
 
+    /// Whether the request may go to another instance after `error` on this one: nothing of
+    /// a response arrived, no byte of a body left (a body read from the client cannot be
+    /// sent again), and the method is `idempotent` (the instance may have acted on it; an
+    /// idempotent request acted on twice is as acted on once). A connect failure, where
+    /// nothing was sent, is always safe and never reaches an exchange.
+    pub(crate) fn retry_elsewhere_is_safe(&self, error: &UpstreamError, idempotent: bool) -> bool {
+        let before_response = matches!(
+            error,
+            UpstreamError::Send(_)
+                | UpstreamError::ClosedBeforeResponse
+                | UpstreamError::ResponseTimeout
+                | UpstreamError::Read(_)
+        ) && !self.response_started;
+        let body_untouched = !self.has_body || matches!(self.phase, Phase::Ready | Phase::HeadSent);
+        idempotent && before_response && body_untouched
+    }
+
     /// Waits until a complete, valid response head is buffered and hands it to `on_head`
     /// — the one parse of it — then consumes it. `request_is_head` decides the framing of
     /// the response (a reply to HEAD has no body). Returns what `on_head` returned.

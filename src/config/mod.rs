@@ -14,6 +14,11 @@ use serde::Deserialize;
 
 use crate::http::UnderscorePolicy;
 
+mod backend_policy;
+
+pub use backend_policy::{BackendPolicy, Balance, BreakerPolicy, HealthCheck, RetryPolicy};
+use backend_policy::{RawBreaker, RawHealthCheck, RawPolicy, RawRetries};
+
 // ----- raw: exactly what the YAML may say -----
 
 #[derive(Debug, Deserialize)]
@@ -60,7 +65,32 @@ struct RawBackend {
     #[serde(default)]
     match_labels: Vec<String>,
     #[serde(default)]
-    addresses: Vec<String>,
+    addresses: Vec<RawAddress>,
+    #[serde(default)]
+    balance: Option<String>,
+    #[serde(default)]
+    retries: Option<RawRetries>,
+    #[serde(default)]
+    circuit_breaker: Option<RawBreaker>,
+    #[serde(default)]
+    health_check: Option<RawHealthCheck>,
+    #[serde(default)]
+    max_in_flight: Option<u32>,
+}
+
+/// A fixed address: `"host:port"`, or `{address: "host:port", weight: 3}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawAddress {
+    Plain(String),
+    Weighted(RawWeightedAddress),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWeightedAddress {
+    address: String,
+    weight: u32,
 }
 
 /// All in milliseconds; each has a production default.
@@ -123,13 +153,24 @@ pub enum Discovery {
     /// Running Docker containers carrying every one of these `(key, value)` labels.
     DockerLabels(Vec<(String, String)>),
     /// Fixed addresses, for services outside Docker.
-    Static(Vec<SocketAddr>),
+    Static(Vec<StaticAddress>),
 }
+
+/// A configured instance address and its share of the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StaticAddress {
+    pub addr: SocketAddr,
+    pub weight: u32,
+}
+
+/// The largest weight an instance may have (a label or a configured address).
+pub const MAX_WEIGHT: u32 = 1_000;
 
 #[derive(Debug, Clone)]
 pub struct BackendSpec {
     pub name: String,
     pub discovery: Discovery,
+    pub policy: BackendPolicy,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -334,9 +375,19 @@ impl Validator<'_> {
                 (false, true) => Discovery::DockerLabels(self.labels(&field, &b.match_labels)?),
                 (true, false) => Discovery::Static(self.addresses(&field, &b.addresses)?),
             };
+            let policy = RawPolicy {
+                balance: b.balance,
+                retries: b.retries,
+                circuit_breaker: b.circuit_breaker,
+                health_check: b.health_check,
+                max_in_flight: b.max_in_flight,
+            }
+            .validate()
+            .map_err(|(f, reason)| self.err(format!("{field}.{f}"), reason))?;
             out.push(BackendSpec {
                 name: b.name,
                 discovery,
+                policy,
             });
         }
         Ok(out)
@@ -355,18 +406,36 @@ impl Validator<'_> {
             .collect()
     }
 
-    fn addresses(&self, field: &str, raw: &[String]) -> Result<Vec<SocketAddr>, ConfigError> {
+    fn addresses(
+        &self,
+        field: &str,
+        raw: &[RawAddress],
+    ) -> Result<Vec<StaticAddress>, ConfigError> {
         raw.iter()
             .enumerate()
             .map(|(j, a)| {
                 let field = format!("{field}.addresses[{j}]");
-                if let Ok(addr) = a.parse::<SocketAddr>() {
-                    return Ok(addr);
+                let (a, weight) = match a {
+                    RawAddress::Plain(a) => (a, 1),
+                    RawAddress::Weighted(w) => (&w.address, w.weight),
+                };
+                if !(1..=MAX_WEIGHT).contains(&weight) {
+                    return Err(self.err(
+                        format!("{field}.weight"),
+                        format!("{weight} is not a weight (1..={MAX_WEIGHT})"),
+                    ));
                 }
-                a.to_socket_addrs()
-                    .ok()
-                    .and_then(|mut it| it.next())
-                    .ok_or_else(|| self.err(field, format!("{a:?} is not a host:port address")))
+                let addr = match a.parse::<SocketAddr>() {
+                    Ok(addr) => addr,
+                    Err(_) => a
+                        .to_socket_addrs()
+                        .ok()
+                        .and_then(|mut it| it.next())
+                        .ok_or_else(|| {
+                            self.err(&field, format!("{a:?} is not a host:port address"))
+                        })?,
+                };
+                Ok(StaticAddress { addr, weight })
             })
             .collect()
     }
@@ -498,5 +567,4 @@ impl Validator<'_> {
 }
 
 #[cfg(test)]
-#[path = "config_tests.rs"]
 mod tests;

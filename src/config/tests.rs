@@ -43,7 +43,10 @@ fn static_addresses_parse() {
         .unwrap();
     assert_eq!(
         c.backends[0].discovery,
-        Discovery::Static(vec!["127.0.0.1:9001".parse().unwrap()])
+        Discovery::Static(vec![StaticAddress {
+            addr: "127.0.0.1:9001".parse().unwrap(),
+            weight: 1
+        }])
     );
 }
 
