@@ -1,8 +1,8 @@
 //! A core's retry budget for one backend: retries may be at most `budget_percent` of the
 //! requests sent, so that when a whole backend fails, retrying never multiplies its load.
 //!
-//! A token bucket: each request to the backend deposits `budget_percent` hundredths of a
-//! retry, up to `BURST` retries' worth; each retry withdraws one. On top of that,
+//! A token bucket, full at first: each request to the backend deposits `budget_percent`
+//! hundredths of a retry, up to `BURST` retries' worth; each retry withdraws one. On top of that,
 //! `min_per_second` retries per second are always allowed (a quiet backend still gets its
 //! retries). Per core, so nothing is shared on the request path; time is read only when a
 //! retry is asked for.
@@ -18,7 +18,7 @@ const RETRY: u64 = 1_000;
 /// retried this much beyond the share of the requests that follow.
 const BURST: u64 = 10;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct RetryBudget {
     /// Thousandths of a retry.
     tokens: Cell<u64>,
@@ -26,6 +26,17 @@ pub(crate) struct RetryBudget {
     second: Cell<u64>,
     /// Retries taken from this second's free allowance.
     free_used: Cell<u32>,
+}
+
+/// Full at first: the first failures after a start are retried up to a burst.
+impl Default for RetryBudget {
+    fn default() -> Self {
+        RetryBudget {
+            tokens: Cell::new(BURST * RETRY),
+            second: Cell::new(0),
+            free_used: Cell::new(0),
+        }
+    }
 }
 
 impl RetryBudget {
@@ -85,9 +96,10 @@ mod tests {
     fn retries_stay_within_the_share_of_requests_plus_the_free_allowance() {
         let p = policy(20, 3);
         let b = RetryBudget::default();
-        // 1000 failing requests in one second: 3 free, then one retry per 5 requests.
+        // 1000 failing requests in one second: 3 free, the burst, then one retry per 5
+        // requests.
         let got = granted(&b, &p, 1000, 1);
-        assert!((200..=203).contains(&got), "{got}");
+        assert!((210..=213).contains(&got), "{got}");
         // The next second: its own 3, and the share again.
         let got = granted(&b, &p, 100, 2);
         assert!((20..=23).contains(&got), "{got}");
@@ -108,6 +120,7 @@ mod tests {
     fn a_zero_budget_allows_only_the_free_retries() {
         let p = policy(0, 2);
         let b = RetryBudget::default();
+        assert_eq!(granted(&b, &p, 50, 6), 2 + BURST as u32);
         assert_eq!(granted(&b, &p, 50, 7), 2);
         assert_eq!(granted(&b, &p, 50, 8), 2);
     }

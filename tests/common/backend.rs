@@ -38,6 +38,9 @@ const HOLD_LIMIT: Duration = Duration::from_secs(60);
 /// | `do=die-chunked&n=N` | a chunked body of which N bytes are sent, then close, no last chunk |
 ///
 /// `pause=M` (with any of them) waits M ms before reading the request body.
+///
+/// `set_fault` makes the whole instance misbehave, whatever the query (see `Fault`), as a
+/// failing server would; `stop` makes it refuse connections.
 /// A HEAD request gets the head the GET would have had. Every response body is streamed.
 ///
 /// What rgate forwards must parse: a request head or chunked body the backend cannot read
@@ -69,6 +72,26 @@ struct BackendState {
     /// Requests and bodies the backend could not parse.
     parse_errors: Mutex<Vec<String>>,
     gate: Gate,
+    fault: Mutex<Fault>,
+    /// `METHOD target` of every request head received, in order.
+    received: Mutex<Vec<String>>,
+}
+
+/// How a whole instance misbehaves (`Backend::set_fault`), checked as each request head
+/// arrives.
+#[allow(dead_code)] // shared by the test binaries; each uses a part
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    /// Answers as the query says.
+    #[default]
+    None,
+    /// Reads the head, then never answers: the connection stays open until the fault is
+    /// cleared, the backend stops, or `HOLD_LIMIT`.
+    Hang,
+    /// Reads the head, then resets the connection (RST) without a byte of response.
+    ResetAfterHead,
+    /// Answers after this many milliseconds.
+    Slow(u64),
 }
 
 /// Where `do=hold` requests wait: each takes a ticket; `release` lets every ticket taken
@@ -165,10 +188,13 @@ impl Backend {
                 let state = state.clone();
                 thread::spawn(move || {
                     let end = stream.try_clone();
-                    if let Err(e) = serve_backend_conn(stream, &state) {
-                        if e.kind() == io::ErrorKind::InvalidData {
+                    match serve_backend_conn(stream, &state) {
+                        Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                             state.parse_errors.lock().unwrap().push(e.to_string());
                         }
+                        // `Fault::ResetAfterHead`: the last descriptor's close resets it.
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionReset => return,
+                        _ => {}
                     }
                     // `open` holds a clone of the socket: closing means shutting it down.
                     if let Ok(s) = end {
@@ -230,6 +256,20 @@ impl Backend {
     /// Request heads received so far.
     pub fn requests(&self) -> usize {
         self.state.requests.load(Ordering::SeqCst)
+    }
+
+    /// Makes the instance misbehave from its next request on (`Fault::None` ends it).
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn set_fault(&self, fault: Fault) {
+        *self.state.fault.lock().unwrap() = fault;
+    }
+
+    /// How many request heads `METHOD target` (exactly) arrived so far.
+    #[allow(dead_code)] // not every test binary uses it
+    pub fn received(&self, method: &str, target: &str) -> usize {
+        let wanted = format!("{method} {target}");
+        let seen = self.state.received.lock().unwrap();
+        seen.iter().filter(|r| **r == wanted).count()
     }
 }
 
@@ -310,7 +350,22 @@ fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()>
         }
         reader.get_ref().set_read_timeout(Some(IO_TIMEOUT))?;
         let req = read_request_head(&mut reader)?;
+        let line = format!("{} {}", req.method, req.target);
+        state.received.lock().unwrap().push(line);
         state.requests.fetch_add(1, Ordering::SeqCst);
+        let fault = *state.fault.lock().unwrap();
+        match fault {
+            Fault::None => {}
+            Fault::Hang => {
+                hang(state);
+                return Ok(());
+            }
+            Fault::ResetAfterHead => {
+                reset(&out, state);
+                return Err(io::ErrorKind::ConnectionReset.into());
+            }
+            Fault::Slow(ms) => thread::sleep(Duration::from_millis(ms)),
+        }
         let mut digest = Digest::default();
         // `pause=M`: let the body pile up in front of us first (memory tests).
         thread::sleep(Duration::from_millis(req.query_u64("pause")));
@@ -327,6 +382,42 @@ fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()>
         }
     }
     Ok(())
+}
+
+/// Holds a connection unanswered while the instance hangs (bounded by `HOLD_LIMIT`).
+fn hang(state: &BackendState) {
+    let start = std::time::Instant::now();
+    while *state.fault.lock().unwrap() == Fault::Hang
+        && !state.stop.load(Ordering::SeqCst)
+        && start.elapsed() < HOLD_LIMIT
+    {
+        thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Makes closing `stream` reset it (SO_LINGER 0), and forgets the backend's own clone of it,
+/// so that the connection's last descriptor closes when the serving thread ends.
+fn reset(stream: &TcpStream, state: &BackendState) {
+    let peer = stream.peer_addr().ok();
+    state
+        .open
+        .lock()
+        .unwrap()
+        .retain(|s| s.peer_addr().ok() != peer);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: setsockopt on a socket we hold, with a correctly sized linger struct.
+    unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }
 
 /// One line, which must end in LF: a line cut short by the connection closing is

@@ -36,7 +36,7 @@ mod gateway;
 mod process;
 
 #[allow(unused_imports)] // not every test binary uses every part
-pub use backend::{Backend, HOP_RESPONSE};
+pub use backend::{Backend, Fault, HOP_RESPONSE};
 #[allow(unused_imports)]
 pub use client::{get, get_request, Client, Echo, ReadError, Response};
 #[allow(unused_imports)]
