@@ -62,6 +62,12 @@ impl Alarms {
         Deadline(self.ticks.get().saturating_add(ticks).saturating_add(1))
     }
 
+    /// Whole seconds on this core's alarm clock: it stands still while the core has
+    /// nothing to wait for, so it measures time the core was busy, coarsely.
+    pub(crate) fn seconds(&self) -> u64 {
+        self.ticks.get() * TICK.as_millis() as u64 / 1000
+    }
+
     /// Starts the core's drain: wakes every waiter.
     pub(crate) fn raise_drain(&self) {
         self.draining.set(true);

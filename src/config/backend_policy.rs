@@ -66,10 +66,10 @@ pub enum Balance {
 pub struct RetryPolicy {
     /// Attempts on other instances after the first, per request.
     pub max: u32,
-    /// Retries may be at most this share of requests (in percent), so that a backend-wide
-    /// outage never multiplies its load...
+    /// Retries may be at most this share (in percent) of the requests of the last 10 s, on
+    /// each core, so that a backend-wide outage never multiplies its load...
     pub budget_percent: u32,
-    /// ...except for this many retries per second, which are always allowed.
+    /// ...plus a reserve of this many per second of the window, always allowed.
     pub min_per_second: u32,
 }
 
@@ -78,7 +78,7 @@ impl Default for RetryPolicy {
         RetryPolicy {
             max: 2,
             budget_percent: 20,
-            min_per_second: 3,
+            min_per_second: 10,
         }
     }
 }

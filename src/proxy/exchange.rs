@@ -90,7 +90,7 @@ impl ClientConn {
             None => None,
         };
         let budget = &core.retry_budgets[backend];
-        budget.deposit(&policy.retries);
+        budget.deposit(core.alarms.seconds());
         let mut sent_continue = false;
         let mut retries = 0;
         loop {
@@ -115,7 +115,7 @@ impl ClientConn {
                     let again = may_retry
                         && retries < policy.retries.max
                         && attempt.backend().instances.len() > 1;
-                    if again && !budget.withdraw(&policy.retries) {
+                    if again && !budget.withdraw(&policy.retries, core.alarms.seconds()) {
                         attempt.backend_health().count_budget_exhausted();
                     } else if again {
                         if let Some(next) = attempt.next(policy) {
