@@ -319,3 +319,35 @@ fn max_in_flight_answers_overloaded_with_retry_after_and_queues_nothing() {
     }
     assert_eq!(get(gw.addr, "/fourth").unwrap().status, 200);
 }
+
+#[test]
+fn requests_that_cannot_be_retried_fail_at_most_as_often_as_the_circuit_allows() {
+    // POSTs with a body to a hanging instance: each one sent there times out (504) and is
+    // not retried; after `failures` of them the instance is out.
+    let (a, b) = (Backend::start("a"), Backend::start("b"));
+    let hanging = Backend::start("hanging");
+    hanging.set_fault(Fault::Hang);
+    let gw = gateway(
+        &[&a, &hanging, &b],
+        "circuit_breaker: {failures: 3}",
+        "timeouts:\n  response_header_ms: 300\n",
+        2,
+    );
+    let mut timeouts = 0;
+    for i in 0..60 {
+        let mut c = gw.client();
+        c.send(
+            format!("POST /p/{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
+        );
+        let r = c.read_response(false);
+        if r.status != 200 {
+            assert_eq!(r.gateway_error(504)["error"], "gateway_timeout");
+            timeouts += 1;
+        }
+    }
+    assert_eq!(
+        timeouts, 3,
+        "one client, one request at a time: exactly `failures`"
+    );
+    assert_eq!(hanging.requests(), 3);
+}

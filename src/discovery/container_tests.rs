@@ -216,3 +216,23 @@ fn only_running_healthy_containers_serve() {
         Err(Skip::Unhealthy)
     );
 }
+
+#[test]
+fn the_weight_label_sets_the_share_and_a_bad_one_keeps_the_container_out() {
+    assert_eq!(fixture(|_| {}).weight(), Ok(1));
+    let f = fixture(|v| label(v, "rgate.weight", " 3 "));
+    assert_eq!(f.weight(), Ok(3));
+    assert!(f.serving_address().is_ok());
+    for bad in ["0", "1001", "-1", "heavy", ""] {
+        let f = fixture(|v| label(v, "rgate.weight", bad));
+        assert_eq!(
+            f.weight(),
+            Err(Ambiguity::WeightLabel(bad.into())),
+            "{bad:?}"
+        );
+        assert!(
+            matches!(f.serving_address(), Err(Skip::Ambiguous(w)) if w.to_string().contains("rgate.weight")),
+            "{bad:?}"
+        );
+    }
+}

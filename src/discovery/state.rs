@@ -264,6 +264,19 @@ backends:
     }
 
     #[test]
+    fn an_instance_carries_the_weight_of_its_label() {
+        let mut c = Containers::new(&config());
+        let heavy: Vec<(&str, &str)> = [GOOD, &[("rgate.weight", "5")]].concat();
+        c.replace_all(vec![facts("aaa", GOOD, 1001), facts("bbb", &heavy, 1002)]);
+        let weights: Vec<u32> = c.table().backends[0]
+            .instances
+            .iter()
+            .map(|i| i.weight)
+            .collect();
+        assert_eq!(weights, [1, 5]);
+    }
+
+    #[test]
     fn stopping_leaves_at_once_and_start_brings_it_back() {
         let mut c = Containers::new(&config());
         c.replace_all(vec![facts("aaa", GOOD, 1001), facts("bbb", GOOD, 1002)]);
