@@ -28,6 +28,7 @@ use crate::backends::{BackendTable, TablePublisher};
 use crate::cli::Args;
 use crate::clock;
 use crate::config::Config;
+use crate::limits::{self, ConnectionLimits};
 use crate::server::{self, DriverKind};
 use crate::signals::SignalSet;
 use crate::startup::{remove_pid_file, write_pid_file, StartError};
@@ -98,6 +99,51 @@ impl Handover {
     }
 }
 
+/// Raises the open-files limit and derives the connection caps from it; logs both.
+fn connection_limits(config: &Config, cores: usize) -> ConnectionLimits {
+    let nofile = match limits::raise_nofile() {
+        Ok(n) => {
+            if n.before < n.soft {
+                log::info!(
+                    "open files: soft limit raised from {} to {} (the hard limit)",
+                    n.before,
+                    n.soft
+                );
+            } else {
+                log::info!("open files: soft limit {} (hard {})", n.soft, n.hard);
+            }
+            n.soft
+        }
+        Err(e) => {
+            log::warn!("open files: cannot read the limit ({e}); assuming 1024");
+            1024
+        }
+    };
+    let l = ConnectionLimits::derive(
+        nofile,
+        cores,
+        config.limits.max_connections,
+        config.limits.max_connections_per_ip,
+    );
+    let per_ip = l
+        .per_ip
+        .map_or("no cap".to_string(), |n| format!("{n} on each core"));
+    let source = if config.limits.max_connections.is_some() {
+        "as configured".to_string()
+    } else {
+        format!(
+            "from the open-files limit {nofile}: 2 per connection, {} kept",
+            limits::RESERVED_DESCRIPTORS
+        )
+    };
+    log::info!(
+        "connections: at most {} ({} per core; {source}); per client address: {per_ip}",
+        l.max_connections,
+        l.per_core,
+    );
+    l
+}
+
 fn serve(
     args: &Args,
     config: Config,
@@ -129,7 +175,8 @@ fn serve(
     for l in &listeners {
         listener::set_nodelay_for_accepted(l)?;
     }
-    let settings = Arc::new(Settings::new(config, stats));
+    let limits = connection_limits(&config, cores);
+    let settings = Arc::new(Settings::new(config, stats, limits));
     let (ready_tx, ready_rx) = mpsc::channel();
     let threads = server::start_cores(&listeners, readers, settings, ready_tx)?;
     let mut driver = None;

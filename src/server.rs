@@ -17,12 +17,15 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use monoio::io::Canceller;
+use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpListener;
 
 use crate::alarms::TICK;
 use crate::backends::{CommandFeed, CoreCommand};
+use crate::http::gateway::{self, ErrorCode, Reply};
 use crate::proxy::serve_client;
+use crate::throttle::{and_more, Throttle, WARNING_INTERVAL};
+use crate::wire::stream::write_all;
 use crate::worker::{Settings, Worker};
 
 /// The idle pool is swept every this many ticks.
@@ -31,6 +34,10 @@ const POOL_SWEEP_EVERY_TICKS: u32 = 20;
 const URING_ENTRIES: u32 = 4096;
 /// Back-off after an accept error such as EMFILE, so a full fd table does not spin.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(20);
+/// How long a connection refused for its address's cap is given to take its answer.
+const REFUSE_LIMIT: Duration = Duration::from_secs(1);
+/// Reads of what a refused client still sends before it is closed anyway.
+const REFUSE_MAX_READS: usize = 16;
 
 /// The I/O driver a core runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,7 +196,7 @@ async fn core_main(
         task.await;
     }
     worker.pool.borrow_mut().clear();
-    while worker.open_connections.get() > 0 {
+    while worker.clients.open() > 0 {
         monoio::time::sleep(TICK).await;
     }
     drop(ticking);
@@ -241,11 +248,16 @@ enum Accepted {
     Drain,
 }
 
-/// Accepts until the core drains. On drain the pending accept is cancelled and awaited,
-/// so a connection the kernel handed over at that very moment is still served.
+/// Accepts until the core drains, while the core is under its connection cap (see
+/// `limits`). On drain the pending accept is cancelled and awaited, so a connection the
+/// kernel handed over at that very moment is still served.
 async fn accept_loop(core: Rc<Worker>, listener: TcpListener) {
     let canceller = Canceller::new();
+    let failures = Throttle::new(WARNING_INTERVAL);
     loop {
+        if !room_for_one_more(&core).await {
+            return;
+        }
         let mut accept = std::pin::pin!(listener.cancelable_accept(canceller.handle()));
         let got = monoio::select! {
             res = &mut accept => Accepted::Conn(res),
@@ -263,12 +275,77 @@ async fn accept_loop(core: Rc<Worker>, listener: TcpListener) {
         };
         match res {
             Ok((stream, peer)) => {
-                monoio::spawn(serve_client(core.clone(), stream, peer));
+                let cap = core.settings.limits.per_ip;
+                if cap.is_some_and(|cap| u64::from(core.clients.from(peer.ip())) >= cap) {
+                    core.counters.connections.refused_per_ip();
+                    monoio::spawn(refuse(stream));
+                } else {
+                    monoio::spawn(serve_client(core.clone(), stream, peer));
+                }
             }
             Err(e) => {
-                log::warn!("core {}: accept failed: {e}", core.id);
+                core.counters.connections.accept_failed();
+                let out_of_descriptors =
+                    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE));
+                if let Some(more) = failures.allow() {
+                    log::warn!(
+                        "core {}: accept failed: {e}{}",
+                        core.id,
+                        and_more(more, WARNING_INTERVAL)
+                    );
+                }
+                // Out of descriptors: an idle client gives one back.
+                if out_of_descriptors && core.clients.close_oldest_idle() {
+                    core.counters.connections.idle_closed_at_cap();
+                }
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
             }
+        }
+    }
+}
+
+/// Waits until the core is under its share of `max_connections`: closes its idle
+/// connections, oldest first, one at a time, else waits until one closes or begins to rest.
+/// False when the core drains meanwhile.
+async fn room_for_one_more(core: &Worker) -> bool {
+    let cap = core.settings.limits.per_core;
+    while core.clients.open() as u64 >= cap {
+        if core.clients.close_oldest_idle() {
+            core.counters.connections.idle_closed_at_cap();
+        } else {
+            core.counters.connections.accept_paused();
+        }
+        monoio::select! {
+            _ = core.clients.room_may_come() => {},
+            _ = core.alarms.drain() => return false,
+        }
+    }
+    true
+}
+
+/// Answers a connection over its address's cap with 503 and closes it, without reading.
+async fn refuse(mut stream: monoio::net::TcpStream) {
+    let body = gateway::error_body(
+        503,
+        ErrorCode::TooManyConnections,
+        "too many connections from this address; try again later",
+    );
+    let reply = Reply {
+        retry_after: ErrorCode::TooManyConnections.retry_after(),
+        ..Reply::of(503, "application/json", &body)
+    };
+    let mut out = Vec::with_capacity(256);
+    gateway::write_response(&mut out, &reply);
+    let _ = monoio::time::timeout(REFUSE_LIMIT, write_all(&mut stream, out)).await;
+    // Half-close, then read what the client sent until it closes too (bounded), so that
+    // closing with its request unread does not reset the answer away.
+    let _ = stream.shutdown().await;
+    let mut buf = vec![0u8; 4096];
+    let deadline = monoio::time::Instant::now() + REFUSE_LIMIT;
+    for _ in 0..REFUSE_MAX_READS {
+        match monoio::time::timeout_at(deadline, stream.read(buf)).await {
+            Ok((Ok(n), b)) if n > 0 => buf = b,
+            _ => return,
         }
     }
 }

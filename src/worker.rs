@@ -5,13 +5,15 @@
 //! stats hub); what changes — a new backend table, start accepting, drain — arrives as a
 //! `CoreCommand` on the core's own mailbox (`server` applies them).
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use crate::alarms::Alarms;
 use crate::backends::BackendTable;
+use crate::clients::Clients;
 use crate::config::Config;
+use crate::limits::ConnectionLimits;
 use crate::retry_budget::RetryBudget;
 use crate::router::RouteTable;
 use crate::stats::{CoreCounters, StatsHub};
@@ -22,15 +24,17 @@ pub struct Settings {
     pub config: Config,
     pub routes: RouteTable,
     pub stats: Arc<StatsHub>,
+    pub limits: ConnectionLimits,
 }
 
 impl Settings {
-    pub fn new(config: Config, stats: Arc<StatsHub>) -> Settings {
+    pub fn new(config: Config, stats: Arc<StatsHub>, limits: ConnectionLimits) -> Settings {
         let routes = RouteTable::new(&config.routes);
         Settings {
             config,
             routes,
             stats,
+            limits,
         }
     }
 }
@@ -42,8 +46,8 @@ pub(crate) struct Worker {
     pub(crate) counters: Arc<CoreCounters>,
     pub(crate) pool: RefCell<IdlePool>,
     pub(crate) alarms: Alarms,
-    /// Client connections open on this core.
-    pub(crate) open_connections: Cell<usize>,
+    /// Client connections of this core: how many, from where, which rest.
+    pub(crate) clients: Clients,
     /// This core's retry budget per backend (index of `Config::backends`).
     pub(crate) retry_budgets: Vec<RetryBudget>,
     table: RefCell<Rc<BackendTable>>,
@@ -56,7 +60,7 @@ impl Worker {
             counters: settings.stats.core_counters(id),
             pool: RefCell::new(IdlePool::new(settings.config.timeouts.pool_idle)),
             alarms: Alarms::default(),
-            open_connections: Cell::new(0),
+            clients: Clients::default(),
             retry_budgets: settings
                 .config
                 .backends

@@ -36,6 +36,15 @@ struct RawConfig {
     stats: Option<RawStats>,
     #[serde(default)]
     headers: Option<RawHeaders>,
+    #[serde(default)]
+    limits: Option<RawLimits>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLimits {
+    max_connections: Option<u64>,
+    max_connections_per_ip: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -125,6 +134,15 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub stats: StatsSettings,
     pub headers: HeaderSettings,
+    pub limits: LimitSettings,
+}
+
+/// Connection caps the config sets; unset, they are derived from the open-files limit
+/// (`limits::ConnectionLimits`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LimitSettings {
+    pub max_connections: Option<u64>,
+    pub max_connections_per_ip: Option<u64>,
 }
 
 /// How request header fields are treated beyond what HTTP requires.
@@ -311,6 +329,7 @@ impl Validator<'_> {
         let timeouts = self.timeouts(raw.timeouts)?;
         let stats = self.stats(raw.stats)?;
         let headers = self.headers(raw.headers)?;
+        let limits = self.limits(raw.limits)?;
         Ok(Config {
             routes,
             default_response,
@@ -318,6 +337,25 @@ impl Validator<'_> {
             timeouts,
             stats,
             headers,
+            limits,
+        })
+    }
+
+    fn limits(&self, raw: Option<RawLimits>) -> Result<LimitSettings, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(LimitSettings::default());
+        };
+        for (name, value) in [
+            ("limits.max_connections", raw.max_connections),
+            ("limits.max_connections_per_ip", raw.max_connections_per_ip),
+        ] {
+            if value == Some(0) {
+                return Err(self.err(name, "must be at least 1"));
+            }
+        }
+        Ok(LimitSettings {
+            max_connections: raw.max_connections,
+            max_connections_per_ip: raw.max_connections_per_ip,
         })
     }
 

@@ -20,6 +20,7 @@ pub enum ErrorCode {
     BadGateway,
     GatewayTimeout,
     Overloaded,
+    TooManyConnections,
 }
 
 impl ErrorCode {
@@ -36,13 +37,14 @@ impl ErrorCode {
             ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::GatewayTimeout => "gateway_timeout",
             ErrorCode::Overloaded => "overloaded",
+            ErrorCode::TooManyConnections => "too_many_connections",
         }
     }
 
     /// Seconds after which a client may try again, for the errors that say so.
     pub fn retry_after(self) -> Option<u32> {
         match self {
-            ErrorCode::Overloaded => Some(1),
+            ErrorCode::Overloaded | ErrorCode::TooManyConnections => Some(1),
             _ => None,
         }
     }

@@ -18,7 +18,7 @@ mod own;
 mod record;
 pub(crate) mod tunnel;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ const LINGER_MAX_BYTES: usize = 1024 * 1024;
 /// Once a core drains, how long an idle keep-alive connection may still bring one more
 /// request (answered with `Connection: close`) before it is closed.
 const DRAIN_IDLE_GRACE: Duration = Duration::from_millis(1000);
+/// How long a new connection may stay silent before it counts as idle (a core at its cap
+/// may close it): long enough for any client's first bytes, short against one that
+/// connects and says nothing.
+const NEW_CONNECTION_GRACE: Duration = Duration::from_millis(1000);
 /// How long a keep-alive connection keeps its read buffer waiting for the next request
 /// before giving it back (it waits for readability instead, holding no buffer).
 const IDLE_RELEASE_AFTER: Duration = Duration::from_millis(200);
@@ -75,7 +79,7 @@ pub(crate) fn serve_client(
 ) -> impl std::future::Future<Output = ()> {
     // TCP_NODELAY comes from the listening socket (`listener::set_nodelay_for_accepted`).
     ClientConn {
-        _open: OpenConnection::count(&core),
+        _open: OpenConnection::count(&core, peer),
         core,
         client: Buffered::new(io, CLIENT_BUFFER_BYTES),
         peer,
@@ -86,20 +90,21 @@ pub(crate) fn serve_client(
     .run()
 }
 
-/// Counts a connection in `Core::open_connections` while it lives.
-struct OpenConnection(Rc<Worker>);
+/// Counts a connection in the core's `Clients` while it lives.
+struct OpenConnection(Rc<Worker>, IpAddr);
 
 impl OpenConnection {
-    fn count(core: &Rc<Worker>) -> OpenConnection {
-        core.open_connections.set(core.open_connections.get() + 1);
-        OpenConnection(core.clone())
+    fn count(core: &Rc<Worker>, peer: SocketAddr) -> OpenConnection {
+        core.clients.opened(peer.ip());
+        core.counters.connections.set_open(core.clients.open());
+        OpenConnection(core.clone(), peer.ip())
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        let open = &self.0.open_connections;
-        open.set(open.get() - 1);
+        self.0.clients.closed(self.1);
+        self.0.counters.connections.set_open(self.0.clients.open());
     }
 }
 
@@ -133,12 +138,16 @@ impl ClientConn {
         let keepalive = self.core.settings.config.timeouts.keepalive_idle;
         // A new connection rests until its first bytes arrive, like an idle one.
         let mut rest_until = Some(self.core.alarms.deadline_in(keepalive));
+        // A connection that has made a request counts as idle as soon as it rests (a core
+        // at its cap may close it); a new one only after `NEW_CONNECTION_GRACE`.
+        let mut served = false;
         loop {
             if let Some(deadline) = rest_until.take() {
-                if let Err(next) = self.rest(deadline).await {
+                if let Err(next) = self.rest(deadline, served).await {
                     return next;
                 }
             }
+            served = true;
             // Boxed: waiting for a request with a buffer and answering it need far more
             // state than resting, and a future is as large as its largest state. Boxed,
             // a resting connection's task stays small (one allocation per request).
@@ -256,12 +265,14 @@ impl ClientConn {
         if core.alarms.is_draining() {
             return Err(Next::Rest(rest_deadline()));
         }
+        let resting = core.clients.rest();
         let canceller = self.canceller.get_or_insert_with(Canceller::new);
         let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
         let wake = monoio::select! {
             r = &mut read => Some(r),
             _ = core.alarms.after(IDLE_RELEASE_AFTER.min(keepalive)) => None,
             _ = core.alarms.drain() => None,
+            _ = resting.closed_by_core() => None,
         };
         let read = match wake {
             Some(r) => r,
@@ -275,7 +286,13 @@ impl ClientConn {
         match read {
             Ok(n) if n > 0 => Ok(()),
             Ok(_) => Err(Next::Close),
-            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => Err(Next::Rest(rest_deadline())),
+            Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
+                if resting.was_closed_by_core() {
+                    Err(Next::Close)
+                } else {
+                    Err(Next::Rest(rest_deadline()))
+                }
+            }
             Err(_) => Err(Next::Abort),
         }
     }
@@ -283,16 +300,31 @@ impl ClientConn {
     /// Rests until the client sends again, holding no buffer: waits for readability (which
     /// can be dropped at any time) until `deadline` — or, once the core drains, for a short
     /// grace, so that a client in the middle of sending still gets its answer (with
-    /// `Connection: close`) — then reads what arrived.
-    async fn rest(&mut self, deadline: Deadline) -> Result<(), Next> {
+    /// `Connection: close`) — then reads what arrived. Meanwhile the core may close it to
+    /// make room at its cap: at once if it has `served` a request, else after
+    /// `NEW_CONNECTION_GRACE`.
+    async fn rest(&mut self, deadline: Deadline, served: bool) -> Result<(), Next> {
         let core = self.core.clone();
         let io = &self.client.io;
+        if !served {
+            // A new connection has a moment to send its first bytes before it counts as idle.
+            let early = monoio::select! {
+                r = io.readable(false) => Some(r),
+                _ = core.alarms.after(NEW_CONNECTION_GRACE) => None,
+                _ = core.alarms.drain() => None,
+            };
+            if let Some(ready) = early {
+                return self.read_after_rest(ready).await;
+            }
+        }
+        let resting = core.clients.rest();
         let ready = monoio::select! {
             r = io.readable(false) => Some(r),
             alarm = core.alarms.drain_or(deadline) => match alarm {
                 Alarm::Deadline => return Err(Next::Close),
                 Alarm::Drain => None,
             },
+            _ = resting.closed_by_core() => return Err(Next::Close),
         };
         let ready = match ready {
             Some(r) => r,
@@ -301,6 +333,12 @@ impl ClientConn {
                 _ = core.alarms.after(DRAIN_IDLE_GRACE) => return Err(Next::Close),
             },
         };
+        drop(resting);
+        self.read_after_rest(ready).await
+    }
+
+    /// Reads what made a resting connection readable.
+    async fn read_after_rest(&mut self, ready: std::io::Result<()>) -> Result<(), Next> {
         if ready.is_err() {
             return Err(Next::Abort);
         }

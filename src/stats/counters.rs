@@ -22,6 +22,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+use super::connections::ConnectionCounters;
 use super::histogram::{bump, AtomicHistogram};
 use super::traffic::{code_slot, Key, Scope, Totals, Traffic, CODE_SLOTS};
 use super::{ErrorKind, RequestRecord};
@@ -98,6 +99,8 @@ pub(crate) struct CoreCounters {
     instances: Box<[OnceLock<Box<InstanceSlot>>]>,
     /// Per backend: instances that found no free slot.
     overflow: Box<[TrafficCounters]>,
+    /// The core's client connections.
+    pub(crate) connections: ConnectionCounters,
 }
 
 impl CoreCounters {
@@ -109,6 +112,7 @@ impl CoreCounters {
             overflow: many(backend_names.len()),
             instances: (0..INSTANCE_SLOTS).map(|_| OnceLock::new()).collect(),
             total: TrafficCounters::default(),
+            connections: ConnectionCounters::default(),
             route_names,
             backend_names,
         }

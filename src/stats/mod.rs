@@ -20,6 +20,7 @@
 //! counting and `/stats` go on.
 
 mod collector;
+mod connections;
 mod counters;
 mod histogram;
 mod render;

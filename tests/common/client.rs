@@ -183,6 +183,28 @@ impl Client {
         Client::on(TcpStream::connect_timeout(&addr, timeout)?, timeout)
     }
 
+    /// Connects from the local address `source` (e.g. 127.0.0.2, a second client address).
+    pub fn connect_from(source: std::net::Ipv4Addr, addr: SocketAddr) -> Client {
+        let SocketAddr::V4(to) = addr else {
+            panic!("IPv4 only")
+        };
+        let fd = super::bound_socket(SocketAddr::from((source, 0)), false).expect("bind source");
+        // SAFETY: connect(2) on a socket we own, with a zeroed sockaddr_in filled in here.
+        let rc = unsafe {
+            let mut sa: libc::sockaddr_in = std::mem::zeroed();
+            sa.sin_family = libc::AF_INET as libc::sa_family_t;
+            sa.sin_port = to.port().to_be();
+            sa.sin_addr.s_addr = u32::from(*to.ip()).to_be();
+            libc::connect(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0, "connect: {}", io::Error::last_os_error());
+        Client::on(TcpStream::from(fd), IO_TIMEOUT).expect("set socket options")
+    }
+
     fn on(stream: TcpStream, timeout: Duration) -> io::Result<Client> {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;

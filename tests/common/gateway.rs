@@ -89,6 +89,8 @@ pub struct Launch {
     env: Vec<(String, String)>,
     private_binary: bool,
     start_timeout: Duration,
+    /// `(soft, hard)` RLIMIT_NOFILE for rgate.
+    nofile: Option<(u64, u64)>,
 }
 
 #[allow(dead_code)] // shared by the test binaries; each uses a part
@@ -129,6 +131,12 @@ impl Launch {
     /// disk (`Gateway::binary`) without touching other tests' gateways.
     pub fn private_binary(mut self) -> Launch {
         self.private_binary = true;
+        self
+    }
+
+    /// Starts rgate with this open-files limit (soft, hard).
+    pub fn nofile(mut self, soft: u64, hard: u64) -> Launch {
+        self.nofile = Some((soft, hard));
         self
     }
 
@@ -204,6 +212,23 @@ impl Launch {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
+        if let Some((soft, hard)) = self.nofile {
+            let limit = libc::rlimit {
+                rlim_cur: soft,
+                rlim_max: hard,
+            };
+            // SAFETY: between fork and exec the closure only calls setrlimit(2), which is
+            // async-signal-safe, on a struct it owns.
+            unsafe {
+                std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                        Ok(())
+                    } else {
+                        Err(std::io::Error::last_os_error())
+                    }
+                });
+            }
+        }
         let process = ProcessGroup::spawn(&mut cmd);
         let paths = Paths {
             dir,
@@ -269,6 +294,7 @@ impl Gateway {
             env: Vec::new(),
             private_binary: false,
             start_timeout: limits::START,
+            nofile: None,
         }
     }
 

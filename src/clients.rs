@@ -1,0 +1,193 @@
+//! One core's client connections, as the accept loop needs to know them: how many are
+//! open, how many each address holds, and which are idle (resting between keep-alive
+//! requests) — oldest first — so that a core at its cap (`limits`) can close idle ones to
+//! serve new clients, and can wait for a connection to close instead of spinning.
+//! Single-threaded: it lives in the core's `Worker`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Default)]
+pub(crate) struct Clients {
+    open: Cell<usize>,
+    per_ip: RefCell<HashMap<IpAddr, u32>>,
+    /// Resting connections by when they began to rest (a sequence number): oldest first.
+    resting: RefCell<BTreeMap<u64, Rc<RestSlot>>>,
+    next_rest: Cell<u64>,
+    /// Counts closes and connections beginning to rest: what a full core waits for.
+    changes: Cell<u64>,
+    /// Accept loops waiting for a change.
+    waiting: RefCell<Vec<Waker>>,
+}
+
+/// A resting connection's mark: set when the core closes it to make room.
+#[derive(Default)]
+pub(crate) struct RestSlot {
+    closed: Cell<bool>,
+    waker: Cell<Option<Waker>>,
+}
+
+impl Clients {
+    pub(crate) fn open(&self) -> usize {
+        self.open.get()
+    }
+
+    /// Connections from `ip` open now.
+    pub(crate) fn from(&self, ip: IpAddr) -> u32 {
+        self.per_ip.borrow().get(&ip).copied().unwrap_or(0)
+    }
+
+    /// A connection from `ip` opened.
+    pub(crate) fn opened(&self, ip: IpAddr) {
+        self.open.set(self.open.get() + 1);
+        *self.per_ip.borrow_mut().entry(ip).or_default() += 1;
+    }
+
+    /// A connection from `ip` closed: wakes the accept loops waiting for room.
+    pub(crate) fn closed(&self, ip: IpAddr) {
+        self.open.set(self.open.get() - 1);
+        let mut per_ip = self.per_ip.borrow_mut();
+        if let Some(n) = per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                per_ip.remove(&ip);
+            }
+        }
+        drop(per_ip);
+        self.changed();
+    }
+
+    fn changed(&self) {
+        self.changes.set(self.changes.get() + 1);
+        for w in self.waiting.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+
+    /// Until a connection closes or begins to rest (and could be closed to make room).
+    pub(crate) fn room_may_come(&self) -> impl Future<Output = ()> + '_ {
+        let seen = self.changes.get();
+        std::future::poll_fn(move |cx| {
+            if self.changes.get() != seen {
+                Poll::Ready(())
+            } else {
+                self.waiting.borrow_mut().push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+    }
+
+    /// Marks a connection as resting until the returned guard is dropped.
+    pub(crate) fn rest(&self) -> Resting<'_> {
+        let id = self.next_rest.get();
+        self.next_rest.set(id + 1);
+        let slot = Rc::new(RestSlot::default());
+        self.resting.borrow_mut().insert(id, slot.clone());
+        if !self.waiting.borrow().is_empty() {
+            self.changed();
+        }
+        Resting {
+            clients: self,
+            id,
+            slot,
+        }
+    }
+
+    /// Closes the connection that has rested longest; false when none rests.
+    pub(crate) fn close_oldest_idle(&self) -> bool {
+        let Some((_, slot)) = self.resting.borrow_mut().pop_first() else {
+            return false;
+        };
+        slot.closed.set(true);
+        if let Some(w) = slot.waker.take() {
+            w.wake();
+        }
+        true
+    }
+}
+
+/// A connection at rest; see `Clients::rest`.
+pub(crate) struct Resting<'a> {
+    clients: &'a Clients,
+    id: u64,
+    slot: Rc<RestSlot>,
+}
+
+impl Resting<'_> {
+    /// Until the core closes this connection to make room.
+    pub(crate) fn closed_by_core(&self) -> ClosedByCore<'_> {
+        ClosedByCore(&self.slot)
+    }
+
+    pub(crate) fn was_closed_by_core(&self) -> bool {
+        self.slot.closed.get()
+    }
+}
+
+impl Drop for Resting<'_> {
+    fn drop(&mut self) {
+        self.clients.resting.borrow_mut().remove(&self.id);
+    }
+}
+
+pub(crate) struct ClosedByCore<'a>(&'a RestSlot);
+
+impl Future for ClosedByCore<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if self.0.closed.get() {
+            Poll::Ready(())
+        } else {
+            self.0.waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_resting_connection_is_closed_first() {
+        let c = Clients::default();
+        let first = c.rest();
+        let second = c.rest();
+        {
+            let gone = c.rest();
+            drop(gone);
+        }
+        assert!(c.close_oldest_idle());
+        assert!(first.slot.closed.get());
+        assert!(!second.slot.closed.get());
+        assert!(c.close_oldest_idle());
+        assert!(second.slot.closed.get());
+        assert!(
+            !c.close_oldest_idle(),
+            "a connection that stopped resting is not closed"
+        );
+    }
+
+    #[test]
+    fn connections_are_counted_per_address() {
+        let c = Clients::default();
+        let (a, b): (IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "::1".parse().unwrap());
+        c.opened(a);
+        c.opened(a);
+        c.opened(b);
+        assert_eq!((c.open(), c.from(a), c.from(b)), (3, 2, 1));
+        c.closed(a);
+        c.closed(b);
+        assert_eq!((c.open(), c.from(a), c.from(b)), (1, 1, 0));
+        assert!(
+            c.per_ip.borrow().get(&b).is_none(),
+            "a gone address is forgotten"
+        );
+    }
+}

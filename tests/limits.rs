@@ -1,0 +1,133 @@
+//! Overload and abuse on the wire: the open-files limit raised at start, the connection cap
+//! (idle connections make room for active clients; never an accept loop spinning on
+//! `EMFILE`, and its warnings rate-limited), and the per-address cap.
+
+mod common;
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use common::{config, get, get_request, limits, wait_until, Backend, Client, Gateway};
+
+fn gateway(b: &Backend, extra: &str) -> common::Launch {
+    Gateway::options(&config(&[("/", "b")], &[("b", &[b.addr])], extra))
+}
+
+/// `(soft, hard)` open-files limit of process `pid`.
+fn nofile_of(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    (f[0], f[1])
+}
+
+/// CPU time (user + system, in clock ticks) process `pid` used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after_name.split_whitespace().collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// `n` keep-alive connections that each made one request and now rest.
+fn idle_clients(gw: &Gateway, n: usize) -> Vec<Client> {
+    (0..n)
+        .map(|_| {
+            let mut c = gw.client();
+            c.send(&get_request("/idle"));
+            assert_eq!(c.read_response(false).status, 200);
+            c
+        })
+        .collect()
+}
+
+#[test]
+fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
+    let b = Backend::start("b");
+    let gw = gateway(&b, "").nofile(256, 4096).start();
+    assert_eq!(nofile_of(gw.pid()), (4096, 4096));
+    gw.wait_log(
+        limits::CONDITION,
+        "open files: soft limit raised from 256 to 4096",
+    );
+    // The caps follow from it: (4096 - 64) / 2, over 2 cores.
+    gw.wait_log(
+        limits::CONDITION,
+        "connections: at most 2016 (1008 per core",
+    );
+}
+
+#[test]
+fn at_the_connection_cap_the_oldest_idle_connections_make_room() {
+    let b = Backend::start("b");
+    let gw = gateway(&b, "limits:\n  max_connections: 10\n")
+        .cores(1)
+        .start();
+    let mut idle = idle_clients(&gw, 10);
+    // An eleventh client is served: the oldest idle connection was closed for it.
+    assert_eq!(get(gw.addr, "/active").unwrap().status, 200);
+    idle[0].expect_closed();
+    for c in &mut idle[2..] {
+        c.expect_open();
+    }
+    // Ten more that stay connected, one at a time: each closes the oldest idle one.
+    let newer = idle_clients(&gw, 10);
+    for c in &mut idle[1..] {
+        c.expect_closed();
+    }
+    drop(newer);
+}
+
+#[test]
+fn more_clients_than_descriptors_are_served_in_turn_with_few_warnings_and_no_spinning() {
+    // 100 descriptors, and a cap set above what they allow: accept meets EMFILE.
+    let b = Backend::start("b");
+    let gw = gateway(&b, "limits:\n  max_connections: 1000\n")
+        .cores(1)
+        .nofile(100, 100)
+        .start();
+    let idle = idle_clients(&gw, 40);
+    // Connected, but beyond the descriptors rgate has: the kernel queues them.
+    let queued: Vec<Client> = (0..100).map(|_| gw.client()).collect();
+    let before = cpu_ticks(gw.pid());
+    let started = std::time::Instant::now();
+    // An active client still gets its answer: out of descriptors, rgate closes idle
+    // connections (the oldest first) to take the queued ones in turn.
+    wait_until(limits::CONDITION, "an active client to be served", || {
+        get(gw.addr, "/active").is_ok_and(|r| r.status == 200)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let elapsed = started.elapsed().as_secs_f64();
+    let used = (cpu_ticks(gw.pid()) - before) as f64 / 100.0;
+    assert!(
+        used < 0.5 * elapsed,
+        "{used:.2} s of CPU in {elapsed:.1} s: an accept loop spins"
+    );
+    let warnings = gw.log().matches("accept failed").count();
+    assert!(warnings <= 2, "{warnings} accept warnings:\n{}", gw.log());
+    drop((idle, queued));
+}
+
+#[test]
+fn over_the_per_address_cap_a_connection_gets_503_and_another_address_gets_in() {
+    let b = Backend::start("b");
+    let gw = gateway(&b, "limits:\n  max_connections_per_ip: 3\n")
+        .cores(1)
+        .start();
+    let _held = idle_clients(&gw, 3);
+    let r = get(gw.addr, "/fourth").unwrap();
+    let v = r.gateway_error(503);
+    assert_eq!(v["error"], "too_many_connections");
+    assert_eq!(r.header("Retry-After"), Some("1"));
+    assert_eq!(b.received("GET", "/fourth"), 0);
+    // 127.0.0.2 is another client address.
+    let mut other = Client::connect_from(Ipv4Addr::new(127, 0, 0, 2), gw.addr);
+    other.send(&get_request("/other"));
+    assert_eq!(other.read_response(false).status, 200);
+}
