@@ -2,9 +2,10 @@
 //! per request by its query, and which reports what it received. Not a real server: it
 //! trusts its input and exists only to be put behind rgate.
 
+use std::collections::HashMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::io::FromRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -52,6 +53,9 @@ pub struct Backend {
     pub addr: SocketAddr,
     state: Arc<BackendState>,
     accept: Option<JoinHandle<()>>,
+    /// The listening socket while listening (owned by the accept thread), shut down to end
+    /// its `accept`.
+    listener_fd: Option<RawFd>,
     /// Bound to `addr` with SO_REUSEPORT, never listening: holds the port while stopped.
     _port: OwnedFd,
 }
@@ -68,7 +72,9 @@ struct BackendState {
     /// Connections the backend closed itself because they were idle (`idle_close`).
     idle_closed: AtomicUsize,
     requests: AtomicUsize,
-    open: Mutex<Vec<TcpStream>>,
+    /// A clone of each connection being served, by connection number (to shut them on
+    /// `stop`); removed when its thread ends, so a long test does not hoard descriptors.
+    open: Mutex<HashMap<usize, TcpStream>>,
     /// Requests and bodies the backend could not parse.
     parse_errors: Mutex<Vec<String>>,
     gate: Gate,
@@ -157,6 +163,7 @@ impl Backend {
             addr: local_addr(&port).expect("getsockname"),
             state,
             accept: None,
+            listener_fd: None,
             _port: port,
         };
         b.listen();
@@ -172,6 +179,7 @@ impl Backend {
         }
         // SAFETY: a listening TCP socket, whose ownership moves into the listener.
         let listener = unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) };
+        self.listener_fd = Some(listener.as_raw_fd());
         self.state.stop.store(false, Ordering::SeqCst);
         let state = self.state.clone();
         self.accept = Some(thread::spawn(move || {
@@ -180,13 +188,14 @@ impl Backend {
                     return;
                 }
                 let Ok(stream) = stream else { continue };
-                state.connections.fetch_add(1, Ordering::SeqCst);
+                let nth = state.connections.fetch_add(1, Ordering::SeqCst);
                 let Ok(clone) = stream.try_clone() else {
                     continue;
                 };
-                state.open.lock().unwrap().push(clone);
+                state.open.lock().unwrap().insert(nth, clone);
                 let state = state.clone();
                 thread::spawn(move || {
+                    let _forget = Forget(&state, nth);
                     let end = stream.try_clone();
                     match serve_backend_conn(stream, &state) {
                         Err(e) if e.kind() == io::ErrorKind::InvalidData => {
@@ -209,11 +218,17 @@ impl Backend {
     /// Connecting is refused until `restart`; the port stays the backend's.
     pub fn stop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
+        // Shutting the listening socket down ends a blocked accept on Linux (a connection
+        // to wake it can fail once a test has used up the ephemeral ports).
+        if let Some(fd) = self.listener_fd.take() {
+            // SAFETY: the accept thread owns the listener until it returns, which the join
+            // below waits for: the descriptor is still that socket.
+            unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        }
         if let Some(t) = self.accept.take() {
             t.join().unwrap();
         }
-        for s in self.state.open.lock().unwrap().drain(..) {
+        for (_, s) in self.state.open.lock().unwrap().drain() {
             let _ = s.shutdown(std::net::Shutdown::Both);
         }
     }
@@ -384,6 +399,15 @@ fn serve_backend_conn(stream: TcpStream, state: &BackendState) -> io::Result<()>
     Ok(())
 }
 
+/// Removes a connection's clone from `BackendState::open` when its thread ends.
+struct Forget<'a>(&'a BackendState, usize);
+
+impl Drop for Forget<'_> {
+    fn drop(&mut self) {
+        self.0.open.lock().unwrap().remove(&self.1);
+    }
+}
+
 /// Holds a connection unanswered while the instance hangs (bounded by `HOLD_LIMIT`).
 fn hang(state: &BackendState) {
     let start = std::time::Instant::now();
@@ -403,7 +427,7 @@ fn reset(stream: &TcpStream, state: &BackendState) {
         .open
         .lock()
         .unwrap()
-        .retain(|s| s.peer_addr().ok() != peer);
+        .retain(|_, s| s.peer_addr().ok() != peer);
     let linger = libc::linger {
         l_onoff: 1,
         l_linger: 0,

@@ -12,6 +12,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -72,7 +73,9 @@ struct Inner {
     replies: HashMap<String, RawReply>,
     replies_done: HashSet<String>,
     released: HashSet<String>,
-    open: Vec<TcpStream>,
+    /// A clone of each connection being served, by id (to shut them all on drop); removed
+    /// when its serving thread ends, so a long run does not hoard descriptors.
+    open: HashMap<usize, TcpStream>,
 }
 
 struct State {
@@ -92,12 +95,15 @@ pub struct StrictBackend {
     pub addr: SocketAddr,
     state: Arc<State>,
     accept: Option<JoinHandle<()>>,
+    /// The listening socket (owned by the accept thread), shut down to end its `accept`.
+    listener_fd: RawFd,
 }
 
 impl StrictBackend {
     pub fn start() -> StrictBackend {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind strict backend");
         let addr = listener.local_addr().unwrap();
+        let listener_fd = listener.as_raw_fd();
         let state = Arc::new(State {
             stop: AtomicBool::new(false),
             inner: Mutex::new(Inner::default()),
@@ -112,19 +118,24 @@ impl StrictBackend {
                 let id = {
                     let mut inner = st.inner.lock().unwrap();
                     inner.conns.push(ConnRecord::default());
+                    let id = inner.conns.len() - 1;
                     if let Ok(c) = stream.try_clone() {
-                        inner.open.push(c);
+                        inner.open.insert(id, c);
                     }
-                    inner.conns.len() - 1
+                    id
                 };
                 let st = st.clone();
-                thread::spawn(move || serve(stream, id, &st));
+                thread::spawn(move || {
+                    serve(stream, id, &st);
+                    st.inner.lock().unwrap().open.remove(&id);
+                });
             }
         });
         StrictBackend {
             addr,
             state,
             accept: Some(accept),
+            listener_fd,
         }
     }
 
@@ -213,11 +224,16 @@ impl StrictBackend {
 impl Drop for StrictBackend {
     fn drop(&mut self) {
         self.state.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(self.addr);
+        // Shutting the listening socket down ends a blocked accept (with an error) on
+        // Linux; a connection to wake it could fail when the run used up the ephemeral
+        // ports, and the join would then wait forever.
+        // SAFETY: the accept thread owns the listener until it returns, which the join
+        // below waits for: the descriptor is still that socket.
+        unsafe { libc::shutdown(self.listener_fd, libc::SHUT_RDWR) };
         if let Some(t) = self.accept.take() {
             let _ = t.join();
         }
-        for s in self.state.inner.lock().unwrap().open.drain(..) {
+        for (_, s) in self.state.inner.lock().unwrap().open.drain() {
             let _ = s.shutdown(Shutdown::Both);
         }
     }
