@@ -131,3 +131,64 @@ fn over_the_per_address_cap_a_connection_gets_503_and_another_address_gets_in() 
     other.send(&get_request("/other"));
     assert_eq!(other.read_response(false).status, 200);
 }
+
+#[test]
+fn a_request_body_slower_than_the_minimum_rate_is_cut_and_a_normal_upload_is_not() {
+    let b = Backend::start("b");
+    let gw = gateway(&b, "limits:\n  min_request_body_rate: 1000\n")
+        .cores(1)
+        .start();
+    // A normal upload.
+    let body = vec![b'x'; 1 << 20];
+    let mut c = gw.client();
+    c.send(
+        format!(
+            "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .as_bytes(),
+    );
+    c.send(&body);
+    assert_eq!(c.read_response(false).echo().body_len(), body.len() as u64);
+    // 100 bytes every 500 ms: 200 bytes/s, under the 1000 asked for; each pause is well
+    // within the body idle timeout, so only the rate can stop it.
+    let mut slow = gw.client();
+    slow.send(b"POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 100000\r\n\r\n");
+    let started = std::time::Instant::now();
+    let mut cut = None;
+    for _ in 0..60 {
+        if slow.try_send(&[b'y'; 100]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        if slow.has_data() {
+            cut = Some(slow.read_response(false));
+            break;
+        }
+    }
+    let r = cut.expect("the slow body was never cut");
+    assert_eq!(r.gateway_error(408)["error"], "request_timeout");
+    // One rate window (10 s) and at most two more, not the whole 100,000 bytes' worth.
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_client_that_reads_nothing_is_cut_after_the_write_limit() {
+    let b = Backend::start("b");
+    let gw = gateway(&b, "timeouts:\n  client_write_ms: 500\n")
+        .cores(1)
+        .start();
+    let mut c = gw.client();
+    let n: u64 = 256 << 20;
+    c.send(&get_request(&format!("/big?do=large&n={n}")));
+    // Read nothing while the socket buffers fill and the limit passes.
+    std::thread::sleep(Duration::from_secs(3));
+    let got = c.read_to_end_counting();
+    assert!(got < n, "all {got} bytes arrived: nothing was cut");
+    // The gateway still serves.
+    assert_eq!(get(gw.addr, "/after").unwrap().status, 200);
+}

@@ -45,6 +45,7 @@ struct RawConfig {
 struct RawLimits {
     max_connections: Option<u64>,
     max_connections_per_ip: Option<u64>,
+    min_request_body_rate: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +113,7 @@ struct RawTimeouts {
     client_head_ms: Option<u64>,
     keepalive_idle_ms: Option<u64>,
     pool_idle_ms: Option<u64>,
+    client_write_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -139,10 +141,22 @@ pub struct Config {
 
 /// Connection caps the config sets; unset, they are derived from the open-files limit
 /// (`limits::ConnectionLimits`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
     pub max_connections: Option<u64>,
     pub max_connections_per_ip: Option<u64>,
+    /// Bytes per second a request body must keep up, over each 10 s (0: no minimum).
+    pub min_request_body_rate: u64,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            max_connections: None,
+            max_connections_per_ip: None,
+            min_request_body_rate: 512,
+        }
+    }
 }
 
 /// How request header fields are treated beyond what HTTP requires.
@@ -205,6 +219,8 @@ pub struct Timeouts {
     pub keepalive_idle: Duration,
     /// How long an idle pooled backend connection is kept.
     pub pool_idle: Duration,
+    /// The longest a response waits for a client that reads nothing; past it, cut.
+    pub client_write: Duration,
 }
 
 impl Default for Timeouts {
@@ -216,6 +232,7 @@ impl Default for Timeouts {
             client_head: Duration::from_secs(30),
             keepalive_idle: Duration::from_secs(60),
             pool_idle: Duration::from_secs(30),
+            client_write: Duration::from_secs(60),
         }
     }
 }
@@ -356,6 +373,9 @@ impl Validator<'_> {
         Ok(LimitSettings {
             max_connections: raw.max_connections,
             max_connections_per_ip: raw.max_connections_per_ip,
+            min_request_body_rate: raw
+                .min_request_body_rate
+                .unwrap_or(LimitSettings::default().min_request_body_rate),
         })
     }
 
@@ -560,6 +580,7 @@ impl Validator<'_> {
                 &mut t.keepalive_idle,
             ),
             ("pool_idle_ms", raw.pool_idle_ms, &mut t.pool_idle),
+            ("client_write_ms", raw.client_write_ms, &mut t.client_write),
         ];
         for (name, value, slot) in fields {
             if let Some(ms) = value {

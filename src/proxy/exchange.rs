@@ -251,9 +251,12 @@ impl ClientConn {
         exchange.body_started();
         let probe = exchange.answer_probe();
         let answered = move || probe.answered();
+        let config = &self.core.settings.config;
         let idle = IdleLimit {
             alarms: &self.core.alarms,
-            limit: self.core.settings.config.timeouts.body_idle,
+            limit: config.timeouts.body_idle,
+            write_limit: config.timeouts.body_idle,
+            min_rate: config.limits.min_request_body_rate,
             receiver_answered: Some(&answered),
         };
         let relayed = relay_body(
@@ -283,6 +286,25 @@ impl ClientConn {
             Err(RelayError::ReceiverAnswered | RelayError::DestinationIo(_)) => {
                 exchange.request_cut();
                 Ok(())
+            }
+            Err(RelayError::SourceTooSlow) => {
+                // A body this slow holds a connection (here and at the backend) for nothing.
+                rec.fail(ErrorKind::Client);
+                self.core.counters.connections.slow_body_cut();
+                let msg = format!(
+                    "request body slower than {} bytes/s",
+                    self.core.settings.config.limits.min_request_body_rate
+                );
+                self.reply_error(
+                    408,
+                    ErrorCode::RequestTimeout,
+                    &msg,
+                    info.version,
+                    false,
+                    rec,
+                )
+                .await;
+                Err(Stop::Done(Next::Linger))
             }
             Err(_) => {
                 // The client went away or stalled mid-body: nothing to answer.
@@ -383,6 +405,8 @@ impl ClientConn {
         let idle = IdleLimit {
             alarms: &core.alarms,
             limit: core.settings.config.timeouts.body_idle,
+            write_limit: core.settings.config.timeouts.client_write,
+            min_rate: 0,
             receiver_answered: None,
         };
         let mut before_last_write = |body_bytes: u64| {
@@ -405,6 +429,10 @@ impl ClientConn {
                 // connection so the client sees the response is incomplete.
                 rec.fail(match e {
                     RelayError::DestinationIo(_) => ErrorKind::Client,
+                    RelayError::DestinationTimeout => {
+                        self.core.counters.connections.slow_read_cut();
+                        ErrorKind::Client
+                    }
                     RelayError::SourceTimeout => ErrorKind::Timeout,
                     _ => ErrorKind::InvalidResponse,
                 });

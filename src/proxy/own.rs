@@ -114,10 +114,25 @@ impl ClientConn {
         true
     }
 
-    /// Writes the output buffer to the client and takes the buffer back, empty.
+    /// Writes the output buffer to the client and takes the buffer back, empty. A client
+    /// that takes nothing for `timeouts.client_write` fails it (and the buffer is lost).
     pub(super) async fn write_out(&mut self) -> io::Result<()> {
-        let (res, out) = write_all(&mut self.client.io, std::mem::take(&mut self.out)).await;
-        self.out = out;
-        res
+        let limit = self.core.settings.config.timeouts.client_write;
+        let out = std::mem::take(&mut self.out);
+        match self
+            .core
+            .alarms
+            .timeout_in(limit, write_all(&mut self.client.io, out))
+            .await
+        {
+            Ok((res, out)) => {
+                self.out = out;
+                res
+            }
+            Err(_) => {
+                self.core.counters.connections.slow_read_cut();
+                Err(io::ErrorKind::TimedOut.into())
+            }
+        }
     }
 }

@@ -15,6 +15,10 @@ pub(crate) struct ConnectionCounters {
     accept_paused: AtomicU64,
     /// Accepts that failed (e.g. out of descriptors).
     accept_failed: AtomicU64,
+    /// Requests cut for a body slower than `limits.min_request_body_rate`.
+    slow_body_cut: AtomicU64,
+    /// Responses cut because the client read nothing for `timeouts.client_write_ms`.
+    slow_read_cut: AtomicU64,
 }
 
 /// What a reader sees of one core's `ConnectionCounters`.
@@ -25,6 +29,8 @@ pub(crate) struct ConnectionCounts {
     pub(crate) idle_closed_at_cap: u64,
     pub(crate) accept_paused: u64,
     pub(crate) accept_failed: u64,
+    pub(crate) slow_body_cut: u64,
+    pub(crate) slow_read_cut: u64,
 }
 
 impl ConnectionCounters {
@@ -48,6 +54,14 @@ impl ConnectionCounters {
         self.accept_failed.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub(crate) fn slow_body_cut(&self) {
+        self.slow_body_cut.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn slow_read_cut(&self) {
+        self.slow_read_cut.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub(crate) fn read(&self) -> ConnectionCounts {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ConnectionCounts {
@@ -56,6 +70,8 @@ impl ConnectionCounters {
             idle_closed_at_cap: get(&self.idle_closed_at_cap),
             accept_paused: get(&self.accept_paused),
             accept_failed: get(&self.accept_failed),
+            slow_body_cut: get(&self.slow_body_cut),
+            slow_read_cut: get(&self.slow_read_cut),
         }
     }
 }

@@ -33,10 +33,14 @@ pub(crate) enum RelayError {
     SourceIo(io::Error),
     /// The sending side was silent for longer than the body idle timeout.
     SourceTimeout,
+    /// The sending side sent slower than the minimum rate (`Pace`).
+    SourceTooSlow,
     /// The chunked framing was invalid.
     Chunked(ChunkedError),
     /// The receiving side could not be written to.
     DestinationIo(io::Error),
+    /// The receiving side took nothing for longer than the write limit.
+    DestinationTimeout,
     /// The receiving side answered before the body was complete (a backend's early 413):
     /// the rest of the body is not relayed.
     ReceiverAnswered,
@@ -48,8 +52,10 @@ impl fmt::Display for RelayError {
             RelayError::SourceClosed => write!(f, "closed before the body was complete"),
             RelayError::SourceIo(e) => write!(f, "read failed: {e}"),
             RelayError::SourceTimeout => write!(f, "silent longer than the body idle timeout"),
+            RelayError::SourceTooSlow => write!(f, "slower than the minimum body rate"),
             RelayError::Chunked(e) => write!(f, "{e}"),
             RelayError::DestinationIo(e) => write!(f, "write failed: {e}"),
+            RelayError::DestinationTimeout => write!(f, "the receiver read nothing in time"),
             RelayError::ReceiverAnswered => write!(f, "the receiver answered before the end"),
         }
     }
@@ -84,20 +90,63 @@ pub(crate) async fn relay_body<S: AsyncReadRent, W: AsyncWriteRent>(
     }
 }
 
-/// How long a body's sender may stay silent, on the core's alarm clock; and, for a request
-/// body, how to tell that the backend answered already (asked before each read of more
-/// body, so an early answer stops the upload within one read).
+/// How long a body's sender may stay silent and its receiver may take nothing, on the
+/// core's alarm clock; the sender's minimum rate; and, for a request body, how to tell that
+/// the backend answered already (asked before each read of more body, so an early answer
+/// stops the upload within one read).
 #[derive(Clone, Copy)]
 pub(crate) struct IdleLimit<'a> {
     pub(crate) alarms: &'a Alarms,
     pub(crate) limit: Duration,
+    /// The longest a write may wait for the receiver to take bytes.
+    pub(crate) write_limit: Duration,
+    /// Bytes per second the sender must keep up over each `RATE_WINDOW_SECONDS` (0: any).
+    pub(crate) min_rate: u64,
     pub(crate) receiver_answered: Option<&'a dyn Fn() -> bool>,
+}
+
+/// The window over which a body's rate is measured: short bursts and pauses even out.
+pub(crate) const RATE_WINDOW_SECONDS: u64 = 10;
+
+/// A body's pace against `IdleLimit::min_rate`, window by window.
+struct Pace {
+    window_start: u64,
+    bytes: u64,
+}
+
+impl Pace {
+    fn new(idle: IdleLimit<'_>) -> Pace {
+        Pace {
+            window_start: idle.alarms.seconds(),
+            bytes: 0,
+        }
+    }
+
+    /// `n` more bytes arrived; an error once a whole window passed below the rate.
+    fn arrived(&mut self, n: usize, idle: IdleLimit<'_>) -> Result<(), RelayError> {
+        if idle.min_rate == 0 {
+            return Ok(());
+        }
+        self.bytes += n as u64;
+        let now = idle.alarms.seconds();
+        let elapsed = now.saturating_sub(self.window_start);
+        if elapsed < RATE_WINDOW_SECONDS {
+            return Ok(());
+        }
+        if self.bytes < idle.min_rate * elapsed {
+            return Err(RelayError::SourceTooSlow);
+        }
+        self.window_start = now;
+        self.bytes = 0;
+        Ok(())
+    }
 }
 
 /// Reads more into `src`; a clean close is `Ok(0)`.
 async fn fill<S: AsyncReadRent>(
     src: &mut Buffered<S>,
     idle: IdleLimit<'_>,
+    pace: &mut Pace,
 ) -> Result<usize, RelayError> {
     if idle.receiver_answered.is_some_and(|answered| answered()) {
         return Err(RelayError::ReceiverAnswered);
@@ -109,7 +158,10 @@ async fn fill<S: AsyncReadRent>(
     {
         Err(_) => Err(RelayError::SourceTimeout),
         Ok(Err(e)) => Err(RelayError::SourceIo(e)),
-        Ok(Ok(n)) => Ok(n),
+        Ok(Ok(n)) => {
+            pace.arrived(n, idle)?;
+            Ok(n)
+        }
     }
 }
 
@@ -117,10 +169,16 @@ async fn forward<S, W: AsyncWriteRent>(
     src: &mut Buffered<S>,
     n: usize,
     dst: &mut W,
+    idle: IdleLimit<'_>,
 ) -> Result<(), RelayError> {
-    src.forward_to(n, dst)
+    match idle
+        .alarms
+        .timeout_in(idle.write_limit, src.forward_to(n, dst))
         .await
-        .map_err(RelayError::DestinationIo)
+    {
+        Err(_) => Err(RelayError::DestinationTimeout),
+        Ok(res) => res.map_err(RelayError::DestinationIo),
+    }
 }
 
 async fn relay_length<S: AsyncReadRent, W: AsyncWriteRent>(
@@ -130,9 +188,10 @@ async fn relay_length<S: AsyncReadRent, W: AsyncWriteRent>(
     idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
+    let mut pace = Pace::new(idle);
     let mut remaining = length;
     while remaining > 0 {
-        if src.data().is_empty() && fill(src, idle).await? == 0 {
+        if src.data().is_empty() && fill(src, idle, &mut pace).await? == 0 {
             return Err(RelayError::SourceClosed);
         }
         let n = usize::try_from(remaining)
@@ -141,7 +200,7 @@ async fn relay_length<S: AsyncReadRent, W: AsyncWriteRent>(
         if n as u64 == remaining {
             before_last_write(length);
         }
-        forward(src, n, dst).await?;
+        forward(src, n, dst, idle).await?;
         remaining -= n as u64;
     }
     Ok(length)
@@ -167,11 +226,12 @@ async fn reframe_chunked<S: AsyncReadRent, W: AsyncWriteRent>(
     idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
+    let mut pace = Pace::new(idle);
     let mut reframer = Reframer::new();
     let mut out = Vec::new();
     let mut written = 0u64;
     while !reframer.is_done() {
-        if src.data().is_empty() && fill(src, idle).await? == 0 {
+        if src.data().is_empty() && fill(src, idle, &mut pace).await? == 0 {
             return Err(RelayError::SourceClosed);
         }
         let used = reframer
@@ -185,7 +245,14 @@ async fn reframe_chunked<S: AsyncReadRent, W: AsyncWriteRent>(
         if reframer.is_done() {
             before_last_write(written + n);
         }
-        let (res, buf) = write_all(dst, out).await;
+        let (res, buf) = match idle
+            .alarms
+            .timeout_in(idle.write_limit, write_all(dst, out))
+            .await
+        {
+            Ok(written) => written,
+            Err(_) => return Err(RelayError::DestinationTimeout),
+        };
         out = buf;
         res.map_err(RelayError::DestinationIo)?;
         written += n;
@@ -201,16 +268,17 @@ async fn dechunk<S: AsyncReadRent, W: AsyncWriteRent>(
     idle: IdleLimit<'_>,
     before_last_write: &mut dyn FnMut(u64),
 ) -> Result<u64, RelayError> {
+    let mut pace = Pace::new(idle);
     let mut decoder = ChunkedDecoder::new();
     let mut written = 0u64;
     while !decoder.is_done() {
-        if src.data().is_empty() && fill(src, idle).await? == 0 {
+        if src.data().is_empty() && fill(src, idle, &mut pace).await? == 0 {
             return Err(RelayError::SourceClosed);
         }
         match decoder.decode(src.data()).map_err(RelayError::Chunked)? {
             Decoded::Framing(n) => src.consume(n),
             Decoded::Payload(n) => {
-                forward(src, n, dst).await?;
+                forward(src, n, dst, idle).await?;
                 written += n as u64;
             }
         }
@@ -227,13 +295,14 @@ async fn relay_until_close<S: AsyncReadRent, W: AsyncWriteRent>(
     dst: &mut W,
     idle: IdleLimit<'_>,
 ) -> Result<u64, RelayError> {
+    let mut pace = Pace::new(idle);
     let mut written = 0u64;
     loop {
-        if src.data().is_empty() && fill(src, idle).await? == 0 {
+        if src.data().is_empty() && fill(src, idle, &mut pace).await? == 0 {
             return Ok(written);
         }
         let n = src.data().len();
-        forward(src, n, dst).await?;
+        forward(src, n, dst, idle).await?;
         written += n as u64;
     }
 }

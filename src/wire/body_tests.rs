@@ -110,6 +110,8 @@ fn relay_into(src: Peer, mut dst: Peer, framing: BodyFraming, mode: ChunkedRelay
         let idle = IdleLimit {
             alarms: &alarms,
             limit: Duration::from_secs(60),
+            write_limit: Duration::from_secs(60),
+            min_rate: 0,
             receiver_answered: None,
         };
         let result = relay_body(&mut src, &mut dst, framing, mode, idle, &mut |n| {

@@ -352,6 +352,33 @@ impl Client {
     }
 
     /// Reads a whole response (head and body), or says how it failed.
+    /// Whether rgate has sent something not read yet (a peek; nothing is consumed).
+    pub fn has_data(&mut self) -> bool {
+        if !self.buf.is_empty() {
+            return true;
+        }
+        self.stream.set_nonblocking(true).expect("nonblocking");
+        let mut byte = [0u8; 1];
+        let got = matches!(self.stream.peek(&mut byte), Ok(n) if n > 0);
+        self.stream.set_nonblocking(false).expect("blocking");
+        got
+    }
+
+    /// Reads until the connection ends (closed, reset, or silent for `IO_TIMEOUT`);
+    /// returns how many bytes came.
+    pub fn read_to_end_counting(&mut self) -> u64 {
+        let mut total = self.buf.len() as u64;
+        self.buf.clear();
+        let mut chunk = vec![0u8; 1 << 16];
+        while let Ok(n) = self.stream.read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+        }
+        total
+    }
+
     pub fn try_read_response(&mut self, request_was_head: bool) -> Result<Response, ReadError> {
         let mut resp = self.read_head()?;
         let mut body = Vec::new();
