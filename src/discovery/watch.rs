@@ -14,6 +14,7 @@ use futures_util::StreamExt;
 
 use crate::backends::TablePublisher;
 use crate::clock::unix_now;
+use crate::throttle::{Throttle, WARNING_INTERVAL};
 
 use super::container::ContainerFacts;
 use super::error::DiscoveryError;
@@ -58,6 +59,8 @@ impl Watch {
         let mut first = Some(first);
         let mut delay = BACKOFF_FIRST;
         let mut last_failure: Option<String> = None;
+        // The same failure again is counted, and summed up at most once per interval.
+        let repeats = Throttle::new(WARNING_INTERVAL);
         // Once a table was published, the cores keep it while Docker is away.
         let mut published = false;
         loop {
@@ -87,10 +90,16 @@ impl Watch {
                     e,
                 ),
             };
-            // Log each distinct failure once, not every retry.
+            // Log each distinct failure once; the same one again only as a periodic count.
             if last_failure.as_deref() != Some(message.as_str()) {
                 log::error!("{message}");
                 last_failure = Some(message.clone());
+                repeats.allow();
+            } else if let Some(more) = repeats.allow() {
+                log::warn!(
+                    "docker: still failing, {} attempts since the last line: {message}",
+                    more + 1
+                );
             } else {
                 log::debug!("{message}");
             }
