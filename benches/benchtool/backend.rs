@@ -2,6 +2,8 @@
 //! fixed small response to every request. It reads request bodies framed by
 //! Content-Length and drops them (the 1 GiB upload ends here), answers pipelined requests
 //! in one write, and closes after a response when the request said `Connection: close`.
+//! A GET of a path ending in `/big` gets `BIG_BODY` bytes instead (what a client that
+//! does not read is made to wait on, in the abuse runs).
 //! It is not a general server: no chunked request bodies, no HTTP/1.0 keep-alive.
 
 use std::io;
@@ -18,6 +20,8 @@ const RESPONSE: &[u8] =
 const RESPONSE_CLOSE: &[u8] =
     b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 13\r\n\
 Connection: close\r\n\r\nHello, world\n";
+/// The body of a `/big` response.
+const BIG_BODY: usize = 8 << 20;
 /// Read size: large, so a streamed body costs few reads.
 const READ_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 32;
@@ -47,6 +51,8 @@ enum Parsed {
         len: usize,
         body: u64,
         close: bool,
+        /// The path ends in `/big`.
+        big: bool,
     },
 }
 
@@ -70,7 +76,13 @@ fn parse(buf: &[u8]) -> io::Result<Parsed> {
             close = h.value.eq_ignore_ascii_case(b"close");
         }
     }
-    Ok(Parsed::Head { len, body, close })
+    let big = req.path.is_some_and(|p| p.ends_with("/big"));
+    Ok(Parsed::Head {
+        len,
+        body,
+        close,
+        big,
+    })
 }
 
 async fn serve(mut io: TcpStream) -> io::Result<()> {
@@ -104,8 +116,17 @@ async fn serve(mut io: TcpStream) -> io::Result<()> {
                     len,
                     body,
                     close: c,
+                    big,
                 } => {
                     at += len;
+                    if big {
+                        out.extend_from_slice(
+                            format!("HTTP/1.1 200 OK\r\nContent-Length: {BIG_BODY}\r\n\r\n")
+                                .as_bytes(),
+                        );
+                        out.resize(out.len() + BIG_BODY, 0);
+                        continue;
+                    }
                     if body > 0 {
                         body_left = body;
                         close_after_body = c;
