@@ -34,7 +34,7 @@ use crate::startup::{remove_pid_file, write_pid_file, StartError};
 use crate::stats::{Collector, StatsHub};
 use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
 use crate::worker::Settings;
-use crate::{discovery, listener, logging, supervisor};
+use crate::{discovery, health, listener, logging, supervisor};
 
 /// Runs rgate with parsed arguments; returns the process exit code.
 pub fn run(args: Args) -> i32 {
@@ -115,6 +115,7 @@ fn serve(
     let (publisher, readers) = TablePublisher::new(BackendTable::from_config(&config), cores);
     let publisher = Arc::new(publisher);
     discovery::start(&config, publisher.clone());
+    health::checker::start(&config, publisher.clone());
 
     let listeners = match handover.listeners? {
         Some(inherited) => {
