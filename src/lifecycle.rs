@@ -1,5 +1,5 @@
-//! The process lifecycle: start (config → stats → discovery → sockets → cores → ready),
-//! then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
+//! The process lifecycle: start (config → stats → discovery and health checks → sockets →
+//! cores → ready), then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
 //! same sockets (`upgrade`) and, once it is ready, drains and exits. SIGHUP is therefore also
 //! how a changed configuration is reloaded: the successor reads the config file afresh, and
 //! if it is invalid the successor exits 2, the restart fails and this process keeps serving

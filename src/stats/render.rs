@@ -380,7 +380,7 @@ pub(crate) fn prometheus(view: &View<'_>) -> Vec<u8> {
         &mut out,
         "rgate_backend_instance_up",
         "gauge",
-        "The backend instances rgate currently sends traffic to.",
+        "The backend instances in rgate's current table (rgate_instance_state says whether each gets traffic).",
         lines,
     );
     health_metrics(&mut out, view.table);
