@@ -1,10 +1,10 @@
-//! The process lifecycle: start (config → stats → discovery and health checks → sockets →
-//! cores → ready), then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a
-//! successor on the same sockets (`upgrade`) and, once it is ready, drains and exits. SIGHUP
-//! is therefore also how a changed configuration is reloaded: the successor reads the config file afresh, and
-//! if it is invalid the successor exits 2, the restart fails and this process keeps serving
-//! with the configuration it has. Signals are blocked in every thread and taken synchronously
-//! here (`signals`), so no handler runs inside a core.
+//! The process lifecycle: start (config → stats → discovery and health checks → sockets → cores →
+//! ready), then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
+//! same sockets (`upgrade`) and, once it is ready, drains and exits. SIGHUP is therefore also how a
+//! changed configuration is reloaded: the successor reads the config file afresh, and if it is
+//! invalid the successor exits 2, the restart fails and this process keeps serving with the
+//! configuration it has. Signals are blocked in every thread and taken synchronously here
+//! (`signals`), so no handler runs inside a core.
 //!
 //! As PID 1 or with `--supervise`, the process becomes the `supervisor` instead, which runs
 //! this lifecycle in a child. A supervised process (`RGATE_SUPERVISOR_PID` set) leaves
