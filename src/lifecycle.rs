@@ -1,10 +1,10 @@
-//! The process lifecycle: start (config → stats → discovery → sockets → cores → ready),
-//! then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
-//! same sockets (`upgrade`) and, once it is ready, drains and exits. SIGHUP is therefore also
-//! how a changed configuration is reloaded: the successor reads the config file afresh, and
-//! if it is invalid the successor exits 2, the restart fails and this process keeps serving
-//! with the configuration it has. Signals are blocked in every thread and taken synchronously
-//! here (`signals`), so no handler runs inside a core.
+//! The process lifecycle: start (config → stats → discovery and health checks → sockets → cores →
+//! ready), then wait for signals: SIGTERM/SIGINT drain and exit; SIGHUP starts a successor on the
+//! same sockets (`upgrade`) and, once it is ready, drains and exits. SIGHUP is therefore also how a
+//! changed configuration is reloaded: the successor reads the config file afresh, and if it is
+//! invalid the successor exits 2, the restart fails and this process keeps serving with the
+//! configuration it has. Signals are blocked in every thread and taken synchronously here
+//! (`signals`), so no handler runs inside a core.
 //!
 //! As PID 1 or with `--supervise`, the process becomes the `supervisor` instead, which runs
 //! this lifecycle in a child. A supervised process (`RGATE_SUPERVISOR_PID` set) leaves
@@ -35,7 +35,7 @@ use crate::startup::{remove_pid_file, write_pid_file, StartError};
 use crate::stats::{Collector, StatsHub};
 use crate::upgrade::{self, Invocation, ReadyNotifier, UpgradeOutcome};
 use crate::worker::Settings;
-use crate::{discovery, listener, logging, supervisor};
+use crate::{discovery, health, listener, logging, supervisor};
 
 /// Runs rgate with parsed arguments; returns the process exit code.
 pub fn run(args: Args) -> i32 {
@@ -161,6 +161,7 @@ fn serve(
     let (publisher, readers) = TablePublisher::new(BackendTable::from_config(&config), cores);
     let publisher = Arc::new(publisher);
     discovery::start(&config, publisher.clone());
+    health::checker::start(&config, publisher.clone());
 
     let listeners = match handover.listeners? {
         Some(inherited) => {

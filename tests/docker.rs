@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use common::{limits, wait_for, wait_until};
 use common::{Backend, Response};
-use support_docker::{docker, get, hostname, start_rgate, wait_answer, DockerTest, EVENT_LIMIT};
+use support_docker::{
+    docker, get, hostname, published_addr, start_rgate, wait_answer, DockerTest, EVENT_LIMIT,
+};
 
 const PAYMENT: &str = "/api/payment/x";
 const ORDERS: &str = "/api/orders/y";
@@ -649,5 +651,165 @@ fn docker_unreachable_keeps_serving_static_backends() {
     assert!(
         log.to_lowercase().contains("no such file"),
         "the error gives the reason: {log}"
+    );
+}
+
+/// `POST /control/<what>` straight to a demo container (see demo-backend's control).
+fn control(addr: std::net::SocketAddr, what: &str) {
+    let mut c = common::Client::try_connect(addr, limits::IO).expect("connect to the container");
+    let request = format!(
+        "POST /control/{what} HTTP/1.1\r\nHost: demo\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    let r = c.try_exchange(request.as_bytes()).expect("control request");
+    assert_eq!(r.status, 200, "control {what}: {}", r.text());
+}
+
+/// The state `/stats` shows for the payment instance at `addr`, or why there is none.
+fn payment_state(rgate: &common::Gateway, addr: &str) -> Result<String, String> {
+    let r = get(rgate.addr, "/stats")?;
+    let stats: serde_json::Value = serde_json::from_slice(&r.body).map_err(|e| e.to_string())?;
+    stats["backends"]["payment"]["instances"]
+        .as_array()
+        .and_then(|l| l.iter().find(|i| i["address"] == addr))
+        .map(|i| i["state"].as_str().unwrap_or_default().to_string())
+        .ok_or_else(|| format!("no instance {addr}"))
+}
+
+/// GETs of PAYMENT one after the other until `done` says so (bounded by `limit`); the
+/// answers by hostname, and the errors.
+fn traffic_until(
+    rgate: &common::Gateway,
+    limit: Duration,
+    mut done: impl FnMut(usize) -> bool,
+) -> (BTreeMap<String, usize>, Vec<String>) {
+    let deadline = Instant::now() + limit;
+    let (mut served, mut errors) = (BTreeMap::new(), Vec::new());
+    let mut sent = 0;
+    while !done(sent) && Instant::now() < deadline {
+        match get(rgate.addr, PAYMENT) {
+            Ok(r) if r.status == 200 => {
+                *served.entry(hostname(&r).unwrap_or_default()).or_default() += 1
+            }
+            Ok(r) => errors.push(format!("{} {}", r.status, r.text())),
+            Err(e) => errors.push(e),
+        }
+        sent += 1;
+    }
+    (served, errors)
+}
+
+#[test]
+#[ignore = "needs Docker: `make test` runs it when Docker answers"]
+fn a_hung_replica_is_retried_around_and_ejected_without_client_errors() {
+    let t = DockerTest::begin("hang");
+    let good = t.start_plain("payment");
+    let hung = t.start_plain("payment");
+    let config = t.demo_config() + "timeouts: {response_header_ms: 300}\n";
+    let rgate = start_rgate(&config, &[]);
+    for c in [&good, &hung] {
+        wait_answer(&rgate, PAYMENT, EVENT_LIMIT, ok_from(&c.hostname))
+            .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    }
+    // rgate reaches the containers on their published ports: that is the instance address.
+    let hung_addr = published_addr(&hung);
+    control(hung_addr, "hang");
+
+    let (served, errors) = traffic_until(&rgate, Duration::from_secs(120), |sent| sent >= 200);
+    let total: usize = served.values().sum::<usize>() + errors.len();
+    assert!(
+        errors.is_empty(),
+        "{} client errors out of {total}, first: {:?}\n{}",
+        errors.len(),
+        errors.first(),
+        rgate.log()
+    );
+    assert_eq!(
+        total, 200,
+        "the 200 requests did not all run in time: {served:?}"
+    );
+    assert_eq!(
+        served.keys().collect::<Vec<_>>(),
+        [&good.hostname],
+        "only the good replica answers"
+    );
+    let state = payment_state(&rgate, &hung_addr.to_string())
+        .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    assert_eq!(state, "ejected", "{}", rgate.log());
+    eprintln!("hung replica: 200 requests, no errors, {hung_addr} ejected");
+}
+
+#[test]
+#[ignore = "needs Docker: `make test` runs it when Docker answers"]
+fn a_replica_disconnected_from_its_network_under_traffic_costs_no_client_errors() {
+    let t = DockerTest::begin("netdisconnect");
+    let net = t.network();
+    let stays = t.start_on_network("payment", &net);
+    let leaves = t.start_on_network("payment", &net);
+    let ip = |c: &support_docker::Container| {
+        docker(&[
+            "inspect",
+            "-f",
+            &format!(
+                "{{{{(index .NetworkSettings.Networks \"{}\").IPAddress}}}}",
+                net.name
+            ),
+            &c.id,
+        ])
+        .unwrap_or_else(|e| panic!("{e}"))
+    };
+    let leaves_addr = format!("{}:8080", ip(&leaves));
+    let config = t.demo_config() + "timeouts: {connect_ms: 300, response_header_ms: 1000}\n";
+    let rgate = start_rgate(&config, &[]);
+    for c in [&stays, &leaves] {
+        wait_answer(&rgate, PAYMENT, EVENT_LIMIT, ok_from(&c.hostname))
+            .unwrap_or_else(|e| panic!("{e}\n{}", rgate.log()));
+    }
+    assert_eq!(payment_state(&rgate, &leaves_addr).as_deref(), Ok("up"));
+
+    let addr = rgate.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let traffic = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let (mut ok, mut errors) = (0usize, Vec::new());
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                match get(addr, PAYMENT) {
+                    Ok(r) if r.status == 200 => ok += 1,
+                    Ok(r) => errors.push(format!("{} {}", r.status, r.text())),
+                    Err(e) => errors.push(e),
+                }
+            }
+            (ok, errors)
+        })
+    };
+    docker(&["network", "disconnect", &net.name, &leaves.id]).unwrap();
+    // Out of rotation: gone from the table (discovery), or ejected (requests that failed).
+    let how = wait_for(
+        EVENT_LIMIT,
+        "the disconnected replica out of rotation",
+        || match payment_state(&rgate, &leaves_addr) {
+            Err(gone) if gone.starts_with("no instance") => Ok("removed by discovery".to_string()),
+            Ok(state) if state != "up" => Ok(format!("{state} by the circuit breaker")),
+            Ok(state) => Err(state),
+            Err(e) => Err(e),
+        },
+    );
+    // More traffic with it out, then the tally.
+    let (served, _) = traffic_until(&rgate, Duration::from_secs(60), |sent| sent >= 50);
+    stop.store(true, Ordering::SeqCst);
+    let (ok, errors) = traffic.join().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} client errors out of {}, first: {:?}\n{}",
+        errors.len(),
+        ok + errors.len(),
+        errors.first(),
+        rgate.log()
+    );
+    assert_eq!(served.keys().collect::<Vec<_>>(), [&stays.hostname]);
+    eprintln!(
+        "network disconnect: {ok} requests under traffic, no errors; {leaves_addr} {how}\n{}",
+        rgate.log()
     );
 }

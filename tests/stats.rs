@@ -524,7 +524,27 @@ fn metrics_parse_as_prometheus_text() {
     let last = latency.buckets.last().expect("histogram buckets");
     assert_eq!(last.upper_bound, f64::INFINITY, "the last bucket is +Inf");
     assert_eq!(last.count.as_f64(), 24.0);
-    assert_eq!(metrics.families.len(), 8, "{text}");
+    // 8 traffic families and the times, 6 of instance and backend health.
+    assert_eq!(metrics.families.len(), 14, "{text}");
+    for (name, kind) in [
+        ("rgate_instance_state", PrometheusType::Gauge),
+        ("rgate_instance_ejections_total", PrometheusType::Counter),
+        ("rgate_instance_retries_total", PrometheusType::Counter),
+        ("rgate_backend_retries_total", PrometheusType::Counter),
+        (
+            "rgate_backend_retries_refused_total",
+            PrometheusType::Counter,
+        ),
+        ("rgate_backend_overloaded_total", PrometheusType::Counter),
+    ] {
+        assert_eq!(family(name).family_type, kind, "{name}");
+    }
+    // Three single-instance backends: four states each, one of them (up) at 1.
+    assert_eq!(
+        family("rgate_instance_state").iter_samples().count(),
+        12,
+        "{text}"
+    );
     // The gauges: one `up` series per current instance, and the two times.
     let gauge = |name: &str, labels: &[(&str, &str)]| match sample(name, labels) {
         PrometheusValue::Gauge(g) => g.as_f64(),
@@ -739,4 +759,146 @@ fn history_older_than_retention_days_is_pruned() {
         left.iter().any(|&m| m >= minute),
         "this minute's row: {left:?}"
     );
+}
+
+/// A backend of two fixed addresses, one refusing connections: after `circuit_breaker.failures`
+/// (3) failed attempts there, each retried on the live one (no client sees an error), the
+/// refusing instance is ejected, and `/stats` and `/metrics` say so.
+#[test]
+fn an_instance_refusing_connections_is_ejected_and_shown_in_stats_and_metrics() {
+    let dir = temp_dir("ejection");
+    let live = Backend::start("live");
+    let dead = dead_port();
+    let cfg = format!(
+        "routes:
+  - {{path_prefix: /flaky, backend: flaky}}
+backends:
+  - name: flaky
+    addresses: ['{}', '{}']
+    circuit_breaker: {{failures: 3, ejection_ms: 300000}}
+stats: {{interval_ms: 600000}}
+",
+        live.addr, dead.addr
+    );
+    let rgate = start(&dir, &cfg, &dir.join("s.db"));
+    let (live_addr, dead_addr) = (live.addr.to_string(), dead.addr.to_string());
+    let find = |s: &Value, addr: &str| -> Value {
+        s["backends"]["flaky"]["instances"]
+            .as_array()
+            .and_then(|l| l.iter().find(|i| i["address"] == addr).cloned())
+            .unwrap_or_else(|| panic!("no instance {addr} in {s:#}"))
+    };
+    // Random balancing sends about half the first attempts to the refusing instance: bounded
+    // by a number of requests far beyond what 3 failures need.
+    let mut sent = 0;
+    let s = loop {
+        assert!(
+            sent < 200,
+            "not ejected after {sent} requests: {:#}",
+            stats(&rgate)
+        );
+        for _ in 0..5 {
+            let r = get(rgate.addr, "/flaky/x");
+            assert_eq!(
+                r.status,
+                200,
+                "request {sent}: {}\n{}",
+                r.text(),
+                rgate.log()
+            );
+            assert_eq!(r.echo().backend(), "live");
+            sent += 1;
+        }
+        let s = stats(&rgate);
+        if find(&s, &dead_addr)["state"] == "ejected" {
+            break s;
+        }
+    };
+    let d = find(&s, &dead_addr);
+    assert_eq!(d["ejections"], 1, "{d:#}");
+    assert_eq!(
+        d["retries"], 3,
+        "each of its 3 failures went elsewhere: {d:#}"
+    );
+    assert_eq!(d["weight"], 1, "{d:#}");
+    let until = d["ejected_until"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{d:#}"));
+    assert!(
+        until.len() == 24 && until.ends_with('Z') && until.contains('T'),
+        "ejected_until {until:?} is not RFC 3339 UTC with milliseconds"
+    );
+    let l = find(&s, &live_addr);
+    assert_eq!(l["state"], "up", "{l:#}");
+    assert!(l.get("ejected_until").is_none(), "{l:#}");
+    assert_eq!(
+        (l["ejections"].clone(), l["retries"].clone()),
+        (0.into(), 0.into())
+    );
+    let b = &s["backends"]["flaky"];
+    assert_eq!(n(b, "retries"), 3, "{b:#}");
+    assert_eq!(n(b, "retries_refused_by_budget"), 0, "{b:#}");
+    assert_eq!(n(b, "overloaded"), 0, "{b:#}");
+    assert!(
+        b.get("in_flight").is_none(),
+        "no max_in_flight, no in_flight: {b:#}"
+    );
+    assert_eq!(n(&s, "requests_count.success"), sent, "{s:#}");
+    rgate.wait_log(
+        limits::CONDITION,
+        &format!("backend flaky, instance {dead_addr} (static): ejected for 300 s after 3 consecutive failures"),
+    );
+
+    // Ejected, it gets no attempt: more requests add no retry.
+    for _ in 0..10 {
+        assert_eq!(get(rgate.addr, "/flaky/x").status, 200);
+    }
+    let r = get(rgate.addr, "/metrics");
+    let text = r.text();
+    let metrics = parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("the Prometheus parser refused /metrics: {e}\n{text}"));
+    let value = |name: &str, labels: &[(&str, &str)]| -> f64 {
+        let family = metrics
+            .families
+            .get(name)
+            .unwrap_or_else(|| panic!("no family {name} in\n{text}"));
+        let sample = family
+            .iter_samples()
+            .find(|s| {
+                let set = s.get_labelset().unwrap();
+                labels
+                    .iter()
+                    .all(|(k, v)| set.get_label_value(k) == Some(*v))
+            })
+            .unwrap_or_else(|| panic!("no sample {name} {labels:?} in\n{text}"));
+        match &sample.value {
+            PrometheusValue::Gauge(g) => g.as_f64(),
+            PrometheusValue::Counter(c) => c.value.as_f64(),
+            other => panic!("{name}: {other:?}"),
+        }
+    };
+    for (addr, now) in [(&dead_addr, "ejected"), (&live_addr, "up")] {
+        for state in ["up", "ejected", "probing", "unhealthy"] {
+            let labels = [
+                ("backend", "flaky"),
+                ("instance", addr.as_str()),
+                ("state", state),
+            ];
+            let want = if state == now { 1.0 } else { 0.0 };
+            assert_eq!(
+                value("rgate_instance_state", &labels),
+                want,
+                "{labels:?}\n{text}"
+            );
+        }
+    }
+    let dead_labels = [("backend", "flaky"), ("instance", dead_addr.as_str())];
+    assert_eq!(value("rgate_instance_ejections_total", &dead_labels), 1.0);
+    assert_eq!(value("rgate_instance_retries_total", &dead_labels), 3.0);
+    let live_labels = [("backend", "flaky"), ("instance", live_addr.as_str())];
+    assert_eq!(value("rgate_instance_ejections_total", &live_labels), 0.0);
+    let flaky = [("backend", "flaky")];
+    assert_eq!(value("rgate_backend_retries_total", &flaky), 3.0);
+    assert_eq!(value("rgate_backend_retries_refused_total", &flaky), 0.0);
+    assert_eq!(value("rgate_backend_overloaded_total", &flaky), 0.0);
 }

@@ -9,6 +9,14 @@
 //! in flight and exits 0.
 //!
 //! * `GET /health` answers 200, or 503 when `DEMO_UNHEALTHY` is set (to a value other than 0).
+//! * Control, so that tests can make a running instance misbehave (each answers 200 with
+//!   `{"control":"<what>"}`; `/control/*` is always answered, whatever the mode):
+//!   - `POST /control/health/fail` / `POST /control/health/pass`: `/health` answers 503 / 200
+//!     from now on;
+//!   - `POST /control/hang`: from now on every other request is read (body included) and
+//!     never answered; its connection is held open until the client closes it;
+//!   - `POST /control/normal`: requests are answered again (connections already held stay
+//!     held), and `/health` passes.
 //! * `demo-backend --check` is the Docker healthcheck: exit 0 when `/health` answers 200.
 //! * `PORT` (default 8080) is the port it listens on; `BIND` (default `0.0.0.0`, every
 //!   interface, as a container needs) the address: `make run` without Docker uses 127.0.0.1.
@@ -30,7 +38,10 @@ const IN_FLIGHT_LIMIT: Duration = Duration::from_secs(5);
 struct Service {
     name: String,
     hostname: String,
-    unhealthy: bool,
+    /// `/health` answers 503.
+    unhealthy: AtomicBool,
+    /// Requests other than `/control/*` are never answered.
+    hang: AtomicBool,
     draining: AtomicBool,
     in_flight: AtomicUsize,
 }
@@ -49,7 +60,10 @@ fn main() {
     let service = Arc::new(Service {
         name: std::env::var("SERVICE_NAME").unwrap_or_else(|_| "demo".into()),
         hostname: hostname(),
-        unhealthy: std::env::var("DEMO_UNHEALTHY").is_ok_and(|v| !v.is_empty() && v != "0"),
+        unhealthy: AtomicBool::new(
+            std::env::var("DEMO_UNHEALTHY").is_ok_and(|v| !v.is_empty() && v != "0"),
+        ),
+        hang: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         in_flight: AtomicUsize::new(0),
     });
@@ -67,6 +81,8 @@ fn main() {
     };
     let listener = TcpListener::bind((bind, port))
         .unwrap_or_else(|e| fail(&format!("cannot listen on {bind}:{port}: {e}")));
+    // The port it got (PORT=0 picks a free one).
+    let port = listener.local_addr().map_or(port, |a| a.port());
     eprintln!(
         "demo-backend {} ({}) listening on port {port}",
         service.name, service.hostname
@@ -173,6 +189,11 @@ fn serve_connection(service: &Service, stream: TcpStream) -> io::Result<()> {
         let Some(request) = read_head(&mut reader)? else {
             return Ok(());
         };
+        if service.hang.load(Ordering::SeqCst) && !request.path.starts_with("/control/") {
+            discard_body(&mut reader, &request)?;
+            hold(&mut reader);
+            return Ok(());
+        }
         service.in_flight.fetch_add(1, Ordering::SeqCst);
         let result = answer(service, &mut reader, &mut writer, &request);
         service.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -180,6 +201,46 @@ fn serve_connection(service: &Service, stream: TcpStream) -> io::Result<()> {
             return Ok(());
         }
     }
+}
+
+/// Hang mode: keeps the connection open, answering nothing and discarding whatever comes,
+/// until the client closes it.
+fn hold(reader: &mut BufReader<TcpStream>) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// A `/control/*` request: the mode it sets, or `None` for an unknown one.
+fn control(service: &Service, request: &Request) -> Option<&'static str> {
+    if request.method != "POST" {
+        return None;
+    }
+    let (flag, value, name) = match request.path.as_str() {
+        "/control/health/fail" => (&service.unhealthy, true, "health/fail"),
+        "/control/health/pass" => (&service.unhealthy, false, "health/pass"),
+        "/control/hang" => (&service.hang, true, "hang"),
+        "/control/normal" => {
+            service.unhealthy.store(false, Ordering::SeqCst);
+            (&service.hang, false, "normal")
+        }
+        _ => return None,
+    };
+    flag.store(value, Ordering::SeqCst);
+    eprintln!("demo-backend: control: {name}");
+    Some(name)
 }
 
 /// Reads a request head; `None` on a clean end of the connection before any byte.
@@ -239,8 +300,13 @@ fn answer(
 ) -> io::Result<bool> {
     let body_bytes = discard_body(reader, request)?;
     let close = request.wants_close() || service.draining.load(Ordering::SeqCst);
-    let (status, body) = if request.path == "/health" {
-        if service.unhealthy {
+    let (status, body) = if request.path.starts_with("/control/") {
+        match control(service, request) {
+            Some(name) => ("200 OK", format!("{{\"control\":{}}}", json_string(name))),
+            None => ("404 Not Found", "{\"control\":null}".to_string()),
+        }
+    } else if request.path == "/health" {
+        if service.unhealthy.load(Ordering::SeqCst) {
             (
                 "503 Service Unavailable",
                 "{\"health\":\"unhealthy\"}".to_string(),

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::config::BreakerPolicy;
 
+pub(crate) mod checker;
+
 /// Milliseconds on a clock shared by every thread, from the first time it is read.
 pub(crate) fn now_ms() -> u64 {
     epoch().0.elapsed().as_millis() as u64

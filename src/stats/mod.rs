@@ -120,6 +120,8 @@ pub struct StatsHub {
     cores: Vec<Arc<CoreCounters>>,
     settings: StatsSettings,
     route_names: Vec<String>,
+    /// Per backend (index of `Config::backends`): its `max_in_flight`, shown with its count.
+    max_in_flight: Vec<Option<u32>>,
     started_at: i64,
     started: Instant,
     /// When the database was created: counting began then.
@@ -175,6 +177,11 @@ impl StatsHub {
                 .collect(),
             settings: config.stats.clone(),
             route_names,
+            max_in_flight: config
+                .backends
+                .iter()
+                .map(|b| b.policy.max_in_flight)
+                .collect(),
             started_at: now,
             started: Instant::now(),
             since: store.created_at(),
@@ -241,6 +248,7 @@ impl StatsHub {
             since: self.since,
             uptime: self.started.elapsed(),
             route_names: &self.route_names,
+            max_in_flight: &self.max_in_flight,
             table,
         }
     }

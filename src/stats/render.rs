@@ -2,6 +2,14 @@
 //! Prometheus text (exposition format 0.0.4). Both show the same numbers: the totals since
 //! the database was created, this process's unwritten counts included.
 //!
+//! Both also show each current instance's health (`state`: `up`, `ejected`, `probing`,
+//! `unhealthy`; its weight, ejections and retries) and each backend's retries, retries
+//! refused by the budget, and requests refused as overloaded. Those come from the shared
+//! health state of the backend table (`health`), not from the database: they count since
+//! this process started, and a restart (SIGHUP) starts them again at 0 (Prometheus counters
+//! take that as a reset). An ejection's end is shown as an RFC 3339 UTC time with
+//! milliseconds (`ejected_until`).
+//!
 //! Not for: gathering the numbers (see `StatsHub::view`).
 
 use std::fmt::Write as _;
@@ -13,7 +21,8 @@ use super::histogram::{bucket_of, bucket_range, Histogram};
 use super::store::MinuteRow;
 use super::traffic::{code_name, Key, Scope, Totals, Traffic};
 use super::ErrorKind;
-use crate::backends::BackendTable;
+use crate::backends::{BackendInstances, BackendTable, Instance};
+use crate::health::Shown;
 
 /// Everything a rendering shows.
 pub(crate) struct View<'a> {
@@ -24,6 +33,8 @@ pub(crate) struct View<'a> {
     pub(crate) since: i64,
     pub(crate) uptime: Duration,
     pub(crate) route_names: &'a [String],
+    /// Per backend of the table (same index): its `max_in_flight`.
+    pub(crate) max_in_flight: &'a [Option<u32>],
     pub(crate) table: &'a BackendTable,
 }
 
@@ -121,7 +132,12 @@ pub(crate) fn json(view: &View<'_>) -> Vec<u8> {
     let mut backends = Map::new();
     for name in view.backend_keys() {
         let mut b = traffic_json(&view.traffic(&Key::new(Scope::Backend, &name, "")));
-        let current = view.table.backends.iter().find(|b| b.name == name);
+        let index = view.table.backends.iter().position(|b| b.name == name);
+        let current = index.map(|i| &view.table.backends[i]);
+        if let Some(c) = current {
+            let limit = index.and_then(|i| view.max_in_flight.get(i).copied().flatten());
+            b.extend(backend_health_json(c, limit));
+        }
         let instances: Vec<Value> = current
             .map(|c| c.instances.as_slice())
             .unwrap_or_default()
@@ -131,8 +147,8 @@ pub(crate) fn json(view: &View<'_>) -> Vec<u8> {
                 let t = view.traffic(&Key::new(Scope::Instance, &name, &address));
                 let mut obj = Map::new();
                 obj.insert("address".into(), json!(address));
-                obj.insert("state".into(), json!("up"));
                 obj.insert("source".into(), json!(i.source));
+                obj.extend(instance_health_json(i));
                 obj.extend(traffic_json(&t));
                 Value::Object(obj)
             })
@@ -162,6 +178,42 @@ pub(crate) fn json(view: &View<'_>) -> Vec<u8> {
     let mut out = serde_json::to_vec_pretty(&Value::Object(doc)).unwrap_or_default();
     out.push(b'\n');
     out
+}
+
+/// A backend's shared counts (since this process started), and its in-flight requests when
+/// it has a `max_in_flight`.
+fn backend_health_json(b: &BackendInstances, max_in_flight: Option<u32>) -> Map<String, Value> {
+    let (retries, refused, overloaded) = b.health.counts();
+    let mut m = Map::new();
+    m.insert("retries".into(), json!(retries));
+    m.insert("retries_refused_by_budget".into(), json!(refused));
+    m.insert("overloaded".into(), json!(overloaded));
+    if let Some(max) = max_in_flight {
+        m.insert("in_flight".into(), json!(b.health.in_flight()));
+        m.insert("max_in_flight".into(), json!(max));
+    }
+    m
+}
+
+/// An instance's health: its state (with the ejection's end when ejected), weight,
+/// ejections and retries (attempts that failed there and went to another instance).
+fn instance_health_json(i: &Instance) -> Map<String, Value> {
+    let shown = i.health.shown();
+    let mut m = Map::new();
+    m.insert("state".into(), json!(shown.name()));
+    if let Shown::Ejected { until_unix_ms } = shown {
+        m.insert("ejected_until".into(), json!(rfc3339_ms(until_unix_ms)));
+    }
+    m.insert("weight".into(), json!(i.weight));
+    m.insert("ejections".into(), json!(i.health.ejections()));
+    m.insert("retries".into(), json!(i.health.retries()));
+    m
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC).
+pub(crate) fn rfc3339_ms(unix_ms: u64) -> String {
+    let seconds = rfc3339((unix_ms / 1000) as i64);
+    format!("{}.{:03}Z", seconds.trim_end_matches('Z'), unix_ms % 1000)
 }
 
 /// Unix seconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC; days to a civil date by the usual
@@ -328,9 +380,10 @@ pub(crate) fn prometheus(view: &View<'_>) -> Vec<u8> {
         &mut out,
         "rgate_backend_instance_up",
         "gauge",
-        "The backend instances rgate currently sends traffic to.",
+        "The backend instances in rgate's current table (rgate_instance_state says whether each gets traffic).",
         lines,
     );
+    health_metrics(&mut out, view.table);
     section(
         &mut out,
         "rgate_start_time_seconds",
@@ -347,6 +400,89 @@ pub(crate) fn prometheus(view: &View<'_>) -> Vec<u8> {
     );
     out.into_bytes()
 }
+
+/// The instances' states (one-hot) and the health counters, since this process started.
+fn health_metrics(out: &mut String, table: &BackendTable) {
+    let section = |out: &mut String, name: &str, kind: &str, help: &str, lines: String| {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        out.push_str(&lines);
+    };
+    let instance = |backend: &str, i: &Instance| {
+        format!(
+            "backend=\"{}\",instance=\"{}\"",
+            label(backend),
+            label(&i.addr.to_string())
+        )
+    };
+    let mut lines = String::new();
+    for (backend, i) in table.instances() {
+        let now = i.health.shown().name();
+        for state in STATES {
+            let on = u8::from(state == now);
+            let _ = writeln!(
+                lines,
+                "rgate_instance_state{{{},state=\"{state}\"}} {on}",
+                instance(backend, i)
+            );
+        }
+    }
+    section(
+        out,
+        "rgate_instance_state",
+        "gauge",
+        "Each instance's state: 1 for the current one of up, ejected (circuit open), probing (half-open trial), unhealthy (active health check).",
+        lines,
+    );
+    for (name, help, pick) in [
+        (
+            "rgate_instance_ejections_total",
+            "Times the instance was taken out of rotation by the circuit breaker, since this process started.",
+            (|i: &Instance| i.health.ejections()) as fn(&Instance) -> u64,
+        ),
+        (
+            "rgate_instance_retries_total",
+            "Attempts that failed on the instance and were sent to another one, since this process started.",
+            |i: &Instance| i.health.retries(),
+        ),
+    ] {
+        let mut lines = String::new();
+        for (backend, i) in table.instances() {
+            let _ = writeln!(lines, "{name}{{{}}} {}", instance(backend, i), pick(i));
+        }
+        section(out, name, "counter", help, lines);
+    }
+    for (name, help, pick) in [
+        (
+            "rgate_backend_retries_total",
+            "Attempts sent to another instance after a failure, since this process started.",
+            (|c: (u64, u64, u64)| c.0) as fn((u64, u64, u64)) -> u64,
+        ),
+        (
+            "rgate_backend_retries_refused_total",
+            "Retries not made because the retry budget was spent, since this process started.",
+            |c| c.1,
+        ),
+        (
+            "rgate_backend_overloaded_total",
+            "Requests answered 503 overloaded (max_in_flight reached), since this process started.",
+            |c| c.2,
+        ),
+    ] {
+        let mut lines = String::new();
+        for b in &table.backends {
+            let _ = writeln!(
+                lines,
+                "{name}{{backend=\"{}\"}} {}",
+                label(&b.name),
+                pick(b.health.counts())
+            );
+        }
+        section(out, name, "counter", help, lines);
+    }
+}
+
+/// Every state `rgate_instance_state` has a series for.
+const STATES: [&str; 4] = ["up", "ejected", "probing", "unhealthy"];
 
 fn histogram_lines(out: &mut String, l: &str, h: &Histogram) {
     let name = "rgate_request_duration_seconds";
@@ -379,6 +515,12 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+    }
+
+    #[test]
+    fn ejection_ends_are_rfc3339_with_milliseconds() {
+        assert_eq!(rfc3339_ms(1_700_000_000_042), "2023-11-14T22:13:20.042Z");
+        assert_eq!(rfc3339_ms(999), "1970-01-01T00:00:00.999Z");
     }
 
     #[test]

@@ -5,6 +5,10 @@
 //!   `#[ignore]`d and run only when asked for, see tests/docker.rs), builds the static binaries and tags the
 //!   demo image for this test only. On drop it removes every container carrying the test's run
 //!   label and the test's image tags, also when the test panicked.
+//! * `DockerTest::network` — a bridge network for this test only (`TestNetwork`, removed on
+//!   drop with the containers on it); `start_on_network` — a demo container on it that
+//!   publishes no port, so rgate reaches it at its IP there (`rgate.network`);
+//!   `published_addr` — a container's published 127.0.0.1 port, to talk to it directly.
 //! * `start_rgate` — the common harness's `Gateway` as these tests run it (one core); `get` —
 //!   the harness's one `GET`; `wait_answer` — polls a path until the answer is the one wanted;
 //!   `hostname` — which demo container answered.
@@ -292,6 +296,44 @@ impl DockerTest {
         self.start(app, &self.labels(app), &args)
     }
 
+    /// A bridge network for this test only, labelled with its run; removed when dropped.
+    pub fn network(&self) -> TestNetwork {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let name = format!("rgate-test-{}-{nanos}", std::process::id());
+        let label = format!("{RUN_LABEL}={}", self.run);
+        docker(&["network", "create", "--label", &label, &name]).unwrap_or_else(|e| panic!("{e}"));
+        TestNetwork { name }
+    }
+
+    /// A demo container of backend `app` (no healthcheck) on `network` only, publishing no
+    /// port: rgate reaches it at its IP on that network (label `rgate.network`).
+    pub fn start_on_network(&self, app: &str, network: &TestNetwork) -> Container {
+        let mut args: Vec<String> = vec![
+            "run".into(),
+            "-d".into(),
+            "--no-healthcheck".into(),
+            "--network".into(),
+            network.name.clone(),
+            "-e".into(),
+            format!("SERVICE_NAME={app}"),
+            "--label".into(),
+            format!("rgate.network={}", network.name),
+        ];
+        for l in self.labels(app) {
+            args.push("--label".into());
+            args.push(l);
+        }
+        args.push(self.demo_image.clone());
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let id = docker(&args).unwrap_or_else(|e| panic!("{e}"));
+        Container {
+            hostname: id.get(..12).unwrap_or(&id).to_string(),
+            id,
+        }
+    }
+
     /// Waits (bounded) until Docker reports this health status for the container.
     pub fn wait_health(&self, c: &Container, status: &str, limit: Duration) {
         crate::common::wait_for(
@@ -327,6 +369,42 @@ impl Drop for DockerTest {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A Docker network one test created; on drop, the containers still on it are removed
+/// (those of its test anyway, `DockerTest` removes them too), then the network.
+pub struct TestNetwork {
+    pub name: String,
+}
+
+impl Drop for TestNetwork {
+    fn drop(&mut self) {
+        let filter = format!("network={}", self.name);
+        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
+            let ids: Vec<&str> = ids.split_whitespace().collect();
+            if !ids.is_empty() {
+                let mut args = vec!["rm", "-f", "-v"];
+                args.extend(ids);
+                let _ = docker(&args);
+            }
+        }
+        if let Err(e) = docker(&["network", "rm", &self.name]) {
+            eprintln!("cleanup: {e}");
+        }
+    }
+}
+
+/// The 127.0.0.1 address Docker published the container's port 8080 on.
+pub fn published_addr(c: &Container) -> std::net::SocketAddr {
+    let out = docker(&["port", &c.id, "8080/tcp"]).unwrap_or_else(|e| panic!("{e}"));
+    out.lines()
+        .find_map(|l| {
+            l.trim()
+                .parse()
+                .ok()
+                .filter(|a: &std::net::SocketAddr| a.is_ipv4())
+        })
+        .unwrap_or_else(|| panic!("no published IPv4 port for {}: {out:?}", c.hostname))
 }
 
 /// rgate with this config and extra environment, on one core.
