@@ -61,6 +61,8 @@ pub fn raise_nofile() -> io::Result<Nofile> {
 /// The connection caps in force.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConnectionLimits {
+    /// The open-files limit they come from.
+    pub nofile: u64,
     pub max_connections: u64,
     /// `max_connections` shared out over the cores (at least 1 each).
     pub per_core: u64,
@@ -80,6 +82,7 @@ impl ConnectionLimits {
         let max_connections = max_connections.unwrap_or(derived);
         let cores = cores.max(1) as u64;
         ConnectionLimits {
+            nofile,
             max_connections,
             per_core: max_connections.div_ceil(cores).max(1),
             per_ip,

@@ -35,6 +35,11 @@ fn cpu_ticks(pid: u32) -> u64 {
     f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
 }
 
+/// The `connections` object of `/stats`.
+fn connections(gw: &Gateway) -> serde_json::Value {
+    gw.get("/stats").json()["connections"].clone()
+}
+
 /// `n` keep-alive connections that each made one request and now rest.
 fn idle_clients(gw: &Gateway, n: usize) -> Vec<Client> {
     (0..n)
@@ -61,6 +66,13 @@ fn the_soft_open_files_limit_is_raised_to_the_hard_one() {
         limits::CONDITION,
         "connections: at most 2016 (1008 per core",
     );
+    let c = connections(&gw);
+    assert_eq!(
+        (c["max"].as_u64(), c["max_per_core"].as_u64()),
+        (Some(2016), Some(1008))
+    );
+    assert_eq!(c["descriptors_limit"], 4096);
+    assert!(c["descriptors_open"].as_u64().is_some_and(|n| n > 3), "{c}");
 }
 
 #[test]
@@ -82,6 +94,11 @@ fn at_the_connection_cap_the_oldest_idle_connections_make_room() {
         c.expect_closed();
     }
     drop(newer);
+    wait_until(
+        limits::CONDITION,
+        "the count of idle connections closed",
+        || connections(&gw)["idle_closed_at_cap"] == 11,
+    );
 }
 
 #[test]
@@ -126,10 +143,15 @@ fn over_the_per_address_cap_a_connection_gets_503_and_another_address_gets_in() 
     assert_eq!(v["error"], "too_many_connections");
     assert_eq!(r.header("Retry-After"), Some("1"));
     assert_eq!(b.received("GET", "/fourth"), 0);
+
     // 127.0.0.2 is another client address.
     let mut other = Client::connect_from(Ipv4Addr::new(127, 0, 0, 2), gw.addr);
     other.send(&get_request("/other"));
     assert_eq!(other.read_response(false).status, 200);
+    // Counted (asked from the other address: this one is still at its cap).
+    other.send(&get_request("/stats"));
+    let stats = other.read_response(false).json();
+    assert_eq!(stats["connections"]["refused_per_ip"], 1, "{stats}");
 }
 
 #[test]
@@ -174,6 +196,7 @@ fn a_request_body_slower_than_the_minimum_rate_is_cut_and_a_normal_upload_is_not
         "{:?}",
         started.elapsed()
     );
+    assert_eq!(connections(&gw)["slow_body_cut"], 1);
 }
 
 #[test]
@@ -189,6 +212,7 @@ fn a_client_that_reads_nothing_is_cut_after_the_write_limit() {
     std::thread::sleep(Duration::from_secs(3));
     let got = c.read_to_end_counting();
     assert!(got < n, "all {got} bytes arrived: nothing was cut");
+    assert_eq!(connections(&gw)["slow_read_cut"], 1);
     // The gateway still serves.
     assert_eq!(get(gw.addr, "/after").unwrap().status, 200);
 }

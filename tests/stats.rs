@@ -524,9 +524,22 @@ fn metrics_parse_as_prometheus_text() {
     let last = latency.buckets.last().expect("histogram buckets");
     assert_eq!(last.upper_bound, f64::INFINITY, "the last bucket is +Inf");
     assert_eq!(last.count.as_f64(), 24.0);
-    // 8 traffic families and the times, 6 of instance and backend health.
-    assert_eq!(metrics.families.len(), 14, "{text}");
+    // 8 traffic families and the times, 6 of instance and backend health, 9 of
+    // connections and descriptors.
+    assert_eq!(metrics.families.len(), 23, "{text}");
     for (name, kind) in [
+        ("rgate_connections_open", PrometheusType::Gauge),
+        ("rgate_connections_max", PrometheusType::Gauge),
+        ("rgate_connections_refused_total", PrometheusType::Counter),
+        (
+            "rgate_connections_idle_closed_total",
+            PrometheusType::Counter,
+        ),
+        ("rgate_accept_paused_total", PrometheusType::Counter),
+        ("rgate_accept_failed_total", PrometheusType::Counter),
+        ("rgate_slow_clients_cut_total", PrometheusType::Counter),
+        ("rgate_open_fds", PrometheusType::Gauge),
+        ("rgate_max_fds", PrometheusType::Gauge),
         ("rgate_instance_state", PrometheusType::Gauge),
         ("rgate_instance_ejections_total", PrometheusType::Counter),
         ("rgate_instance_retries_total", PrometheusType::Counter),

@@ -4,7 +4,8 @@
 //! A `stop` or a `kill` with a signal that ends a process takes the container out of the table
 //! at once, before its process exits: that is what lets a backend with two or more instances
 //! restart one at a time without a client seeing an error. Every other event is answered by
-//! inspecting that one container.
+//! inspecting that one container — also a network `connect` or `disconnect` of a container
+//! (its address may depend on that network: a container cut off from it leaves the table).
 
 use std::collections::HashMap;
 
@@ -21,6 +22,9 @@ pub(crate) const FOLLOWED: &[&str] = &[
     "health_status",
     "destroy",
 ];
+
+/// The network actions discovery follows: about the container named in the event.
+pub(crate) const FOLLOWED_NETWORK: &[&str] = &["connect", "disconnect"];
 
 /// One container event, decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,10 +50,22 @@ pub(crate) enum Change {
 impl ContainerEvent {
     /// The decision for one event; `None` for events that are not about a container.
     pub(crate) fn from_message(m: &EventMessage) -> Option<ContainerEvent> {
+        let actor = m.actor.as_ref()?;
+        if m.type_.as_deref() == Some("network") {
+            // The actor is the network; the container is an attribute. No labels come with
+            // it: only a container discovery already follows is inspected.
+            let action = m.action.as_deref()?;
+            let attributes = actor.attributes.as_ref()?;
+            let id = attributes.get("container").filter(|id| !id.is_empty())?;
+            return FOLLOWED_NETWORK.contains(&action).then(|| ContainerEvent {
+                id: id.clone(),
+                labels: HashMap::new(),
+                change: Change::Inspect,
+            });
+        }
         if m.type_.as_deref() != Some("container") {
             return None;
         }
-        let actor = m.actor.as_ref()?;
         let id = actor.id.clone().filter(|id| !id.is_empty())?;
         let attributes = actor.attributes.clone().unwrap_or_default();
         // Docker writes health events as "health_status: healthy".
@@ -173,9 +189,32 @@ mod tests {
             Some("payment")
         );
         let m: EventMessage = serde_json::from_value(serde_json::json!({
-            "Type": "network", "Action": "connect", "Actor": {"ID": "n1", "Attributes": {}}
+            "Type": "image", "Action": "pull", "Actor": {"ID": "i1", "Attributes": {}}
         }))
         .unwrap();
         assert_eq!(ContainerEvent::from_message(&m), None);
+    }
+
+    #[test]
+    fn a_container_connected_to_or_cut_from_a_network_is_inspected() {
+        let network = |action: &str, attrs: serde_json::Value| {
+            let m: EventMessage = serde_json::from_value(serde_json::json!({
+                "Type": "network", "Action": action, "Actor": {"ID": "net1", "Attributes": attrs}
+            }))
+            .unwrap();
+            ContainerEvent::from_message(&m)
+        };
+        let attrs =
+            serde_json::json!({"container": "abc123", "name": "backends", "type": "bridge"});
+        for action in ["connect", "disconnect"] {
+            let e = network(action, attrs.clone()).unwrap();
+            assert_eq!((e.id.as_str(), e.change), ("abc123", Change::Inspect));
+            assert!(e.labels.is_empty());
+        }
+        assert_eq!(network("create", attrs), None);
+        assert_eq!(
+            network("disconnect", serde_json::json!({"name": "x"})),
+            None
+        );
     }
 }

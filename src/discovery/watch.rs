@@ -18,7 +18,7 @@ use crate::throttle::{Throttle, WARNING_INTERVAL};
 
 use super::container::ContainerFacts;
 use super::error::DiscoveryError;
-use super::events::{Change, ContainerEvent, FOLLOWED};
+use super::events::{Change, ContainerEvent, FOLLOWED, FOLLOWED_NETWORK};
 use super::state::{short, Containers};
 use super::version::{self, Endpoint};
 
@@ -151,9 +151,18 @@ impl Watch {
         let opts = EventsOpts::builder()
             .since(since)
             .filter(
-                std::iter::once(EventFilter::Type(EventFilterType::Container))
-                    .chain(FOLLOWED.iter().map(|a| EventFilter::Event(a.to_string())))
-                    .collect(),
+                [
+                    EventFilter::Type(EventFilterType::Container),
+                    EventFilter::Type(EventFilterType::Network),
+                ]
+                .into_iter()
+                .chain(
+                    FOLLOWED
+                        .iter()
+                        .chain(FOLLOWED_NETWORK)
+                        .map(|a| EventFilter::Event(a.to_string())),
+                )
+                .collect(),
             )
             .build();
         let mut stream = docker.events(&opts);

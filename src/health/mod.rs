@@ -273,9 +273,17 @@ impl InstanceHealth {
         match self.circuit() {
             Circuit::Closed => Shown::Up,
             Circuit::HalfOpen => Shown::Probing,
-            Circuit::Open => Shown::Ejected {
-                until_unix_ms: unix_ms(self.open_until_ms.load(Ordering::Relaxed)),
-            },
+            Circuit::Open => {
+                let until = self.open_until_ms.load(Ordering::Relaxed);
+                if now_ms() >= until {
+                    // Its ejection ran out; the next request to the backend is its trial.
+                    Shown::Probing
+                } else {
+                    Shown::Ejected {
+                        until_unix_ms: unix_ms(until),
+                    }
+                }
+            }
         }
     }
 

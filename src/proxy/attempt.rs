@@ -89,18 +89,22 @@ impl Attempt {
     }
 
     /// The next attempt, on an instance not tried yet; `None` when none is left.
-    pub(super) fn next(mut self, policy: &BackendPolicy) -> Option<Attempt> {
-        let mut tried = std::mem::take(&mut self.tried);
+    pub(super) fn next(&self, policy: &BackendPolicy) -> Option<Attempt> {
+        let mut tried = self.tried.clone();
         tried.push(self.picked.index);
         let picked = pick(self.backend(), policy.balance, &tried)?;
-        self.instance().health.count_retry();
-        self.backend_health().count_retry();
         Some(Attempt::start(
             self.table.clone(),
             self.backend,
             picked,
             tried,
         ))
+    }
+
+    /// This attempt failed and the request goes on to another instance: counted as a retry.
+    pub(super) fn count_retry(&self) {
+        self.instance().health.count_retry();
+        self.backend_health().count_retry();
     }
 }
 

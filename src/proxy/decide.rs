@@ -183,7 +183,9 @@ impl ClientConn {
             }
             Decision::Endpoint(endpoint) => {
                 let table = self.core.table();
-                let (content_type, body) = self.core.settings.stats.render(endpoint, &table);
+                let settings = &self.core.settings;
+                let (content_type, body) =
+                    settings.stats.render(endpoint, &table, &settings.limits);
                 // rgate's own endpoints are not proxied traffic: never counted.
                 rec.committed = true;
                 self.answer(info, Reply::of(200, content_type, &body), false, rec)

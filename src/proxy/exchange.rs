@@ -115,19 +115,20 @@ impl ClientConn {
                     let again = may_retry
                         && retries < policy.retries.max
                         && attempt.backend().instances.len() > 1;
-                    if again && !budget.withdraw(&policy.retries, core.alarms.seconds()) {
-                        attempt.backend_health().count_budget_exhausted();
-                    } else if again {
-                        if let Some(next) = attempt.next(policy) {
+                    // Another instance first: the budget pays only for a retry that happens.
+                    if let Some(next) = again.then(|| attempt.next(policy)).flatten() {
+                        if budget.withdraw(&policy.retries, core.alarms.seconds()) {
                             log::debug!(
                                 "core {}: {addr} failed ({error}); retrying on {}",
                                 core.id,
                                 next.addr()
                             );
+                            attempt.count_retry();
                             retries += 1;
                             attempt = next;
                             continue;
                         }
+                        attempt.backend_health().count_budget_exhausted();
                     }
                     return self.upstream_failed(info, error, body_consumed, rec).await;
                 }

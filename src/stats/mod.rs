@@ -40,7 +40,9 @@ pub(crate) use collector::Collector;
 pub(crate) use counters::CoreCounters;
 pub(crate) use store::StatsError;
 
+use crate::limits::ConnectionLimits;
 use collector::{Published, PublishedSlot, HISTORY_SHOWN_MINUTES};
+use connections::ConnectionsView;
 use store::{MinuteRow, Store};
 use traffic::{Key, Totals};
 
@@ -203,8 +205,9 @@ impl StatsHub {
         &self,
         endpoint: Endpoint,
         table: &BackendTable,
+        limits: &ConnectionLimits,
     ) -> (&'static str, Vec<u8>) {
-        let view = self.view(table);
+        let view = self.view(table, limits);
         match endpoint {
             Endpoint::Stats => ("application/json", render::json(&view)),
             Endpoint::Metrics => (
@@ -216,7 +219,7 @@ impl StatsHub {
 
     /// Database totals as last written, plus what the cores counted since: the published
     /// pair is read before the live counters, so `live ≥ flushed` field by field.
-    fn view<'a>(&'a self, table: &'a BackendTable) -> render::View<'a> {
+    fn view<'a>(&'a self, table: &'a BackendTable, limits: &ConnectionLimits) -> render::View<'a> {
         let published = self.published();
         let unwritten = self.live().since(&published.flushed);
         let mut totals = published.base.clone();
@@ -250,6 +253,11 @@ impl StatsHub {
             route_names: &self.route_names,
             max_in_flight: &self.max_in_flight,
             table,
+            connections: ConnectionsView {
+                per_core: self.cores.iter().map(|c| c.connections.read()).collect(),
+                limits: *limits,
+                descriptors_open: connections::descriptors_open(),
+            },
         }
     }
 

@@ -12,6 +12,7 @@
 //!
 //! Not for: gathering the numbers (see `StatsHub::view`).
 
+use super::connections::ConnectionsView;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ pub(crate) struct View<'a> {
     /// Per backend of the table (same index): its `max_in_flight`.
     pub(crate) max_in_flight: &'a [Option<u32>],
     pub(crate) table: &'a BackendTable,
+    pub(crate) connections: ConnectionsView,
 }
 
 impl View<'_> {
@@ -158,6 +160,7 @@ pub(crate) fn json(view: &View<'_>) -> Vec<u8> {
     }
     doc.insert("routes".into(), Value::Object(routes));
     doc.insert("backends".into(), Value::Object(backends));
+    doc.insert("connections".into(), view.connections.json());
     doc.insert("started_at".into(), json!(rfc3339(view.started_at)));
     doc.insert("uptime_s".into(), json!(view.uptime.as_secs()));
     doc.insert("since".into(), json!(rfc3339(view.since)));
@@ -384,6 +387,7 @@ pub(crate) fn prometheus(view: &View<'_>) -> Vec<u8> {
         lines,
     );
     health_metrics(&mut out, view.table);
+    view.connections.prometheus(&mut out);
     section(
         &mut out,
         "rgate_start_time_seconds",
