@@ -1,8 +1,9 @@
 //! One core's client connections, as the accept loop needs to know them: how many are
 //! open, how many each address holds, and which are idle (resting between keep-alive
 //! requests) — oldest first — so that a core at its cap (`limits`) can close idle ones to
-//! serve new clients, and can wait for a connection to close instead of spinning.
-//! Single-threaded: it lives in the core's `Worker`.
+//! serve new clients, and can wait for a connection to close instead of spinning — and
+//! when a wave of connections has closed, so that the memory they used goes back to the
+//! system (`memory_to_give_back`). Single-threaded: it lives in the core's `Worker`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +24,16 @@ pub(crate) struct Clients {
     changes: Cell<u64>,
     /// Accept loops waiting for a change.
     waiting: RefCell<Vec<Waker>>,
+    /// The most connections open since memory was last given back, and the closes since.
+    peak_since_trim: Cell<usize>,
+    closes_since_trim: Cell<usize>,
 }
+
+/// A wave of closes this large (from a peak, down to a quarter of it) gives the memory of
+/// its connections back to the system.
+const TRIM_WAVE: usize = 256;
+/// Closes after which a core left with no connection gives their memory back.
+const TRIM_WHEN_EMPTY: usize = 64;
 
 /// A resting connection's mark: set when the core closes it to make room.
 #[derive(Default)]
@@ -45,12 +55,15 @@ impl Clients {
     /// A connection from `ip` opened.
     pub(crate) fn opened(&self, ip: IpAddr) {
         self.open.set(self.open.get() + 1);
+        self.peak_since_trim
+            .set(self.peak_since_trim.get().max(self.open.get()));
         *self.per_ip.borrow_mut().entry(ip).or_default() += 1;
     }
 
     /// A connection from `ip` closed: wakes the accept loops waiting for room.
     pub(crate) fn closed(&self, ip: IpAddr) {
         self.open.set(self.open.get() - 1);
+        self.closes_since_trim.set(self.closes_since_trim.get() + 1);
         let mut per_ip = self.per_ip.borrow_mut();
         if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
@@ -67,6 +80,20 @@ impl Clients {
         for w in self.waiting.borrow_mut().drain(..) {
             w.wake();
         }
+    }
+
+    /// Whether enough connections closed that their memory should go back to the system
+    /// (after an attack, the allocator would otherwise keep it): a wave down to a quarter of
+    /// the peak, or the core empty after a few dozen closes. Resets the count when true.
+    pub(crate) fn memory_to_give_back(&self) -> bool {
+        let (open, peak) = (self.open.get(), self.peak_since_trim.get());
+        let wave = peak - open >= TRIM_WAVE && open <= peak / 4;
+        let emptied = open == 0 && self.closes_since_trim.get() >= TRIM_WHEN_EMPTY;
+        if wave || emptied {
+            self.peak_since_trim.set(open);
+            self.closes_since_trim.set(0);
+        }
+        wave || emptied
     }
 
     /// Until a connection closes or begins to rest (and could be closed to make room).
@@ -150,9 +177,43 @@ impl Future for ClosedByCore<'_> {
     }
 }
 
+/// Returns the allocator's free memory to the system (glibc keeps it otherwise); a few
+/// milliseconds at most, and only after a wave of closes.
+pub(crate) fn give_memory_back() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_goes_back_after_a_wave_of_closes_or_when_empty() {
+        let c = Clients::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..1000 {
+            c.opened(ip);
+        }
+        let mut trims = Vec::new();
+        for n in 0..1000 {
+            c.closed(ip);
+            if c.memory_to_give_back() {
+                trims.push(999 - n);
+            }
+        }
+        // Down to a quarter of the peak of 1000, then empty.
+        assert_eq!(trims, [250, 0]);
+        // A few connections opening and closing never trim.
+        for _ in 0..10 {
+            c.opened(ip);
+            c.closed(ip);
+            assert!(!c.memory_to_give_back());
+        }
+    }
 
     #[test]
     fn the_oldest_resting_connection_is_closed_first() {

@@ -105,6 +105,9 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.clients.closed(self.1);
         self.0.counters.connections.set_open(self.0.clients.open());
+        if self.0.clients.memory_to_give_back() {
+            crate::clients::give_memory_back();
+        }
     }
 }
 
