@@ -351,23 +351,27 @@ impl DockerTest {
 impl Drop for DockerTest {
     fn drop(&mut self) {
         // Every container of this run, even one whose `docker run` did not report back.
-        let filter = format!("label={RUN_LABEL}={}", self.run);
-        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f", "-v"];
-                args.extend(ids);
-                if let Err(e) = docker(&args) {
-                    eprintln!("cleanup: {e}");
-                }
-            }
-        }
+        remove_containers(&format!("label={RUN_LABEL}={}", self.run));
         let _serial = IMAGE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
         for tag in self.images.lock().unwrap().drain(..) {
             // Only this tag goes; the image itself when no other test still tags it.
             let _ = docker(&["rmi", &tag]);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Removes (with their volumes) every container `docker ps --filter` finds for `filter`.
+fn remove_containers(filter: &str) {
+    if let Ok(ids) = docker(&["ps", "-aq", "--filter", filter]) {
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut args = vec!["rm", "-f", "-v"];
+            args.extend(ids);
+            if let Err(e) = docker(&args) {
+                eprintln!("cleanup: {e}");
+            }
+        }
     }
 }
 
@@ -379,15 +383,7 @@ pub struct TestNetwork {
 
 impl Drop for TestNetwork {
     fn drop(&mut self) {
-        let filter = format!("network={}", self.name);
-        if let Ok(ids) = docker(&["ps", "-aq", "--filter", &filter]) {
-            let ids: Vec<&str> = ids.split_whitespace().collect();
-            if !ids.is_empty() {
-                let mut args = vec!["rm", "-f", "-v"];
-                args.extend(ids);
-                let _ = docker(&args);
-            }
-        }
+        remove_containers(&format!("network={}", self.name));
         if let Err(e) = docker(&["network", "rm", &self.name]) {
             eprintln!("cleanup: {e}");
         }
