@@ -8,7 +8,8 @@
 //!    at random, the one with fewer of this core's requests in flight per unit of weight).
 //! 3. When no instance is in rotation (every one ejected or failing its health check), any
 //!    instance at random: rgate fails open rather than answer 503 with live containers
-//!    behind.
+//!    behind. Not for a retry: one that would only find instances out of rotation is not
+//!    made (an ejected instance is the least likely to answer, and may cost a timeout).
 //!
 //! Instances already tried for this request are never picked again. No allocation, no lock:
 //! a pick reads each instance's shared state once and this core's counters.
@@ -35,11 +36,15 @@ pub(crate) fn pick(
 ) -> Option<Picked> {
     let instances = &backend.instances;
     if instances.len() == 1 {
-        // Never ejected (a backend of one cannot spare it); a failed health check fails open.
-        return (!tried.contains(&0)).then_some(Picked {
-            index: 0,
-            trial: false,
-        });
+        // A backend of one never ejects its instance, and a failed health check fails open;
+        // but it may have been ejected while it had siblings: then its requests go on, and
+        // the first after the ejection is its trial, so that a success closes the circuit.
+        if tried.contains(&0) {
+            return None;
+        }
+        let health = &instances[0].health;
+        let trial = health.admission(now_ms) == Admission::TrialDue && health.claim_trial();
+        return Some(Picked { index: 0, trial });
     }
     let now = std::cell::OnceCell::new();
     let mut in_rotation = 0u64;
@@ -62,7 +67,10 @@ pub(crate) fn pick(
         !tried.contains(&i) && inst.health.admission(|| u64::MAX) == Admission::Yes
     };
     let index = if in_rotation == 0 {
-        random_weighted(instances, |i, _| !tried.contains(&i))?
+        if !tried.is_empty() {
+            return None;
+        }
+        random_weighted(instances, |_, _| true)?
     } else {
         match balance {
             Balance::Random => random_weighted(instances, admitted)?,

@@ -29,7 +29,7 @@ fn eject(b: &BackendInstances, i: usize, ejection: Duration) {
     };
     let inst = &b.instances[i];
     inst.health
-        .failure(&policy, &inst.name("b"), &b.health, || b.rotation());
+        .failure(&policy, &inst.name("b"), &b.health, || b.rotation(), false);
     assert!(inst.health.is_out(), "instance {i} was not ejected");
 }
 
@@ -97,15 +97,51 @@ fn an_ejected_instance_gets_no_traffic_then_one_trial() {
         })
     );
     assert_eq!(shares(&b, Balance::Random, 300)[0], 0);
-    b.instances[0].health.success(&b.instances[0].name("b"));
+    b.instances[0]
+        .health
+        .success(&b.instances[0].name("b"), true);
     assert!(shares(&b, Balance::RoundRobin, 300)[0] > 0);
 }
 
 #[test]
-fn with_every_instance_out_of_rotation_it_fails_open() {
+fn with_every_instance_out_of_rotation_it_fails_open_but_does_not_retry() {
     let b = backend(&[1, 1]);
     eject(&b, 0, Duration::from_secs(60));
     b.instances[1].health.set_unhealthy(true);
     let got = shares(&b, Balance::RoundRobin, 1000);
     assert!(got[0] > 0 && got[1] > 0, "{got:?}");
+    // A retry after instance 1 failed finds only the ejected 0: none.
+    assert_eq!(pick(&b, Balance::Random, &[1]), None);
+    // Nor after a failure on an instance in rotation when the rest is out.
+    let b = backend(&[1, 1, 1]);
+    eject(&b, 0, Duration::from_secs(60));
+    b.instances[2].health.set_unhealthy(true);
+    assert_eq!(pick(&b, Balance::Random, &[1]), None);
+}
+
+#[test]
+fn a_lone_instance_ejected_while_it_had_siblings_gets_its_trial() {
+    let b = backend(&[1, 1]);
+    eject(&b, 0, Duration::from_millis(1));
+    std::thread::sleep(Duration::from_millis(5));
+    // Its sibling is gone: the table now holds only it.
+    let lone = BackendInstances::new(
+        "b".into(),
+        vec![Instance {
+            health: b.instances[0].health.clone(),
+            ..Instance::new(b.instances[0].addr, "t".into(), 1)
+        }],
+    );
+    let p = pick(&lone, Balance::Random, &[]).unwrap();
+    assert_eq!(
+        p,
+        Picked {
+            index: 0,
+            trial: true
+        }
+    );
+    lone.instances[0]
+        .health
+        .success(&lone.instances[0].name("b"), true);
+    assert!(!lone.instances[0].health.is_out());
 }

@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
 
 #[derive(Default)]
 pub(crate) struct Clients {
@@ -27,7 +28,19 @@ pub(crate) struct Clients {
     /// The most connections open since memory was last given back, and the closes since.
     peak_since_trim: Cell<usize>,
     closes_since_trim: Cell<usize>,
+    /// When memory was last given back (at most once per `TRIM_INTERVAL`).
+    last_trim: Cell<Option<Instant>>,
+    /// Connections being refused (answered 503, then closed) now.
+    refusing: Cell<usize>,
 }
+
+/// Connections a core refuses with an answer at once; beyond, a refused connection is closed
+/// without one, so that refusing costs bounded descriptors however fast they come.
+pub(crate) const MAX_REFUSING: usize = 64;
+
+/// The least time between two trims of one core: a client that opens and closes waves of
+/// connections on purpose cannot make the core trim more often.
+const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 
 /// A wave of closes this large (from a peak, down to a quarter of it) gives the memory of
 /// its connections back to the system.
@@ -89,11 +102,22 @@ impl Clients {
         let (open, peak) = (self.open.get(), self.peak_since_trim.get());
         let wave = peak - open >= TRIM_WAVE && open <= peak / 4;
         let emptied = open == 0 && self.closes_since_trim.get() >= TRIM_WHEN_EMPTY;
-        if wave || emptied {
-            self.peak_since_trim.set(open);
-            self.closes_since_trim.set(0);
+        if !(wave || emptied) {
+            return false;
         }
-        wave || emptied
+        // The clock is read only here, after a wave.
+        let now = Instant::now();
+        if self
+            .last_trim
+            .get()
+            .is_some_and(|t| now.duration_since(t) < TRIM_INTERVAL)
+        {
+            return false;
+        }
+        self.last_trim.set(Some(now));
+        self.peak_since_trim.set(open);
+        self.closes_since_trim.set(0);
+        true
     }
 
     /// Until a connection closes or begins to rest (and could be closed to make room).
@@ -106,6 +130,15 @@ impl Clients {
                 self.waiting.borrow_mut().push(cx.waker().clone());
                 Poll::Pending
             }
+        })
+    }
+
+    /// A refusal with an answer, counted until the guard is dropped; `None` when
+    /// `MAX_REFUSING` are under way (close the connection without one).
+    pub(crate) fn refusing(&self) -> Option<Refusing<'_>> {
+        (self.refusing.get() < MAX_REFUSING).then(|| {
+            self.refusing.set(self.refusing.get() + 1);
+            Refusing(self)
         })
     }
 
@@ -135,6 +168,15 @@ impl Clients {
             w.wake();
         }
         true
+    }
+}
+
+/// A refusal under way; see `Clients::refusing`.
+pub(crate) struct Refusing<'a>(&'a Clients);
+
+impl Drop for Refusing<'_> {
+    fn drop(&mut self) {
+        self.0.refusing.set(self.0.refusing.get() - 1);
     }
 }
 
@@ -205,8 +247,14 @@ mod tests {
                 trims.push(999 - n);
             }
         }
-        // Down to a quarter of the peak of 1000, then empty.
-        assert_eq!(trims, [250, 0]);
+        // Down to a quarter of the peak of 1000; empty soon after is within the interval.
+        assert_eq!(trims, [250]);
+        c.last_trim.set(Some(Instant::now() - TRIM_INTERVAL));
+        for _ in 0..TRIM_WHEN_EMPTY {
+            c.opened(ip);
+            c.closed(ip);
+        }
+        assert!(c.memory_to_give_back(), "empty, after the interval");
         // A few connections opening and closing never trim.
         for _ in 0..10 {
             c.opened(ip);

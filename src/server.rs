@@ -278,7 +278,10 @@ async fn accept_loop(core: Rc<Worker>, listener: TcpListener) {
                 let cap = core.settings.limits.per_ip;
                 if cap.is_some_and(|cap| u64::from(core.clients.from(peer.ip())) >= cap) {
                     core.counters.connections.refused_per_ip();
-                    monoio::spawn(refuse(stream));
+                    if core.clients.refusing().is_some() {
+                        monoio::spawn(refuse(core.clone(), stream));
+                    }
+                    // Else closed here, unanswered: too many refusals are under way.
                 } else {
                     monoio::spawn(serve_client(core.clone(), stream, peer));
                 }
@@ -323,8 +326,12 @@ async fn room_for_one_more(core: &Worker) -> bool {
     true
 }
 
-/// Answers a connection over its address's cap with 503 and closes it, without reading.
-async fn refuse(mut stream: monoio::net::TcpStream) {
+/// Answers a connection over its address's cap with 503 and closes it, without reading;
+/// counted among the core's refusals under way while it lasts.
+async fn refuse(core: Rc<Worker>, mut stream: monoio::net::TcpStream) {
+    let Some(_refusing) = core.clients.refusing() else {
+        return;
+    };
     let body = gateway::error_body(
         503,
         ErrorCode::TooManyConnections,

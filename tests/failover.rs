@@ -351,3 +351,29 @@ fn requests_that_cannot_be_retried_fail_at_most_as_often_as_the_circuit_allows()
     );
     assert_eq!(hanging.requests(), 3);
 }
+
+#[test]
+fn a_backend_that_stops_reading_an_upload_is_answered_for_and_counted_against() {
+    // `pause` makes the backend read nothing of the body for 3 s; rgate's writes of a body
+    // larger than the socket buffers then wait, past `body_idle_ms`.
+    let b = Backend::start("b");
+    let gw = gateway(&[&b], "", "timeouts:\n  body_idle_ms: 300\n", 1);
+    let mut c = gw.client();
+    let n = 64 << 20;
+    c.send(
+        format!("POST /up?pause=3000 HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\r\n")
+            .as_bytes(),
+    );
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..64 {
+        if c.try_send(&chunk).is_err() {
+            break;
+        }
+        if c.has_data() {
+            break;
+        }
+    }
+    let r = c.read_response(false);
+    assert_eq!(r.gateway_error(502)["error"], "bad_gateway");
+    assert!(r.text().contains("stopped reading"), "{}", r.text());
+}

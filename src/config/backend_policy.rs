@@ -139,9 +139,17 @@ fn field_err(field: &str, reason: impl Into<String>) -> FieldError {
     (field.to_string(), reason.into())
 }
 
+/// The longest duration any of these settings may have: a day.
+const MAX_MS: u64 = 24 * 3600 * 1000;
+
 fn positive_ms(field: &str, ms: u64) -> Result<Duration, FieldError> {
     if ms == 0 {
         Err(field_err(field, "must be greater than 0"))
+    } else if ms > MAX_MS {
+        Err(field_err(
+            field,
+            format!("{ms} is more than a day ({MAX_MS})"),
+        ))
     } else {
         Ok(Duration::from_millis(ms))
     }

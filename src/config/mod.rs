@@ -139,6 +139,9 @@ pub struct Config {
     pub limits: LimitSettings,
 }
 
+/// The highest `limits.min_request_body_rate` (bytes/s): 1 GB/s.
+const MAX_BODY_RATE: u64 = 1_000_000_000;
+
 /// Connection caps the config sets; unset, they are derived from the open-files limit
 /// (`limits::ConnectionLimits`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -369,6 +372,12 @@ impl Validator<'_> {
             if value == Some(0) {
                 return Err(self.err(name, "must be at least 1"));
             }
+        }
+        if let Some(rate) = raw.min_request_body_rate.filter(|&r| r > MAX_BODY_RATE) {
+            return Err(self.err(
+                "limits.min_request_body_rate",
+                format!("{rate} bytes/s is more than {MAX_BODY_RATE}"),
+            ));
         }
         Ok(LimitSettings {
             max_connections: raw.max_connections,

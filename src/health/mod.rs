@@ -154,9 +154,15 @@ impl InstanceHealth {
         {
             return false;
         }
-        self.circuit
-            .store(Circuit::HalfOpen as u8, Ordering::Release);
-        true
+        // Another core may have closed the circuit (its trial succeeded) between our look at
+        // it and the claim: only an open or half-open circuit is tried.
+        if self.swap_circuit(Circuit::Open, Circuit::HalfOpen)
+            || self.circuit() == Circuit::HalfOpen
+        {
+            return true;
+        }
+        self.trial.store(false, Ordering::Release);
+        false
     }
 
     /// The trial ended without a verdict (the client left): the next request may try.
@@ -164,12 +170,14 @@ impl InstanceHealth {
         self.trial.store(false, Ordering::Release);
     }
 
-    /// A response came. `name` is for the log line when this closes the circuit.
-    pub(crate) fn success(&self, name: &InstanceName<'_>) {
+    /// A response came. `name` is for the log line when this closes the circuit; `trial`:
+    /// the request was the half-open trial (only its outcome decides the circuit).
+    pub(crate) fn success(&self, name: &InstanceName<'_>, trial: bool) {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
         }
-        if self.circuit() == Circuit::HalfOpen
+        if trial
+            && self.circuit() == Circuit::HalfOpen
             && self.swap_circuit(Circuit::HalfOpen, Circuit::Closed)
         {
             self.streak.store(0, Ordering::Relaxed);
@@ -181,15 +189,19 @@ impl InstanceHealth {
     /// An attempt failed here. `backend` and `siblings` (how many of the backend's
     /// instances there are, and how many are out of rotation) are asked only when this
     /// failure would open the circuit: it opens only if the backend can spare the instance.
+    /// `trial`: the attempt was the half-open trial (only its outcome reopens the circuit).
     pub(crate) fn failure(
         &self,
         policy: &BreakerPolicy,
         name: &InstanceName<'_>,
         backend: &BackendHealth,
         siblings: impl FnOnce() -> (usize, usize),
+        trial: bool,
     ) {
         match self.circuit() {
-            Circuit::Open => {} // an attempt that started before the ejection
+            // Attempts that started before the ejection, or beside the trial, do not count.
+            Circuit::Open => {}
+            Circuit::HalfOpen if !trial => {}
             Circuit::HalfOpen => {
                 let streak = self.streak.load(Ordering::Relaxed) + 1;
                 let out = self.open_for(policy, streak);
@@ -246,8 +258,10 @@ impl InstanceHealth {
             .checked_mul(1u32.checked_shl(streak).unwrap_or(u32::MAX))
             .unwrap_or(policy.max_ejection);
         let out = doubled.min(policy.max_ejection);
-        self.open_until_ms
-            .store(now_ms() + out.as_millis() as u64, Ordering::Release);
+        self.open_until_ms.store(
+            now_ms().saturating_add(out.as_millis() as u64),
+            Ordering::Release,
+        );
         out
     }
 

@@ -20,9 +20,14 @@ fn policy(ejection_ms: u64, max_ms: u64) -> BreakerPolicy {
 }
 
 fn fail(b: &BackendInstances, i: usize, p: &BreakerPolicy) {
+    fail_as(b, i, p, false);
+}
+
+/// A failure of instance `i`, of its half-open trial when `trial`.
+fn fail_as(b: &BackendInstances, i: usize, p: &BreakerPolicy, trial: bool) {
     let inst = &b.instances[i];
     inst.health
-        .failure(p, &inst.name("b"), &b.health, || b.rotation());
+        .failure(p, &inst.name("b"), &b.health, || b.rotation(), trial);
 }
 
 fn until_ms(h: &InstanceHealth) -> u64 {
@@ -36,7 +41,7 @@ fn three_consecutive_failures_open_the_circuit_and_a_success_resets_the_count() 
     let h = &b.instances[0].health;
     fail(&b, 0, &p);
     fail(&b, 0, &p);
-    h.success(&b.instances[0].name("b"));
+    h.success(&b.instances[0].name("b"), false);
     fail(&b, 0, &p);
     fail(&b, 0, &p);
     assert_eq!(h.circuit(), Circuit::Closed);
@@ -65,7 +70,11 @@ fn a_failed_trial_doubles_the_ejection_up_to_the_maximum() {
         assert!(!h.claim_trial(), "a second request took the same trial");
         assert_eq!(h.admission(|| u64::MAX), Admission::No);
         assert_eq!(h.shown(), Shown::Probing);
+        // Attempts beside the trial (sent before the ejection) do not move the circuit.
         fail(&b, 0, &p);
+        h.success(&b.instances[0].name("b"), false);
+        assert_eq!(h.circuit(), Circuit::HalfOpen);
+        fail_as(&b, 0, &p, true);
         assert_eq!(h.circuit(), Circuit::Open);
         lengths.push((until_ms(h) - now_ms() + 500) / 1000);
     }
@@ -73,7 +82,10 @@ fn a_failed_trial_doubles_the_ejection_up_to_the_maximum() {
     assert_eq!(h.ejections(), 4);
     // A successful trial closes it and forgets the streak.
     assert!(h.claim_trial());
-    h.success(&b.instances[0].name("b"));
+    h.success(&b.instances[0].name("b"), true);
+    assert_eq!(h.circuit(), Circuit::Closed);
+    // A core that saw the trial due before that success cannot reopen the circuit.
+    assert!(!h.claim_trial());
     assert_eq!(h.circuit(), Circuit::Closed);
     assert_eq!(h.admission(now_ms), Admission::Yes);
     for _ in 0..3 {

@@ -73,19 +73,29 @@ impl Attempt {
         let b = self.backend();
         self.instance()
             .health
-            .success(&self.instance().name(&b.name));
+            .success(&self.instance().name(&b.name), self.picked.trial);
     }
 
-    /// The attempt failed on the instance's side.
-    pub(super) fn failed(&mut self, policy: &BackendPolicy) {
+    /// The attempt failed on the instance's side. Whether the backend can spare the
+    /// instance is counted on `current`, the core's newest table (the request's own may be
+    /// older, with instances that are gone).
+    pub(super) fn failed(&mut self, policy: &BackendPolicy, current: &BackendTable) {
         self.reported = true;
         let b = self.backend();
         let instance = self.instance();
-        instance
-            .health
-            .failure(&policy.breaker, &instance.name(&b.name), &b.health, || {
-                b.rotation()
-            });
+        let siblings = || {
+            current
+                .backends
+                .get(self.backend)
+                .map_or((0, 0), BackendInstances::rotation)
+        };
+        instance.health.failure(
+            &policy.breaker,
+            &instance.name(&b.name),
+            &b.health,
+            siblings,
+            self.picked.trial,
+        );
     }
 
     /// The next attempt, on an instance not tried yet; `None` when none is left.

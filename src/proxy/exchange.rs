@@ -15,6 +15,7 @@
 //! new connection. Otherwise the client gets rgate's error (502/503/504) while nothing of
 //! a response was sent to it; after that, the client connection is cut.
 
+use std::io;
 use std::net::SocketAddr;
 
 use super::attempt::{Attempt, BackendSlot};
@@ -62,6 +63,8 @@ enum Tried {
         error: UpstreamError,
         /// Sending the request to another instance is safe (see `retry_elsewhere`).
         may_retry: bool,
+        /// The instance is to blame (not rgate's own lack of descriptors or ports).
+        instance_failed: bool,
         /// The client's request body was read whole.
         body_consumed: bool,
     },
@@ -99,7 +102,7 @@ impl ClientConn {
             match self.try_instance(info, addr, &mut sent_continue, rec).await {
                 Tried::Answered(exchange, plan) => {
                     if policy.breaker.on_5xx && plan.status >= 500 {
-                        attempt.failed(policy);
+                        attempt.failed(policy, &core.table());
                     } else {
                         attempt.succeeded();
                     }
@@ -109,9 +112,12 @@ impl ClientConn {
                 Tried::Failed {
                     error,
                     may_retry,
+                    instance_failed,
                     body_consumed,
                 } => {
-                    attempt.failed(policy);
+                    if instance_failed {
+                        attempt.failed(policy, &core.table());
+                    }
                     let again = may_retry
                         && retries < policy.retries.max
                         && attempt.backend().instances.len() > 1;
@@ -155,10 +161,13 @@ impl ClientConn {
                 None => match self.open(addr).await {
                     Ok(c) => c,
                     Err(error) => {
-                        // Nothing was sent: another instance may always have it.
+                        // Nothing was sent: another instance may always have it — unless
+                        // rgate itself is out of descriptors or ports, as it would be there.
+                        let local = matches!(error, UpstreamError::Local(_));
                         return Tried::Failed {
                             error,
-                            may_retry: true,
+                            may_retry: !local,
+                            instance_failed: !local,
                             body_consumed: false,
                         };
                     }
@@ -185,12 +194,16 @@ impl ClientConn {
                         "101 to a request that asked no upgrade",
                     )),
                     may_retry: false,
-                    body_consumed: true,
+                    instance_failed: true,
+                    // The backend may have answered mid-upload: what is left of the body
+                    // must not be read as the next request.
+                    body_consumed: exchange.request_whole(),
                 },
                 Ok(plan) => Tried::Answered(exchange, plan),
                 Err(Stop::Upstream(e)) if !fresh && exchange.retry_is_safe(&e) => continue,
                 Err(Stop::Upstream(error)) => Tried::Failed {
                     may_retry: exchange.retry_elsewhere_is_safe(&error, info.idempotent),
+                    instance_failed: true,
                     body_consumed: exchange.request_whole(),
                     error,
                 },
@@ -287,6 +300,13 @@ impl ClientConn {
             Err(RelayError::ReceiverAnswered | RelayError::DestinationIo(_)) => {
                 exchange.request_cut();
                 Ok(())
+            }
+            // The backend took nothing of the body for `body_idle`: its fault, answered.
+            Err(RelayError::DestinationTimeout) => {
+                Err(Stop::Upstream(UpstreamError::Send(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "the backend stopped reading the body",
+                ))))
             }
             Err(RelayError::SourceTooSlow) => {
                 // A body this slow holds a connection (here and at the backend) for nothing.

@@ -43,6 +43,9 @@ const BACKEND_BUFFER_BYTES: usize = 8 * 1024;
 /// What went wrong talking to a backend, in the order it can happen.
 #[derive(Debug)]
 pub(crate) enum UpstreamError {
+    /// rgate itself could not open a connection (out of descriptors, ports or memory): not
+    /// the instance's fault.
+    Local(io::Error),
     Connect(io::Error),
     ConnectTimeout,
     /// Writing the request head or body failed.
@@ -58,7 +61,7 @@ impl UpstreamError {
     /// The status and error code the client gets.
     pub(crate) fn status(&self) -> (u16, ErrorCode) {
         match self {
-            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => {
+            UpstreamError::Local(_) | UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => {
                 (503, ErrorCode::BackendUnavailable)
             }
             UpstreamError::ResponseTimeout => (504, ErrorCode::GatewayTimeout),
@@ -72,7 +75,9 @@ impl UpstreamError {
     /// How the failure is counted in the statistics.
     pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => ErrorKind::Connect,
+            UpstreamError::Local(_) | UpstreamError::Connect(_) | UpstreamError::ConnectTimeout => {
+                ErrorKind::Connect
+            }
             UpstreamError::ResponseTimeout => ErrorKind::Timeout,
             _ => ErrorKind::InvalidResponse,
         }
@@ -82,6 +87,7 @@ impl UpstreamError {
 impl fmt::Display for UpstreamError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            UpstreamError::Local(e) => write!(f, "rgate cannot open a connection: {e}"),
             UpstreamError::Connect(e) => write!(f, "connect failed: {e}"),
             UpstreamError::ConnectTimeout => write!(f, "connect timed out"),
             UpstreamError::Send(e) => write!(f, "sending the request failed: {e}"),
@@ -202,6 +208,7 @@ impl BackendConn {
             .await
         {
             Err(_) => return Err(UpstreamError::ConnectTimeout),
+            Ok(Err(e)) if is_local(&e) => return Err(UpstreamError::Local(e)),
             Ok(Err(e)) => return Err(UpstreamError::Connect(e)),
             Ok(Ok(s)) => s,
         };
@@ -441,6 +448,15 @@ impl Exchange {
     pub(crate) fn into_tunnel(self) -> Buffered {
         self.conn.stream
     }
+}
+
+/// Errors of a connect that say rgate is out of something itself (descriptors, ephemeral
+/// ports, buffers, memory), whatever the instance.
+fn is_local(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
+    )
 }
 
 /// Errors that mean "the peer closed the connection", as opposed to a local failure.

@@ -108,32 +108,44 @@ pub(crate) struct IdleLimit<'a> {
 /// The window over which a body's rate is measured: short bursts and pauses even out.
 pub(crate) const RATE_WINDOW_SECONDS: u64 = 10;
 
-/// A body's pace against `IdleLimit::min_rate`, window by window.
+/// A body's pace against `IdleLimit::min_rate`, window by window. Only the time spent
+/// waiting for the sender counts: time blocked writing to a slow receiver is the receiver's.
 struct Pace {
     window_start: u64,
     bytes: u64,
+    /// When the last read ended (what lies between it and the next is writing).
+    read_ended: u64,
 }
 
 impl Pace {
     fn new(idle: IdleLimit<'_>) -> Pace {
+        let now = idle.alarms.seconds();
         Pace {
-            window_start: idle.alarms.seconds(),
+            window_start: now,
             bytes: 0,
+            read_ended: now,
         }
+    }
+
+    /// A read is about to wait for the sender: the window skips the time spent writing.
+    fn reading(&mut self, idle: IdleLimit<'_>) {
+        let now = idle.alarms.seconds();
+        self.window_start += now.saturating_sub(self.read_ended);
     }
 
     /// `n` more bytes arrived; an error once a whole window passed below the rate.
     fn arrived(&mut self, n: usize, idle: IdleLimit<'_>) -> Result<(), RelayError> {
+        let now = idle.alarms.seconds();
+        self.read_ended = now;
         if idle.min_rate == 0 {
             return Ok(());
         }
         self.bytes += n as u64;
-        let now = idle.alarms.seconds();
         let elapsed = now.saturating_sub(self.window_start);
         if elapsed < RATE_WINDOW_SECONDS {
             return Ok(());
         }
-        if self.bytes < idle.min_rate * elapsed {
+        if self.bytes < idle.min_rate.saturating_mul(elapsed) {
             return Err(RelayError::SourceTooSlow);
         }
         self.window_start = now;
@@ -151,6 +163,7 @@ async fn fill<S: AsyncReadRent>(
     if idle.receiver_answered.is_some_and(|answered| answered()) {
         return Err(RelayError::ReceiverAnswered);
     }
+    pace.reading(idle);
     match idle
         .alarms
         .timeout_in(idle.limit, src.fill(BODY_READ_BYTES))
