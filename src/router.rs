@@ -216,4 +216,40 @@ mod tests {
         let routed = n("/api/payment/../orders/1").unwrap();
         assert_eq!(t.route(&routed).unwrap().backend, 2);
     }
+
+    /// Most targets are already normal: they are passed on as they are, without a copy,
+    /// even when they hold a `.` or a `%` that is not a dot segment (one cut short included).
+    #[test]
+    fn normal_targets_are_borrowed() {
+        for target in [
+            "/",
+            "/api/x?q=1",
+            "/a.b/c.",
+            "/a/%41/..b",
+            "/%2",
+            "/.%2",
+            "/a/.%",
+            "*",
+        ] {
+            let got = normalize_target(target).unwrap();
+            assert!(
+                matches!(got, Cow::Borrowed(t) if t == target),
+                "{target:?}: {got:?}"
+            );
+        }
+        assert!(matches!(normalize_target("/a/./b"), Ok(Cow::Owned(t)) if t == "/a/b"));
+    }
+
+    /// The reason reaches the client in the 400's JSON message.
+    #[test]
+    fn every_target_error_says_why() {
+        assert_eq!(
+            TargetError::EscapesRoot.reason(),
+            "path climbs above the root with '..'"
+        );
+        assert_eq!(
+            TargetError::UnsupportedForm.reason(),
+            "request-target is not a path"
+        );
+    }
 }

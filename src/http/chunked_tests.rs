@@ -58,6 +58,17 @@ fn uppercase_hex_and_whitespace_before_extension() {
 }
 
 #[test]
+fn sizes_are_hex_in_either_case() {
+    let sixteen = "0123456789abcdef";
+    for size in ["a", "A", "f", "F", "1a", "1A"] {
+        let n = usize::from_str_radix(size, 16).unwrap();
+        let input = format!("{size}\r\n{}\r\n0\r\n\r\n", &sixteen.repeat(2)[..n]);
+        let (payload, ..) = run(&[input.as_bytes()]).unwrap();
+        assert_eq!(payload.len(), n, "{size:?}");
+    }
+}
+
+#[test]
 fn empty_body() {
     let (payload, framing, left) = at_every_split(b"0\r\n\r\n").unwrap();
     assert!(payload.is_empty());
@@ -109,6 +120,8 @@ fn rejects_whitespace_without_extension_and_controls_in_extensions() {
     assert_eq!(error_of(b"5;a\0\r\n"), ChunkedError::InvalidExtension);
     assert_eq!(error_of(b"5;\x7f\r\n"), ChunkedError::InvalidExtension);
     assert_eq!(error_of(b"5;a\rb\r\n"), ChunkedError::MissingCrlf);
+    // A bare LF in an extension is a broken line end, as anywhere else in the framing.
+    assert_eq!(error_of(b"5;a\nhello"), ChunkedError::MissingCrlf);
 }
 
 /// Re-frames `input` delivered in the given pieces, as the relay does (the unconsumed
@@ -181,4 +194,59 @@ fn sixteen_digit_size_is_accepted() {
         Decoded::Framing(18)
     );
     assert_eq!(d.decode(b"ab").unwrap(), Decoded::Payload(2));
+}
+
+/// The trailer section may hold 16 KiB of field lines, CRLFs included; a byte more is refused.
+#[test]
+fn trailer_section_holds_16_kib() {
+    let section = |len: usize| {
+        let pad = "v".repeat(len - b"X-Pad: \r\n".len());
+        format!("0\r\nX-Pad: {pad}\r\n\r\n").into_bytes()
+    };
+    let mut d = ChunkedDecoder::new();
+    let input = section(16 * 1024);
+    assert_eq!(d.decode(&input), Ok(Decoded::Framing(input.len())));
+    assert!(d.is_done());
+    assert_eq!(d.trailer_section().len(), 16 * 1024);
+    assert_eq!(
+        error_of(&section(16 * 1024 + 1)),
+        ChunkedError::TrailerTooLong
+    );
+}
+
+/// The message names the fault: a client whose chunked body is invalid reads it in the 400.
+#[test]
+fn every_chunked_error_says_why() {
+    use ChunkedError::*;
+    for (err, why) in [
+        (InvalidSize, "invalid chunk size"),
+        (SizeTooLarge, "chunk size too large"),
+        (ExtensionTooLong, "chunk extension too long"),
+        (MissingCrlf, "missing CRLF in chunked framing"),
+        (TrailerTooLong, "trailer section too long"),
+        (InvalidExtension, "control character in a chunk extension"),
+        (
+            Trailer(TrailerError::InvalidName),
+            "invalid trailer field name",
+        ),
+        (
+            Trailer(TrailerError::InvalidValue),
+            "invalid trailer field value",
+        ),
+    ] {
+        assert_eq!(err.to_string(), why);
+    }
+}
+
+/// A chunk line may carry `MAX_EXTENSION_BYTES` of extensions, `;` excluded; a byte more is
+/// refused.
+#[test]
+fn extensions_may_fill_their_limit() {
+    let line = |len: usize| format!("1;{}\r\na\r\n0\r\n\r\n", "e".repeat(len)).into_bytes();
+    let (payload, ..) = run(&[&line(MAX_EXTENSION_BYTES)]).unwrap();
+    assert_eq!(payload, b"a");
+    assert_eq!(
+        error_of(&line(MAX_EXTENSION_BYTES + 1)),
+        ChunkedError::ExtensionTooLong
+    );
 }

@@ -259,6 +259,9 @@ mod tests {
             ("é.example", InvalidByte),
             ("a%4", BadPercentEncoding),
             ("a%zz", BadPercentEncoding),
+            // The byte after a percent-encoding is checked too, wherever the `%` stands.
+            ("abc%41 x", InvalidByte),
+            ("abc%41,x", Comma),
             ("a:80:80", InvalidByte),
             ("a:65536", BadPort),
             ("a:123456", BadPort),
@@ -272,6 +275,24 @@ mod tests {
             ("[::1]:x", BadPort),
         ] {
             assert_eq!(check_host(host.as_bytes()), Err(err), "{host:?}");
+        }
+    }
+
+    /// The reason reaches the client in the 400's JSON message, so each error names its fault.
+    #[test]
+    fn every_host_error_says_why() {
+        use HostError::*;
+        for (err, reason) in [
+            (Empty, "empty host"),
+            (InvalidByte, "invalid character in host"),
+            (Comma, "host is a list"),
+            (BadPercentEncoding, "invalid percent-encoding in host"),
+            (BadIpLiteral, "invalid IP literal in host"),
+            (BadPort, "invalid port in host"),
+            (Userinfo, "userinfo in the request-target"),
+        ] {
+            assert_eq!(err.reason(), reason);
+            assert_eq!(err.to_string(), reason);
         }
     }
 

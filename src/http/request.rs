@@ -441,6 +441,169 @@ mod tests {
         assert_eq!(parse(&many).map_err(|e| e.status()), Err(431));
     }
 
+    /// A response to HEAD has no body, whatever its head says; methods are case-sensitive.
+    #[test]
+    fn head_requests_are_told_apart() {
+        let is_head = |method: &str| {
+            let input = format!("{method} / HTTP/1.1\r\nHost: a\r\n\r\n");
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let h = parse_request(input.as_bytes(), &mut storage)
+                .unwrap()
+                .unwrap();
+            h.is_head()
+        };
+        assert!(is_head("HEAD"));
+        assert!(!is_head("GET"));
+        assert!(!is_head("head"));
+    }
+
+    /// `100-continue` is acted on only for an HTTP/1.1 request that has a body.
+    #[test]
+    fn expect_continue_only_for_an_http11_body() {
+        let expects = |input: &[u8]| {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let h = parse_request(input, &mut storage).unwrap().unwrap();
+            h.expect_continue
+        };
+        let body = "Content-Length: 3\r\nExpect: 100-Continue\r\n\r\n";
+        assert!(expects(
+            format!("POST / HTTP/1.1\r\nHost: a\r\n{body}").as_bytes()
+        ));
+        assert!(!expects(
+            format!("POST / HTTP/1.0\r\nHost: a\r\n{body}").as_bytes()
+        ));
+        assert!(!expects(
+            b"GET / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n\r\n"
+        ));
+        assert!(!expects(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\n"
+        ));
+    }
+
+    /// A WebSocket upgrade needs `Connection: upgrade` and HTTP/1.1 (RFC 9110 §7.8).
+    #[test]
+    fn upgrade_needs_connection_upgrade_and_http11() {
+        let upgrade = |input: &[u8]| {
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let h = parse_request(input, &mut storage).unwrap().unwrap();
+            h.upgrade.map(<[u8]>::to_vec)
+        };
+        let ws = "Connection: upgrade\r\nUpgrade: websocket\r\n\r\n";
+        assert_eq!(
+            upgrade(format!("GET / HTTP/1.1\r\nHost: a\r\n{ws}").as_bytes()),
+            Some(b"websocket".to_vec())
+        );
+        assert_eq!(
+            upgrade(format!("GET / HTTP/1.0\r\nHost: a\r\n{ws}").as_bytes()),
+            None
+        );
+        assert_eq!(
+            upgrade(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"),
+            None
+        );
+    }
+
+    /// The message reaches the client in the error's JSON body.
+    #[test]
+    fn every_request_error_says_why() {
+        for (err, why) in [
+            (
+                RequestError::Malformed("missing Host header"),
+                "malformed request: missing Host header",
+            ),
+            (
+                RequestError::TargetTooLong,
+                "request target longer than 8192 bytes",
+            ),
+            (
+                RequestError::HeadTooLarge,
+                "request head larger than 32768 bytes",
+            ),
+            (RequestError::TooManyHeaders, "more than 100 header fields"),
+            (
+                RequestError::Framing(FramingError::UnsupportedCoding),
+                FramingError::UnsupportedCoding.reason(),
+            ),
+            (
+                RequestError::UnsupportedExpectation,
+                "only the 100-continue expectation is supported",
+            ),
+            (
+                RequestError::Host(HostError::Comma),
+                "invalid Host: host is a list",
+            ),
+        ] {
+            assert_eq!(err.to_string(), why);
+        }
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n"),
+            Err(RequestError::Malformed(
+                "invalid header name (whitespace before ':' or obs-fold?)"
+            ))
+        );
+        assert_eq!(
+            parse(b"GET / HTTP/2.0\r\nHost: a\r\n\r\n"),
+            Err(RequestError::Malformed("unsupported HTTP version"))
+        );
+    }
+
+    /// A request whose head is `len` bytes long, with a target of `target_len` bytes.
+    fn request_of(target_len: usize, len: usize) -> Vec<u8> {
+        let mut head = format!(
+            "GET /{} HTTP/1.1\r\nHost: a\r\n",
+            "t".repeat(target_len - 1)
+        );
+        let pad = len - head.len() - b"X-Filler: \r\n\r\n".len();
+        head.push_str(&format!("X-Filler: {}\r\n\r\n", "v".repeat(pad)));
+        head.into_bytes()
+    }
+
+    /// The limits are inclusive: a target of `MAX_TARGET_BYTES` in a head of `MAX_HEAD_BYTES`
+    /// is served, whole or still arriving; one byte more of either is refused.
+    #[test]
+    fn limits_admit_exactly_their_size() {
+        let biggest = request_of(MAX_TARGET_BYTES, MAX_HEAD_BYTES);
+        assert_eq!(biggest.len(), MAX_HEAD_BYTES);
+        assert_eq!(parse(&biggest), Ok(()));
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        for cut in [MAX_TARGET_BYTES, MAX_TARGET_BYTES + 13, MAX_HEAD_BYTES - 1] {
+            let got = parse_request(&biggest[..cut], &mut storage).map(|h| h.is_none());
+            assert_eq!(got, Ok(true), "cut at {cut}");
+        }
+        assert_eq!(
+            parse(&request_of(MAX_TARGET_BYTES + 1, MAX_HEAD_BYTES)),
+            Err(RequestError::TargetTooLong)
+        );
+        assert_eq!(
+            parse(&request_of(MAX_TARGET_BYTES, MAX_HEAD_BYTES + 1)),
+            Err(RequestError::HeadTooLarge)
+        );
+    }
+
+    /// While a head is incomplete: the request line may run to `MAX_REQUEST_LINE_BYTES`
+    /// before its LF, and the head to `MAX_HEAD_BYTES`; past either, rgate stops waiting.
+    #[test]
+    fn partial_limits_admit_exactly_their_size() {
+        let line = MAX_REQUEST_LINE_BYTES;
+        assert_eq!(check_partial(&vec![b'a'; line]), Ok(()));
+        assert_eq!(
+            check_partial(&vec![b'a'; line + 1]),
+            Err(RequestError::TargetTooLong)
+        );
+        let ends_at = |n: usize| {
+            let mut buf = vec![b'a'; n + 1];
+            buf[n] = b'\n';
+            check_partial(&buf)
+        };
+        assert_eq!(ends_at(line), Ok(()));
+        assert_eq!(ends_at(line + 1), Err(RequestError::TargetTooLong));
+        let mut head = b"GET / HTTP/1.1\r\n".to_vec();
+        head.resize(MAX_HEAD_BYTES, b'h');
+        assert_eq!(check_partial(&head), Ok(()));
+        head.push(b'h');
+        assert_eq!(check_partial(&head), Err(RequestError::HeadTooLarge));
+    }
+
     #[test]
     fn http10_and_connection_tokens() {
         let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
