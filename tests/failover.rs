@@ -173,11 +173,25 @@ fn a_get_reset_before_its_response_is_answered_by_another_instance() {
         resetting.requests() > 10,
         "the resetting instance was hardly tried"
     );
-    // DELETE is idempotent too; a POST without a body is not.
+    // DELETE is idempotent too; a POST without a body is not: never sent twice, so some
+    // meet the resetting instance and fail.
     for _ in 0..20 {
         let r = gw.request("DELETE /d HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
         assert_eq!(r.status, 200);
     }
+    let mut failed = 0;
+    for i in 0..40 {
+        let target = format!("/p/{i}");
+        let r = gw.request(&format!(
+            "POST {target} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        ));
+        assert_eq!(
+            a.received("POST", &target) + resetting.received("POST", &target),
+            1
+        );
+        failed += usize::from(r.status == 502);
+    }
+    assert!(failed > 0, "no POST met the resetting instance");
 }
 
 #[test]

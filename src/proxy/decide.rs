@@ -36,10 +36,7 @@ impl RequestInfo {
             framing: head.framing,
             expect_continue: head.expect_continue,
             upgrade: head.upgrade.is_some(),
-            idempotent: matches!(
-                head.method,
-                "GET" | "HEAD" | "OPTIONS" | "TRACE" | "PUT" | "DELETE"
-            ),
+            idempotent: head.is_idempotent(),
         }
     }
 }

@@ -4,8 +4,6 @@
 //! (`strict_client`), the request and response corpora (`corpus`), and the checks
 //! applied to what crossed rgate (`verdict`).
 
-#![allow(dead_code)]
-
 pub mod corpus;
 pub mod strict_backend;
 pub mod strict_client;

@@ -50,6 +50,8 @@ const HOLD_LIMIT: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone)]
 pub struct Recorded {
     pub serial: usize,
+    /// The connection it came on: shown in a failing test's message (`Debug`).
+    #[allow(dead_code)]
     pub conn: usize,
     pub msg: Message,
 }

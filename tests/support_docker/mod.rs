@@ -17,8 +17,6 @@
 //! config's `match_labels`, so tests running in parallel never see each other's containers.
 //! Every command and every loop is bounded in time.
 
-#![allow(dead_code)] // a support module: each test binary uses the part it needs
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};

@@ -11,8 +11,6 @@
 //! `start_down` begins with nothing listening. Every request is recorded, with when it came.
 //! Not for: real Docker (tests/docker.rs), anything but GET.
 
-#![allow(dead_code)] // a support module: each test binary uses the part it needs
-
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -162,11 +160,6 @@ impl FakeDocker {
     /// Whether every request is answered 500 (a daemon that answers but cannot serve).
     pub fn set_failing(&self, failing: bool) {
         self.shared.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// The containers reported from now on (no event is sent).
-    pub fn set_containers(&self, containers: Vec<FakeContainer>) {
-        *self.shared.containers.lock().unwrap() = containers;
     }
 
     /// Sends a container event (`action`, e.g. `kill`, with `attributes` besides the labels)

@@ -7,8 +7,6 @@
 //! Bounded: each client stops when told, or after `CLIENT_LIMIT`; each exchange has a timeout.
 //! Used by tests/restart.rs, tests/supervisor.rs and tests/docker.rs.
 
-#![allow(dead_code)] // a support module: each test binary uses the part it needs
-
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -114,12 +112,14 @@ impl Load {
     }
 
     /// Requests failed so far.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn failed(&self) -> u64 {
         self.tally.failed.load(Ordering::Relaxed)
     }
 
     /// Waits until `n` more requests were answered than now: traffic between two events of a
     /// test, instead of a pause.
+    #[allow(dead_code)] // not every test binary uses it
     pub fn wait_answered(&self, n: u64) {
         let from = self.answered();
         wait_until(limits::CONDITION, format!("{n} more answers"), || {
