@@ -638,6 +638,9 @@ class SlowClients:
             return False
 
     def _run(self) -> None:
+        # On the load generator's CPU, not the proxy's (Linux: 0 is this thread).
+        if hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {int(CLIENT_CPU)})
         conns: list[tuple[str, socket.socket | None]] = [
             (self.KINDS[i % 3], None) for i in range(self.count)]
         while not self.done.is_set():
