@@ -177,4 +177,71 @@ mod tests {
             "Backend available but no Service URLs discovered"
         );
     }
+
+    #[test]
+    fn every_status_rgate_sends_has_its_reason_phrase() {
+        for (status, phrase) in [
+            (100, "Continue"),
+            (200, "OK"),
+            (201, "Created"),
+            (204, "No Content"),
+            (301, "Moved Permanently"),
+            (302, "Found"),
+            (304, "Not Modified"),
+            (400, "Bad Request"),
+            (401, "Unauthorized"),
+            (403, "Forbidden"),
+            (404, "Not Found"),
+            (405, "Method Not Allowed"),
+            (408, "Request Timeout"),
+            (413, "Content Too Large"),
+            (414, "URI Too Long"),
+            (417, "Expectation Failed"),
+            (429, "Too Many Requests"),
+            (431, "Request Header Fields Too Large"),
+            (500, "Internal Server Error"),
+            (501, "Not Implemented"),
+            (502, "Bad Gateway"),
+            (503, "Service Unavailable"),
+            (504, "Gateway Timeout"),
+            (599, ""),
+        ] {
+            assert_eq!(reason_phrase(status), phrase, "{status}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_sent_for_overload_only_and_head_omits_the_body() {
+        for code in [ErrorCode::Overloaded, ErrorCode::TooManyConnections] {
+            assert_eq!(code.retry_after(), Some(1), "{code:?}");
+        }
+        for code in [
+            ErrorCode::BadGateway,
+            ErrorCode::NoInstances,
+            ErrorCode::BadRequest,
+        ] {
+            assert_eq!(code.retry_after(), None, "{code:?}");
+        }
+        let body = b"{}";
+        let write = |reply: Reply<'_>| {
+            let mut out = Vec::new();
+            write_response(&mut out, &reply);
+            String::from_utf8(out).unwrap()
+        };
+        let with = write(Reply {
+            retry_after: Some(1),
+            ..Reply::of(503, "application/json", body)
+        });
+        assert!(with.contains("\r\nRetry-After: 1\r\n"), "{with}");
+        assert!(with.ends_with("\r\n\r\n{}"), "{with}");
+        let head = write(Reply {
+            head_only: true,
+            ..Reply::of(503, "application/json", body)
+        });
+        assert!(!head.contains("Retry-After"), "{head}");
+        assert!(
+            head.ends_with("Content-Length: 2\r\nConnection: close\r\n\r\n"),
+            "{head}"
+        );
+    }
 }

@@ -157,4 +157,81 @@ mod tests {
         assert!(summary(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
         assert!(summary(b"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\n", false).is_err());
     }
+
+    #[test]
+    fn interim_responses_are_1xx_except_101() {
+        for (status, interim) in [
+            (100, true),
+            (103, true),
+            (101, false),
+            (199, true),
+            (200, false),
+        ] {
+            let line = format!("HTTP/1.1 {status} X\r\n\r\n");
+            let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = parse_response(line.as_bytes(), &mut storage, false)
+                .unwrap()
+                .unwrap();
+            assert_eq!(head.is_interim(), interim, "{status}");
+        }
+    }
+
+    #[test]
+    fn a_head_of_exactly_the_limit_is_taken_and_one_byte_more_is_too_large() {
+        let start = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Pad: ";
+        let pad = |total: usize| {
+            let mut h = start.to_string();
+            h.push_str(&"a".repeat(total - start.len() - 4));
+            h.push_str("\r\n\r\n");
+            assert_eq!(h.len(), total);
+            h
+        };
+        let exact = pad(MAX_HEAD_BYTES);
+        assert!(summary(exact.as_bytes(), false).unwrap().is_some());
+        let over = pad(MAX_HEAD_BYTES + 1);
+        assert_eq!(
+            summary(over.as_bytes(), false),
+            Err(ResponseError::HeadTooLarge)
+        );
+        // Still incomplete: waiting is fine up to the limit, an error past it.
+        let partial = &exact.as_bytes()[..MAX_HEAD_BYTES - 1];
+        assert_eq!(summary(partial, false), Ok(None));
+        let mut long = exact.as_bytes()[..MAX_HEAD_BYTES - 4].to_vec();
+        long.extend_from_slice(b"aaaaa");
+        assert_eq!(summary(&long, false), Err(ResponseError::HeadTooLarge));
+    }
+
+    #[test]
+    fn only_the_connection_field_says_whether_the_backend_keeps_the_connection() {
+        let r = summary(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Note: close\r\n\r\n",
+            false,
+        );
+        assert_eq!(r.unwrap().unwrap().3, true);
+        let r = summary(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            false,
+        );
+        assert_eq!(r.unwrap().unwrap().3, false);
+    }
+
+    #[test]
+    fn every_response_error_says_why() {
+        for (e, says) in [
+            (
+                ResponseError::Malformed("x y"),
+                "malformed response head: x y",
+            ),
+            (
+                ResponseError::HeadTooLarge,
+                "response head larger than 32768 bytes",
+            ),
+            (
+                ResponseError::TooManyHeaders,
+                "too many response header fields",
+            ),
+        ] {
+            assert_eq!(e.to_string(), says);
+        }
+    }
 }

@@ -177,4 +177,17 @@ Content-Type: text/html\r\nSet-Cookie: a=1\r\nX_Under: 1\r\nServer-Timing: db;du
             assert_eq!(out, b"kept", "{bad:?}");
         }
     }
+
+    #[test]
+    fn a_space_inside_a_value_is_allowed_and_each_error_says_why() {
+        assert_eq!(allowed(b"X-Sum: a b\r\n").unwrap(), "keptX-Sum: a b\r\n");
+        assert_eq!(
+            TrailerError::InvalidName.to_string(),
+            "invalid trailer field name"
+        );
+        assert_eq!(
+            TrailerError::InvalidValue.to_string(),
+            "invalid trailer field value"
+        );
+    }
 }
