@@ -207,12 +207,15 @@ mod tests {
             b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Note: close\r\n\r\n",
             false,
         );
-        assert_eq!(r.unwrap().unwrap().3, true);
+        assert!(
+            r.unwrap().unwrap().3,
+            "X-Note: close is not Connection: close"
+        );
         let r = summary(
             b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
             false,
         );
-        assert_eq!(r.unwrap().unwrap().3, false);
+        assert!(!r.unwrap().unwrap().3, "Connection: close");
     }
 
     #[test]
