@@ -28,8 +28,11 @@ pub(crate) struct Clients {
     /// The most connections open since memory was last given back, and the closes since.
     peak_since_trim: Cell<usize>,
     closes_since_trim: Cell<usize>,
-    /// When memory was last given back (at most once per `TRIM_INTERVAL`).
+    /// When memory was last given back, or will be by a deferred trim (at most once per
+    /// `TRIM_INTERVAL`).
     last_trim: Cell<Option<Instant>>,
+    /// A trim is scheduled for when the interval has passed.
+    trim_pending: Cell<bool>,
     /// Connections being refused (answered 503, then closed) now.
     refusing: Cell<usize>,
 }
@@ -97,27 +100,32 @@ impl Clients {
 
     /// Whether enough connections closed that their memory should go back to the system
     /// (after an attack, the allocator would otherwise keep it): a wave down to a quarter of
-    /// the peak, or the core empty after a few dozen closes. Resets the count when true.
-    pub(crate) fn memory_to_give_back(&self) -> bool {
+    /// the peak, or the core empty after a few dozen closes — now, or, within
+    /// `TRIM_INTERVAL` of the last trim, once it has passed (then `trim_done` says so).
+    pub(crate) fn memory_to_give_back(&self) -> Trim {
         let (open, peak) = (self.open.get(), self.peak_since_trim.get());
         let wave = peak - open >= TRIM_WAVE && open <= peak / 4;
         let emptied = open == 0 && self.closes_since_trim.get() >= TRIM_WHEN_EMPTY;
-        if !(wave || emptied) {
-            return false;
+        if !(wave || emptied) || self.trim_pending.get() {
+            return Trim::No;
         }
-        // The clock is read only here, after a wave.
-        let now = Instant::now();
-        if self
-            .last_trim
-            .get()
-            .is_some_and(|t| now.duration_since(t) < TRIM_INTERVAL)
-        {
-            return false;
-        }
-        self.last_trim.set(Some(now));
         self.peak_since_trim.set(open);
         self.closes_since_trim.set(0);
-        true
+        // The clock is read only here, after a wave.
+        let now = Instant::now();
+        let next = self.last_trim.get().map_or(now, |t| t + TRIM_INTERVAL);
+        if next <= now {
+            self.last_trim.set(Some(now));
+            return Trim::Now;
+        }
+        self.last_trim.set(Some(next));
+        self.trim_pending.set(true);
+        Trim::After(next - now)
+    }
+
+    /// The deferred trim ran.
+    pub(crate) fn trim_done(&self) {
+        self.trim_pending.set(false);
     }
 
     /// Until a connection closes or begins to rest (and could be closed to make room).
@@ -169,6 +177,15 @@ impl Clients {
         }
         true
     }
+}
+
+/// When to give memory back (`Clients::memory_to_give_back`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Trim {
+    No,
+    Now,
+    /// After this long, then call `Clients::trim_done`.
+    After(Duration),
 }
 
 /// A refusal under way; see `Clients::refusing`.
@@ -243,23 +260,41 @@ mod tests {
         let mut trims = Vec::new();
         for n in 0..1000 {
             c.closed(ip);
-            if c.memory_to_give_back() {
-                trims.push(999 - n);
+            match c.memory_to_give_back() {
+                Trim::No => {}
+                Trim::Now => trims.push((999 - n, "now")),
+                Trim::After(d) => {
+                    assert!(d <= TRIM_INTERVAL);
+                    trims.push((999 - n, "later"));
+                }
             }
         }
-        // Down to a quarter of the peak of 1000; empty soon after is within the interval.
-        assert_eq!(trims, [250]);
+        // Down to a quarter of the peak of 1000 now; empty soon after, once the interval
+        // has passed — one deferred trim, however many waves meanwhile.
+        assert_eq!(trims, [(250, "now"), (0, "later")]);
+        for _ in 0..1000 {
+            c.opened(ip);
+        }
+        for _ in 0..1000 {
+            c.closed(ip);
+            assert_eq!(c.memory_to_give_back(), Trim::No);
+        }
+        c.trim_done();
         c.last_trim.set(Some(Instant::now() - TRIM_INTERVAL));
         for _ in 0..TRIM_WHEN_EMPTY {
             c.opened(ip);
             c.closed(ip);
         }
-        assert!(c.memory_to_give_back(), "empty, after the interval");
+        assert_eq!(
+            c.memory_to_give_back(),
+            Trim::Now,
+            "empty, after the interval"
+        );
         // A few connections opening and closing never trim.
         for _ in 0..10 {
             c.opened(ip);
             c.closed(ip);
-            assert!(!c.memory_to_give_back());
+            assert_eq!(c.memory_to_give_back(), Trim::No);
         }
     }
 

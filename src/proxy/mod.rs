@@ -26,6 +26,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
 use crate::alarms::{Alarm, Deadline};
+use crate::clients::{give_memory_back, Trim};
 use crate::http::Version;
 use crate::stats::ErrorKind;
 use crate::wire::stream::Buffered;
@@ -105,8 +106,17 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.clients.closed(self.1);
         self.0.counters.connections.set_open(self.0.clients.open());
-        if self.0.clients.memory_to_give_back() {
-            crate::clients::give_memory_back();
+        match self.0.clients.memory_to_give_back() {
+            Trim::No => {}
+            Trim::Now => give_memory_back(),
+            Trim::After(wait) => {
+                let core = self.0.clone();
+                monoio::spawn(async move {
+                    monoio::time::sleep(wait).await;
+                    core.clients.trim_done();
+                    give_memory_back();
+                });
+            }
         }
     }
 }
