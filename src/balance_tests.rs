@@ -1,3 +1,5 @@
+//! Tests of `balance.rs`: picks by policy and weight, tried instances, trials, failing open.
+
 use std::time::Duration;
 
 use super::*;

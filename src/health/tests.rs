@@ -1,3 +1,5 @@
+//! Tests of `health/mod.rs`: the circuit breaker's transitions, the half rule, the in-flight cap.
+
 use std::time::Duration;
 
 use super::*;
