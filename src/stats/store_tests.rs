@@ -22,11 +22,26 @@ fn delta(status: u16, ms: u64, n: u64) -> Totals {
     d
 }
 
-fn tmp(name: &str) -> PathBuf {
+/// A database path in a fresh directory of its own, removed (with the database) on drop.
+struct TmpDb(PathBuf);
+
+impl TmpDb {
+    fn path(&self) -> PathBuf {
+        self.0.join("stats.db")
+    }
+}
+
+impl Drop for TmpDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tmp(name: &str) -> TmpDb {
     let dir = std::env::temp_dir().join(format!("rgate-store-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join("stats.db")
+    TmpDb(dir)
 }
 
 #[test]
@@ -47,7 +62,8 @@ fn deltas_add_up_and_read_back() {
 
 #[test]
 fn two_writers_on_one_file_both_count() {
-    let path = tmp("two-writers");
+    let dir = tmp("two-writers");
+    let path = dir.path();
     let mut a = Store::open(&path, 1).unwrap();
     let mut b = Store::open(&path, 2).unwrap();
     assert_eq!(b.created_at(), 1, "the first creation time is kept");
@@ -81,7 +97,8 @@ fn old_history_is_pruned() {
 
 #[test]
 fn unusable_files_are_refused_with_a_reason() {
-    let path = tmp("garbage");
+    let dir = tmp("garbage");
+    let path = dir.path();
     std::fs::write(&path, vec![b'x'; 4096]).unwrap();
     let e = Store::open(&path, 0).err().expect("garbage refused");
     assert!(e.to_string().contains("not a database"), "{e}");
