@@ -266,6 +266,11 @@ impl DockerTest {
             args.push(l.clone());
         }
         args.extend(extra.iter().map(|s| s.to_string()));
+        self.run_demo(args)
+    }
+
+    /// `docker run` of the demo image with `args` before it; the container started.
+    fn run_demo(&self, mut args: Vec<String>) -> Container {
         args.push(self.demo_image.clone());
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let id = docker(&args).unwrap_or_else(|e| panic!("{e}"));
@@ -323,13 +328,7 @@ impl DockerTest {
             args.push("--label".into());
             args.push(l);
         }
-        args.push(self.demo_image.clone());
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let id = docker(&args).unwrap_or_else(|e| panic!("{e}"));
-        Container {
-            hostname: id.get(..12).unwrap_or(&id).to_string(),
-            id,
-        }
+        self.run_demo(args)
     }
 
     /// Waits (bounded) until Docker reports this health status for the container.
