@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::config::BreakerPolicy;
+use crate::health::Failure;
 
 fn backend(weights: &[u32]) -> BackendInstances {
     let instances = weights
@@ -26,12 +27,19 @@ fn shares(b: &BackendInstances, balance: Balance, n: usize) -> Vec<usize> {
 fn eject(b: &BackendInstances, i: usize, ejection: Duration) {
     let policy = BreakerPolicy {
         failures: 1,
+        timeouts: 1,
         ejection,
         ..BreakerPolicy::default()
     };
     let inst = &b.instances[i];
-    inst.health
-        .failure(&policy, &inst.name("b"), &b.health, || b.rotation(), false);
+    inst.health.failure(
+        &policy,
+        &inst.name("b"),
+        &b.health,
+        || b.rotation(),
+        false,
+        Failure::Error,
+    );
     assert!(inst.health.is_out(), "instance {i} was not ejected");
 }
 

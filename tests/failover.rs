@@ -334,36 +334,67 @@ fn max_in_flight_answers_overloaded_with_retry_after_and_queues_nothing() {
     assert_eq!(get(gw.addr, "/fourth").unwrap().status, 200);
 }
 
-#[test]
-fn requests_that_cannot_be_retried_fail_at_most_as_often_as_the_circuit_allows() {
-    // POSTs with a body to a hanging instance: each one sent there times out (504) and is
-    // not retried; after `failures` of them the instance is out.
+/// `clients` threads each send `each` POSTs with a body, one at a time, through a 2-core
+/// gateway to three instances of which one hangs; returns how many got 504 and how many
+/// reached the hanging instance.
+fn posts_past_a_hanging_instance(clients: usize, each: usize) -> (usize, usize) {
     let (a, b) = (Backend::start("a"), Backend::start("b"));
     let hanging = Backend::start("hanging");
     hanging.set_fault(Fault::Hang);
+    // The default circuit breaker: one response timeout ejects.
     let gw = gateway(
         &[&a, &hanging, &b],
-        "circuit_breaker: {failures: 3}",
+        "",
         "timeouts:\n  response_header_ms: 300\n",
         2,
     );
-    let mut timeouts = 0;
-    for i in 0..60 {
-        let mut c = gw.client();
-        c.send(
-            format!("POST /p/{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi").as_bytes(),
-        );
-        let r = c.read_response(false);
-        if r.status != 200 {
-            assert_eq!(r.gateway_error(504)["error"], "gateway_timeout");
-            timeouts += 1;
-        }
-    }
+    let timeouts: usize = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..clients)
+            .map(|k| {
+                let gw = &gw;
+                s.spawn(move || {
+                    let mut timeouts = 0;
+                    for i in 0..each {
+                        let mut c = gw.client();
+                        c.send(
+                            format!(
+                                "POST /p/{k}/{i} HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi"
+                            )
+                            .as_bytes(),
+                        );
+                        let r = c.read_response(false);
+                        if r.status != 200 {
+                            assert_eq!(r.gateway_error(504)["error"], "gateway_timeout");
+                            timeouts += 1;
+                        }
+                    }
+                    timeouts
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).sum()
+    });
+    (timeouts, hanging.requests())
+}
+
+#[test]
+fn requests_that_cannot_be_retried_fail_at_most_once_per_core() {
+    // POSTs with a body to a hanging instance: one sent there times out (504) and is not
+    // retried (the backend may have acted on it); that timeout ejects the instance at once.
+    let (timeouts, reached) = posts_past_a_hanging_instance(1, 60);
     assert_eq!(
-        timeouts, 3,
-        "one client, one request at a time: exactly `failures`"
+        timeouts, 1,
+        "one client, one request at a time: exactly one"
     );
-    assert_eq!(hanging.requests(), 3);
+    assert_eq!(reached, 1);
+    // Two clients at once (as many as the gateway has cores): each may have one request at
+    // the hanging instance before the first timeout ejects it; never more.
+    let (timeouts, reached) = posts_past_a_hanging_instance(2, 40);
+    assert!((1..=2).contains(&timeouts), "{timeouts} timeouts");
+    assert_eq!(
+        reached, timeouts,
+        "every POST that reached it was answered 504"
+    );
 }
 
 #[test]

@@ -22,6 +22,7 @@ pub(super) struct RawRetries {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawBreaker {
     failures: Option<u32>,
+    timeouts: Option<u32>,
     ejection_ms: Option<u64>,
     max_ejection_ms: Option<u64>,
     on_5xx: Option<bool>,
@@ -88,6 +89,9 @@ impl Default for RetryPolicy {
 pub struct BreakerPolicy {
     /// Consecutive failures that open the circuit.
     pub failures: u32,
+    /// Consecutive timeouts (connect or response) that open it sooner: each one cost a
+    /// client the whole timeout, where a refusal is retried at once.
+    pub timeouts: u32,
     /// How long an instance is out at its first ejection; each ejection that follows a
     /// failed trial doubles it...
     pub ejection: Duration,
@@ -101,6 +105,7 @@ impl Default for BreakerPolicy {
     fn default() -> Self {
         BreakerPolicy {
             failures: 3,
+            timeouts: 1,
             ejection: Duration::from_secs(30),
             max_ejection: Duration::from_secs(300),
             on_5xx: false,
@@ -202,6 +207,9 @@ impl RawPolicy {
         if let Some(b) = self.circuit_breaker {
             if let Some(n) = b.failures {
                 breaker.failures = at_least_one("circuit_breaker.failures", n)?;
+            }
+            if let Some(n) = b.timeouts {
+                breaker.timeouts = at_least_one("circuit_breaker.timeouts", n)?;
             }
             if let Some(ms) = b.ejection_ms {
                 breaker.ejection = positive_ms("circuit_breaker.ejection_ms", ms)?;

@@ -3,7 +3,8 @@
 //! * Passive (`InstanceHealth`, a circuit breaker): the outcome of every request sent to
 //!   an instance. Consecutive failures (connect refused or timed out, no response head in
 //!   time, a reset or close before the response, an invalid response; optionally a 5xx)
-//!   eject it for `ejection` (30 s); then one trial request goes to it (half-open): success
+//!   eject it for `ejection` (30 s): `failures` (3) of them, or `timeouts` (1) connect or
+//!   response timeouts, each of which cost a client the whole timeout; then one trial request goes to it (half-open): success
 //!   puts it back, failure ejects it again for twice as long, up to `max_ejection`.
 //!   Ejection never leaves fewer than half of a backend's instances in rotation.
 //! * Active: optional `health_check` requests from a control-plane thread; an instance
@@ -98,12 +99,23 @@ impl Shown {
     }
 }
 
+/// What kind of failure an attempt met, for the circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// Refused, reset, closed early, invalid, or a 5xx when those count.
+    Error,
+    /// No connection or no response head in time: each one cost a client a whole timeout,
+    /// so fewer of them open the circuit (`BreakerPolicy::timeouts`).
+    Timeout,
+}
+
 /// One instance's health, shared by the cores and the health checker.
 #[derive(Default)]
 pub(crate) struct InstanceHealth {
     circuit: AtomicU8,
-    /// Consecutive failures while the circuit is closed.
+    /// Consecutive failures while the circuit is closed, and how many of them were timeouts.
     failures: AtomicU32,
+    timeouts: AtomicU32,
     /// End of the current ejection, on `now_ms`'s clock.
     open_until_ms: AtomicU64,
     /// Ejections since the instance was last healthy (each doubles the next one).
@@ -175,6 +187,7 @@ impl InstanceHealth {
     pub(crate) fn success(&self, name: &InstanceName<'_>, trial: bool) {
         if self.failures.load(Ordering::Relaxed) != 0 {
             self.failures.store(0, Ordering::Relaxed);
+            self.timeouts.store(0, Ordering::Relaxed);
         }
         if trial
             && self.circuit() == Circuit::HalfOpen
@@ -190,6 +203,7 @@ impl InstanceHealth {
     /// instances there are, and how many are out of rotation) are asked only when this
     /// failure would open the circuit: it opens only if the backend can spare the instance.
     /// `trial`: the attempt was the half-open trial (only its outcome reopens the circuit).
+    /// A `Failure::Timeout` counts towards both thresholds, `failures` and `timeouts`.
     pub(crate) fn failure(
         &self,
         policy: &BreakerPolicy,
@@ -197,6 +211,7 @@ impl InstanceHealth {
         backend: &BackendHealth,
         siblings: impl FnOnce() -> (usize, usize),
         trial: bool,
+        kind: Failure,
     ) {
         match self.circuit() {
             // Attempts that started before the ejection, or beside the trial, do not count.
@@ -217,7 +232,11 @@ impl InstanceHealth {
             }
             Circuit::Closed => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                if failures < policy.failures {
+                let timeouts = match kind {
+                    Failure::Timeout => self.timeouts.fetch_add(1, Ordering::Relaxed) + 1,
+                    Failure::Error => self.timeouts.load(Ordering::Relaxed),
+                };
+                if failures < policy.failures && timeouts < policy.timeouts {
                     return;
                 }
                 let mut out = Duration::ZERO;
@@ -232,10 +251,12 @@ impl InstanceHealth {
                 });
                 if ejected {
                     self.failures.store(0, Ordering::Relaxed);
+                    self.timeouts.store(0, Ordering::Relaxed);
                     self.streak.store(0, Ordering::Relaxed);
                     self.ejections.fetch_add(1, Ordering::Relaxed);
                     log::info!(
-                        "{name}: ejected for {} s after {failures} consecutive failures",
+                        "{name}: ejected for {} s after {failures} consecutive failures \
+                         ({timeouts} of them timeouts)",
                         out.as_secs_f64()
                     );
                 }

@@ -15,6 +15,7 @@ fn backend(n: usize) -> BackendInstances {
 fn policy(ejection_ms: u64, max_ms: u64) -> BreakerPolicy {
     BreakerPolicy {
         failures: 3,
+        timeouts: 2,
         ejection: Duration::from_millis(ejection_ms),
         max_ejection: Duration::from_millis(max_ms),
         on_5xx: false,
@@ -27,9 +28,13 @@ fn fail(b: &BackendInstances, i: usize, p: &BreakerPolicy) {
 
 /// A failure of instance `i`, of its half-open trial when `trial`.
 fn fail_as(b: &BackendInstances, i: usize, p: &BreakerPolicy, trial: bool) {
+    fail_with(b, i, p, trial, Failure::Error);
+}
+
+fn fail_with(b: &BackendInstances, i: usize, p: &BreakerPolicy, trial: bool, kind: Failure) {
     let inst = &b.instances[i];
     inst.health
-        .failure(p, &inst.name("b"), &b.health, || b.rotation(), trial);
+        .failure(p, &inst.name("b"), &b.health, || b.rotation(), trial, kind);
 }
 
 fn until_ms(h: &InstanceHealth) -> u64 {
@@ -54,6 +59,41 @@ fn three_consecutive_failures_open_the_circuit_and_a_success_resets_the_count() 
     assert!(matches!(h.shown(), Shown::Ejected { .. }));
     let left = until_ms(h) - now_ms();
     assert!((29_000..=30_000).contains(&left), "{left}");
+}
+
+#[test]
+fn timeouts_open_the_circuit_at_their_own_threshold_and_count_as_failures_too() {
+    let b = backend(4);
+    let p = policy(30_000, 300_000);
+    let timeout = |i| fail_with(&b, i, &p, false, Failure::Timeout);
+    // Two timeouts in a row (this policy's `timeouts`) open it before three failures would.
+    timeout(0);
+    assert_eq!(b.instances[0].health.circuit(), Circuit::Closed);
+    timeout(0);
+    assert_eq!(b.instances[0].health.circuit(), Circuit::Open);
+    // A timeout also counts as one of the `failures`: error, error, timeout opens it.
+    fail(&b, 1, &p);
+    fail(&b, 1, &p);
+    timeout(1);
+    assert_eq!(b.instances[1].health.circuit(), Circuit::Open);
+    // A success resets both counts: timeout, success, timeout leaves it closed.
+    let h = &b.instances[2].health;
+    timeout(2);
+    h.success(&b.instances[2].name("b"), false);
+    timeout(2);
+    assert_eq!(h.circuit(), Circuit::Closed);
+    // Errors between timeouts do not reset the timeout count (here far from `failures`;
+    // a new backend, as two of four are out already).
+    let b = backend(4);
+    let p = BreakerPolicy {
+        failures: 5,
+        ..policy(30_000, 300_000)
+    };
+    fail_with(&b, 3, &p, false, Failure::Timeout);
+    fail(&b, 3, &p);
+    assert_eq!(b.instances[3].health.circuit(), Circuit::Closed);
+    fail_with(&b, 3, &p, false, Failure::Timeout);
+    assert_eq!(b.instances[3].health.circuit(), Circuit::Open);
 }
 
 #[test]

@@ -9,7 +9,7 @@ use std::rc::Rc;
 use crate::backends::{BackendInstances, BackendTable, Instance};
 use crate::balance::{pick, Picked};
 use crate::config::BackendPolicy;
-use crate::health::BackendHealth;
+use crate::health::{BackendHealth, Failure};
 
 pub(super) struct Attempt {
     /// The table the request started with (a retry picks from the same one).
@@ -79,7 +79,7 @@ impl Attempt {
     /// The attempt failed on the instance's side. Whether the backend can spare the
     /// instance is counted on `current`, the core's newest table (the request's own may be
     /// older, with instances that are gone).
-    pub(super) fn failed(&mut self, policy: &BackendPolicy, current: &BackendTable) {
+    pub(super) fn failed(&mut self, policy: &BackendPolicy, current: &BackendTable, kind: Failure) {
         self.reported = true;
         let b = self.backend();
         let instance = self.instance();
@@ -95,6 +95,7 @@ impl Attempt {
             &b.health,
             siblings,
             self.picked.trial,
+            kind,
         );
     }
 

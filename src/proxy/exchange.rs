@@ -22,6 +22,7 @@ use super::attempt::{Attempt, BackendSlot};
 use super::decide::RequestInfo;
 use super::record::RequestRecorder;
 use super::{ClientConn, Next};
+use crate::health::Failure;
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::ErrorCode;
 use crate::http::response::{ResponseError, ResponseHead};
@@ -102,7 +103,7 @@ impl ClientConn {
             match self.try_instance(info, addr, &mut sent_continue, rec).await {
                 Tried::Answered(exchange, plan) => {
                     if policy.breaker.on_5xx && plan.status >= 500 {
-                        attempt.failed(policy, &core.table());
+                        attempt.failed(policy, &core.table(), Failure::Error);
                     } else {
                         attempt.succeeded();
                     }
@@ -116,7 +117,7 @@ impl ClientConn {
                     body_consumed,
                 } => {
                     if instance_failed {
-                        attempt.failed(policy, &core.table());
+                        attempt.failed(policy, &core.table(), error.failure());
                     }
                     let again = may_retry
                         && retries < policy.retries.max

@@ -31,6 +31,7 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use crate::alarms::Alarms;
+use crate::health::Failure;
 use crate::http::gateway::ErrorCode;
 use crate::http::response::{parse_response, ResponseError, ResponseHead};
 use crate::http::MAX_HEADERS;
@@ -58,6 +59,14 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// How the circuit breaker counts this error against the instance.
+    pub(crate) fn failure(&self) -> Failure {
+        match self {
+            UpstreamError::ConnectTimeout | UpstreamError::ResponseTimeout => Failure::Timeout,
+            _ => Failure::Error,
+        }
+    }
+
     /// The status and error code the client gets.
     pub(crate) fn status(&self) -> (u16, ErrorCode) {
         match self {
