@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use rgate::config::Route;
 use rgate::http::request::parse_request;
+use rgate::http::request_id::RequestIds;
 use rgate::http::response::parse_response;
 use rgate::http::writer::{write_request_head, write_response_head, RelayFraming};
 use rgate::http::{UnderscorePolicy, Version, MAX_HEADERS};
@@ -145,6 +146,7 @@ fn main() {
         ),
         ("write_request_head (browser)", {
             let out = &mut request_out;
+            let ids = RequestIds::new(0xfeed, 0);
             let backend: std::net::SocketAddr = "10.0.0.7:8080".parse().expect("an address");
             Box::new(move || {
                 let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -160,6 +162,7 @@ fn main() {
                     client_ip,
                     backend,
                     UnderscorePolicy::Drop,
+                    ids.for_request(head.request_id).as_bytes(),
                 );
                 black_box(out.len());
             })
@@ -173,7 +176,14 @@ fn main() {
                     .flatten()
                     .expect("a valid response");
                 out.clear();
-                write_response_head(out, &resp, RelayFraming::AsIs, Version::Http11, true);
+                write_response_head(
+                    out,
+                    &resp,
+                    RelayFraming::AsIs,
+                    Version::Http11,
+                    true,
+                    Some(b"0000000000000001-0-1"),
+                );
                 black_box(out.len());
             })
         }),

@@ -31,6 +31,11 @@ pub struct Args {
     #[argh(option, default = "String::from(\"info\")")]
     pub log_level: String,
 
+    /// write the access log to this file ("stderr" for stderr), overriding the config's
+    /// `access_log.path`; the format is json unless the config says otherwise
+    #[argh(option)]
+    pub access_log: Option<PathBuf>,
+
     /// path of the pid file written once rgate is ready
     #[argh(option, default = "PathBuf::from(\"rgate.pid\")")]
     pub pid_file: PathBuf,

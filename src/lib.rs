@@ -9,6 +9,7 @@
 //!   * `backends` — the versioned backend table, and the per-core mailboxes (`mailbox`)
 //!     on which tables and the lifecycle's commands (start accepting, drain) reach the cores.
 //!   * `stats` — per-core counters collected into SQLite; `/stats`, `/metrics`.
+//!   * `access_log` — per-core batches of lines handed to a writer thread (file or stderr).
 //! * Data plane (one monoio runtime per core, never blocks, shares no lock), bottom up:
 //!   * `http` — the HTTP/1.1 codec on byte buffers (no sockets): heads, framing, chunked
 //!     re-framing, trailers, Host; rgate's own responses.
@@ -49,6 +50,7 @@
 //! `client_head_ms`, `keepalive_idle_ms`, `pool_idle_ms` (config), the drain grace and the
 //! linger after an error response (`proxy`); all run on the core's `alarms`.
 
+pub mod access_log;
 pub(crate) mod alarms;
 pub mod backends;
 pub(crate) mod balance;

@@ -24,6 +24,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::access_log::{AccessLogSettings, LogFormat, LogTarget, SharedLog};
 use crate::backends::{BackendTable, TablePublisher};
 use crate::cli::Args;
 use crate::clock;
@@ -77,6 +78,24 @@ fn start_and_serve(args: &Args, handover: Handover) -> Result<(), StartError> {
     // The statistics database is opened before anything starts: unusable means exit 2.
     let stats = StatsHub::open(&config, &args.db, cores).map_err(StartError::Stats)?;
     serve(args, config, port, cores, handover, Arc::new(stats))
+}
+
+/// The config's `access_log`, with `--access-log` overriding its path (and json the format
+/// when the config has no `access_log`).
+fn access_log_settings(args: &Args, config: &Config) -> Option<AccessLogSettings> {
+    let configured = config.access_log.clone();
+    let Some(path) = &args.access_log else {
+        return configured;
+    };
+    let target = if path.as_os_str() == "stderr" {
+        LogTarget::Stderr
+    } else {
+        LogTarget::File(path.clone())
+    };
+    Some(AccessLogSettings {
+        target,
+        format: configured.map_or(LogFormat::Json, |c| c.format),
+    })
 }
 
 /// What a predecessor process (or systemd) handed to this one.
@@ -154,7 +173,17 @@ fn serve(
 ) -> Result<(), StartError> {
     let invocation = Invocation::current()?;
     // Signals are blocked before any thread starts, so every thread inherits the mask.
-    let signals = SignalSet::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP])?;
+    let signals = SignalSet::block(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGUSR1])?;
+    // The access log is opened before anything serves: unusable means exit 2.
+    let (shared_log, log_writer) = match access_log_settings(args, &config) {
+        Some(settings) => {
+            let (shared, writer) = SharedLog::start(&settings, cores)
+                .map_err(|e| StartError::AccessLog(settings.target.to_string(), e))?;
+            log::info!("access log: {} ({:?})", settings.target, settings.format);
+            (Some(shared), Some(writer))
+        }
+        None => (None, None),
+    };
 
     // Dropped on any early return below: the stats thread then writes what was counted.
     let collector = Collector::start(stats.clone())?;
@@ -177,7 +206,9 @@ fn serve(
         listener::set_nodelay_for_accepted(l)?;
     }
     let limits = connection_limits(&config, cores);
-    let settings = Arc::new(Settings::new(config, stats, limits));
+    let mut settings = Settings::new(config, stats, limits);
+    settings.access_log = shared_log;
+    let settings = Arc::new(settings);
     let (ready_tx, ready_rx) = mpsc::channel();
     let threads = server::start_cores(&listeners, readers, settings, ready_tx)?;
     let mut driver = None;
@@ -214,6 +245,10 @@ fn serve(
     loop {
         match signals.wait(Duration::from_secs(1))? {
             Some(libc::SIGTERM) | Some(libc::SIGINT) => break,
+            Some(libc::SIGUSR1) => match &log_writer {
+                Some(writer) => writer.reopen(),
+                None => log::info!("SIGUSR1: no access log to reopen"),
+            },
             Some(libc::SIGHUP) if supervisor.is_some() => {
                 let pid = supervisor.unwrap_or_default();
                 log::info!("SIGHUP: supervised; asking the supervisor (pid {pid}) to restart");
@@ -258,8 +293,11 @@ fn serve(
         let _ = t.join();
     }
     drop(listeners);
-    // The cores are done (or past the drain timeout): write the last deltas.
+    // The cores are done (or past the drain timeout): write the last deltas and lines.
     collector.stop();
+    if let Some(writer) = log_writer {
+        writer.stop();
+    }
     if supervisor.is_none() {
         remove_pid_file(&args.pid_file);
     }

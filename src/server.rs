@@ -192,6 +192,10 @@ async fn core_main(
     // Drained: the accept loops end (each serves what it had just accepted), idle pooled
     // connections close, and the core waits for its open client connections.
     worker.alarms.raise_drain();
+    // Access-log lines made before the drain go now; those made during it go one by one.
+    if let Some(log) = &worker.access_log {
+        log.flush();
+    }
     for task in accepting {
         task.await;
     }
@@ -200,6 +204,9 @@ async fn core_main(
         monoio::time::sleep(TICK).await;
     }
     drop(ticking);
+    if let Some(log) = &worker.access_log {
+        log.flush();
+    }
     log::debug!("core {id}: drained");
 }
 
@@ -332,12 +339,15 @@ async fn refuse(core: Rc<Worker>, mut stream: monoio::net::TcpStream) {
     let Some(_refusing) = core.clients.refusing() else {
         return;
     };
+    let id = core.ids.make();
     let body = gateway::error_body(
         503,
         ErrorCode::TooManyConnections,
         "too many connections from this address; try again later",
+        &id,
     );
     let reply = Reply {
+        request_id: Some(&id),
         retry_after: ErrorCode::TooManyConnections.retry_after(),
         ..Reply::of(503, "application/json", &body)
     };

@@ -40,6 +40,8 @@ pub(crate) enum StartError {
     NoCores,
     /// The statistics database cannot be used.
     Stats(StatsError),
+    /// The access log cannot be opened: where, and why.
+    AccessLog(String, io::Error),
     /// A core reported that it could not start; the text is its reason.
     CoreFailed(String),
     /// A core thread ended before it said whether it started.
@@ -56,7 +58,8 @@ impl StartError {
             | StartError::Config(_)
             | StartError::PortMissing
             | StartError::NoCores
-            | StartError::Stats(_) => EXIT_CONFIG,
+            | StartError::Stats(_)
+            | StartError::AccessLog(..) => EXIT_CONFIG,
             StartError::CoreFailed(_) | StartError::CoreExited | StartError::Io(_) => EXIT_START,
         }
     }
@@ -85,6 +88,9 @@ impl fmt::Display for StartError {
             StartError::PortMissing => f.write_str("--port is required (try --help)"),
             StartError::NoCores => f.write_str("--cores must be at least 1"),
             StartError::Stats(e) => write!(f, "{e}"),
+            StartError::AccessLog(target, e) => {
+                write!(f, "access log {target}: cannot open it: {e}")
+            }
             StartError::CoreFailed(reason) => f.write_str(reason),
             StartError::CoreExited => f.write_str("a core exited while starting"),
             StartError::Io(e) => write!(f, "{e}"),

@@ -9,10 +9,12 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use crate::access_log::{CoreLog, SharedLog};
 use crate::alarms::Alarms;
 use crate::backends::BackendTable;
 use crate::clients::Clients;
 use crate::config::Config;
+use crate::http::request_id::{self, RequestIds};
 use crate::limits::ConnectionLimits;
 use crate::retry_budget::RetryBudget;
 use crate::router::RouteTable;
@@ -25,6 +27,10 @@ pub struct Settings {
     pub routes: RouteTable,
     pub stats: Arc<StatsHub>,
     pub limits: ConnectionLimits,
+    /// This process's random part of the request IDs it makes.
+    pub request_token: u64,
+    /// The access log's shared end; None when there is no access log.
+    pub(crate) access_log: Option<SharedLog>,
 }
 
 impl Settings {
@@ -35,6 +41,8 @@ impl Settings {
             routes,
             stats,
             limits,
+            request_token: request_id::process_token(),
+            access_log: None,
         }
     }
 }
@@ -50,6 +58,10 @@ pub(crate) struct Worker {
     pub(crate) clients: Clients,
     /// This core's retry budget per backend (index of `Config::backends`).
     pub(crate) retry_budgets: Vec<RetryBudget>,
+    /// Makes this core's request IDs.
+    pub(crate) ids: RequestIds,
+    /// This core's end of the access log.
+    pub(crate) access_log: Option<Rc<CoreLog>>,
     table: RefCell<Rc<BackendTable>>,
 }
 
@@ -68,6 +80,11 @@ impl Worker {
                 .map(|_| RetryBudget::default())
                 .collect(),
             table: RefCell::new(Rc::new(table)),
+            ids: RequestIds::new(settings.request_token, id),
+            access_log: settings
+                .access_log
+                .as_ref()
+                .map(|shared| Rc::new(CoreLog::new(shared, id))),
             settings,
         }
     }

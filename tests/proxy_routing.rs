@@ -301,6 +301,10 @@ fn response_hop_by_hop_fields_are_removed_and_the_rest_kept_in_order() {
             ("Set-Cookie".into(), "a=1".into()),
             ("Set-Cookie".into(), "b=2".into()),
             ("X-Last".into(), "3".into()),
+            (
+                "X-Request-Id".into(),
+                r.header("X-Request-Id").unwrap().into()
+            ),
             ("Content-Length".into(), "2".into()),
         ]
     );

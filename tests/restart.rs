@@ -122,6 +122,56 @@ fn ten_restarts_under_load_lose_nothing() {
 }
 
 #[test]
+fn restarts_under_load_lose_and_duplicate_no_access_log_line() {
+    // Each process logs exactly the requests it answered; the old one writes its last lines
+    // before it exits. Every answered request has one line, by its request ID.
+    let backend = Backend::start("app");
+    let dir = common::temp_dir("log");
+    let path = dir.join("access.json");
+    let gw = start(&backend, &["--access-log", path.to_str().unwrap()]);
+    let load = Load::start(gw.addr, 4, "/api", answers_get);
+    let mut pids = vec![gw.pid_in_file().unwrap()];
+    for _ in 0..3 {
+        load.wait_answered(50);
+        let (_, new) = restart(&gw);
+        pids.push(new);
+    }
+    load.wait_answered(50);
+    let outcome = load.finish();
+    assert_eq!(outcome.failed, 0, "failures: {:?}", outcome.failures);
+    for &pid in &pids[..pids.len() - 1] {
+        gw.wait_until(
+            limits::CONDITION * 2,
+            |_| exited(pid),
+            &format!("pid {pid} to exit"),
+        );
+    }
+    let lines = || -> Vec<String> {
+        std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    common::wait_until(limits::CONDITION, "a line per answered request", || {
+        lines().len() as u64 >= outcome.ok
+    });
+    let all = lines();
+    assert_eq!(all.len() as u64, outcome.ok, "lines for answered requests");
+    let mut ids: Vec<String> = all
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).expect("whole JSON lines");
+            assert_eq!(v["status"], 200, "{l}");
+            v["request_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len() as u64, outcome.ok, "no line twice");
+}
+
+#[test]
 fn requests_in_flight_complete_across_a_restart() {
     let backend = Backend::start("app");
     let gw = start(&backend, &[]);

@@ -6,6 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use rgate::http::framing::BodyFraming;
 use rgate::http::request::parse_request;
+use rgate::http::request_id::{is_valid_request_id, RequestIds};
 use rgate::http::writer::write_request_head;
 use rgate::http::{UnderscorePolicy, MAX_HEADERS};
 use rgate::router::normalize_target;
@@ -63,6 +64,9 @@ pub fn forward(data: &[u8]) -> Option<Forwarded> {
         CLIENT_IP,
         BACKEND,
         UnderscorePolicy::Drop,
+        RequestIds::new(1, 0)
+            .for_request(head.request_id)
+            .as_bytes(),
     );
 
     let body = &data[head.head_len..];
@@ -147,6 +151,12 @@ pub fn verify(f: &Forwarded) {
             show(&f.host)
         )),
         _ => fail(format!("{} Host fields forwarded", hosts.len())),
+    }
+    let ids: Vec<_> = m.fields_named("x-request-id").collect();
+    match ids.as_slice() {
+        [id] if is_valid_request_id(id.value) => {}
+        [id] => fail(format!("invalid X-Request-Id {} forwarded", show(id.value))),
+        _ => fail(format!("{} X-Request-Id fields forwarded", ids.len())),
     }
     if m.body != f.payload {
         fail(format!(

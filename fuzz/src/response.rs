@@ -11,6 +11,9 @@ use rgate::http::{Version, MAX_HEADERS};
 use crate::relay::{relay_chunked, ChunkedRelay};
 use crate::{forbidden_trailer, show, strict};
 
+/// The request ID the proxy adds to a response that has none.
+const REQUEST_ID: &[u8] = b"0000000000000001-0-1";
+
 /// What the client's request said that decides how the response is relayed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Client {
@@ -73,7 +76,14 @@ pub fn relay(data: &[u8]) -> Option<Relayed> {
         if resp.is_interim() {
             // `wait_final_head`: relayed to HTTP/1.1 clients (no 100 Continue of rgate's here).
             if client.version == Version::Http11 {
-                write_response_head(&mut out, &resp, RelayFraming::Interim, client.version, true);
+                write_response_head(
+                    &mut out,
+                    &resp,
+                    RelayFraming::Interim,
+                    client.version,
+                    true,
+                    None,
+                );
                 interim.push(resp.status);
             }
             backend = &backend[resp.head_len..];
@@ -89,7 +99,14 @@ pub fn relay(data: &[u8]) -> Option<Relayed> {
             BodyFraming::Chunked | BodyFraming::UntilClose => RelayFraming::Close,
         };
         let client_keep = client.keep_alive && relay != RelayFraming::Close;
-        write_response_head(&mut out, &resp, relay, client.version, client_keep);
+        write_response_head(
+            &mut out,
+            &resp,
+            relay,
+            client.version,
+            client_keep,
+            Some(REQUEST_ID),
+        );
         let body = &backend[resp.head_len..];
         let payload = match resp.framing {
             BodyFraming::None => Vec::new(),

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::http::UnderscorePolicy;
 
+mod access_log;
 mod backend_policy;
 
 pub use backend_policy::{BackendPolicy, Balance, BreakerPolicy, HealthCheck, RetryPolicy};
@@ -38,6 +39,8 @@ struct RawConfig {
     headers: Option<RawHeaders>,
     #[serde(default)]
     limits: Option<RawLimits>,
+    #[serde(default)]
+    access_log: Option<access_log::RawAccessLog>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -137,6 +140,8 @@ pub struct Config {
     pub stats: StatsSettings,
     pub headers: HeaderSettings,
     pub limits: LimitSettings,
+    /// None: no access log.
+    pub access_log: Option<crate::access_log::AccessLogSettings>,
 }
 
 /// The highest `limits.min_request_body_rate` (bytes/s): 1 GB/s.
@@ -350,7 +355,13 @@ impl Validator<'_> {
         let stats = self.stats(raw.stats)?;
         let headers = self.headers(raw.headers)?;
         let limits = self.limits(raw.limits)?;
+        let access_log = raw
+            .access_log
+            .map(access_log::validate)
+            .transpose()
+            .map_err(|(field, reason)| self.err(field, reason))?;
         Ok(Config {
+            access_log,
             routes,
             default_response,
             backends,

@@ -1,9 +1,11 @@
 //! Responses rgate makes itself. Every error has one JSON shape,
-//! `{"status": 503, "error": "no_instances", "message": "..."}`, with Content-Type and
-//! Content-Length set; the configured default response is sent exactly as configured.
+//! `{"status": 503, "error": "no_instances", "message": "...", "request_id": "..."}`, with
+//! Content-Type, Content-Length and `X-Request-Id` set; the configured default response is
+//! sent exactly as configured (with `X-Request-Id`).
 
 use std::io::Write as _;
 
+use super::request_id::RequestId;
 use super::Version;
 
 /// The error codes rgate answers with; each is one stable string in the JSON body.
@@ -50,13 +52,15 @@ impl ErrorCode {
     }
 }
 
-/// The JSON body of a gateway error.
-pub fn error_body(status: u16, code: ErrorCode, message: &str) -> Vec<u8> {
+/// The JSON body of a gateway error. `request_id` is valid (`request_id::is_valid_request_id`:
+/// no quote, backslash or control), so it needs no escaping.
+pub fn error_body(status: u16, code: ErrorCode, message: &str, request_id: &RequestId) -> Vec<u8> {
     // Written by hand to keep the field order stable; the message is escaped by serde_json.
     let message = serde_json::to_string(message).unwrap_or_else(|_| "\"\"".into());
     format!(
-        "{{\"status\":{status},\"error\":\"{}\",\"message\":{message}}}",
-        code.as_str()
+        "{{\"status\":{status},\"error\":\"{}\",\"message\":{message},\"request_id\":\"{}\"}}",
+        code.as_str(),
+        request_id.as_str()
     )
     .into_bytes()
 }
@@ -73,6 +77,8 @@ pub struct Reply<'a> {
     pub head_only: bool,
     /// Seconds after which the client may try again (an overloaded backend).
     pub retry_after: Option<u32>,
+    /// Sent as `X-Request-Id`.
+    pub request_id: Option<&'a RequestId>,
 }
 
 impl<'a> Reply<'a> {
@@ -86,6 +92,7 @@ impl<'a> Reply<'a> {
             keep_alive: false,
             head_only: false,
             retry_after: None,
+            request_id: None,
         }
     }
 }
@@ -102,6 +109,11 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>) {
     );
     if let Some(seconds) = reply.retry_after {
         let _ = write!(out, "Retry-After: {seconds}\r\n");
+    }
+    if let Some(id) = reply.request_id {
+        out.extend_from_slice(b"X-Request-Id: ");
+        out.extend_from_slice(id.as_bytes());
+        out.extend_from_slice(b"\r\n");
     }
     super::put_persistence(out, reply.version, reply.keep_alive);
     out.extend_from_slice(b"\r\n");
@@ -146,10 +158,12 @@ mod tests {
 
     #[test]
     fn error_response_shape() {
+        let id = RequestId::from_client(b"req-7").unwrap();
         let body = error_body(
             503,
             ErrorCode::NoInstances,
             "Backend available but no Service URLs discovered",
+            &id,
         );
         let mut out = Vec::new();
         let reply = Reply {
@@ -160,13 +174,14 @@ mod tests {
             keep_alive: false,
             head_only: false,
             retry_after: None,
+            request_id: Some(&id),
         };
         write_response(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();
         assert!(text
             .starts_with("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"));
         assert!(text.contains(&format!(
-            "Content-Length: {}\r\nConnection: close\r\n\r\n",
+            "Content-Length: {}\r\nX-Request-Id: req-7\r\nConnection: close\r\n\r\n",
             body.len()
         )));
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -176,6 +191,9 @@ mod tests {
             v["message"],
             "Backend available but no Service URLs discovered"
         );
+        assert_eq!(v["request_id"], "req-7");
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys.len(), 4, "{keys:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! proxy loop (`crate::proxy`) drives it. "Need more input" is an explicit `Ok(None)`.
 //!
 //! * `request`  — the client's request head: parse, validate, extract what the proxy needs.
+//! * `request_id` — `X-Request-Id`: a client's kept when valid, else one made per core.
 //! * `response` — the backend's response head.
 //! * `framing`  — `BodyFraming`, decided once per message (RFC 9112 §6).
 //! * `chunked`  — the chunked coding as a state machine.
@@ -25,6 +26,7 @@ pub mod framing;
 pub mod gateway;
 pub mod host;
 pub mod request;
+pub mod request_id;
 pub mod response;
 pub mod trailers;
 pub mod writer;

@@ -8,6 +8,7 @@ use std::fmt;
 use super::framing::{BodyFraming, FramingError, FramingHeaders};
 use super::gateway::ErrorCode;
 use super::host::{absolute_form_host, check_host, HostError};
+use super::request_id::is_request_id_header;
 use super::{ConnectionTokens, UnderscorePolicy, Version, MAX_HEAD_BYTES, MAX_TARGET_BYTES};
 
 /// The only protocol rgate tunnels after `101 Switching Protocols`. Others (h2c above all)
@@ -37,6 +38,9 @@ pub struct RequestHead<'h, 'b> {
     pub host: Option<&'b [u8]>,
     /// Some field name contains `_` (see `UnderscorePolicy`).
     pub underscore_names: bool,
+    /// The client's `X-Request-Id` when it sent exactly one (not validated yet: see
+    /// `request_id::RequestIds::for_request`).
+    pub request_id: Option<&'b [u8]>,
 }
 
 impl RequestHead<'_, '_> {
@@ -171,6 +175,8 @@ pub fn parse_request<'h, 'b>(
     let mut upgrade = None;
     let mut host = None;
     let mut underscore_names = false;
+    let mut request_id = None;
+    let mut request_ids = 0;
     for h in headers {
         underscore_names |= h.name.as_bytes().contains(&b'_');
         if framing.observe(h.name, h.value) {
@@ -192,7 +198,13 @@ pub fn parse_request<'h, 'b>(
             }
         } else if h.name.eq_ignore_ascii_case("upgrade") {
             upgrade = Some(h.value);
+        } else if is_request_id_header(h.name) {
+            request_id = Some(h.value);
+            request_ids += 1;
         }
+    }
+    if request_ids > 1 {
+        request_id = None;
     }
     // RFC 9112 §3.2: an HTTP/1.1 request without Host gets 400.
     if version == Version::Http11 && host.is_none() {
@@ -224,6 +236,7 @@ pub fn parse_request<'h, 'b>(
         upgrade,
         host,
         underscore_names,
+        request_id,
     }))
 }
 

@@ -10,6 +10,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use super::framing::BodyFraming;
 use super::request::RequestHead;
+use super::request_id::{is_request_id_header, REQUEST_ID_HEADER};
 use super::response::ResponseHead;
 use super::{is_hop_by_hop, UnderscorePolicy, Version};
 
@@ -26,6 +27,8 @@ fn is_framing(name: &str) -> bool {
 /// Appends the head of the request forwarded to a backend. `target` is the normalised
 /// origin-form request-target the route was chosen on; `fallback_host` is used when the
 /// client sent no Host (HTTP/1.0), because the backend is spoken to in HTTP/1.1.
+/// `request_id` replaces every `X-Request-Id` the client sent (it is the client's own when
+/// that was valid).
 pub fn write_request_head(
     out: &mut Vec<u8>,
     head: &RequestHead<'_, '_>,
@@ -33,6 +36,7 @@ pub fn write_request_head(
     client_ip: IpAddr,
     fallback_host: SocketAddr,
     underscores: UnderscorePolicy,
+    request_id: &[u8],
 ) {
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
@@ -71,6 +75,7 @@ pub fn write_request_head(
             // rgate is the edge: these describe rgate's own client connection.
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
+            || is_request_id_header(name)
             // (the parse already knows whether any name has one: no second scan without)
             || (head.underscore_names
                 && underscores != UnderscorePolicy::Forward
@@ -107,6 +112,7 @@ pub fn write_request_head(
         put_ip(out, client_ip);
         out.extend_from_slice(b"\r\n");
     }
+    put_header(out, REQUEST_ID_HEADER, request_id);
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n\r\n");
 }
 
@@ -126,14 +132,17 @@ pub enum RelayFraming {
     Interim,
 }
 
-/// Appends the response head relayed to the client.
+/// Appends the response head relayed to the client. `request_id` is added as
+/// `X-Request-Id` unless the backend sent one (it usually echoes the one it got).
 pub fn write_response_head(
     out: &mut Vec<u8>,
     resp: &ResponseHead<'_, '_>,
     relay: RelayFraming,
     client_version: Version,
     keep_alive: bool,
+    request_id: Option<&[u8]>,
 ) {
+    let mut request_id = request_id;
     out.extend_from_slice(b"HTTP/1.1 ");
     put_decimal(out, u64::from(resp.status));
     out.push(b' ');
@@ -150,8 +159,13 @@ pub fn write_response_head(
             }
         } else if is_hop_by_hop(name, &resp.connection) {
             continue;
+        } else if request_id.is_some() && is_request_id_header(name) {
+            request_id = None;
         }
         put_header(out, name, h.value);
+    }
+    if let Some(id) = request_id {
+        put_header(out, REQUEST_ID_HEADER, id);
     }
     match relay {
         RelayFraming::AsIs => match resp.framing {

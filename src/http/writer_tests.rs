@@ -24,6 +24,7 @@ fn numbers_and_addresses_are_written_as_display_writes_them() {
     }
 }
 use crate::http::request::parse_request;
+use crate::http::request_id::RequestIds;
 use crate::http::response::parse_response;
 use crate::http::MAX_HEADERS;
 
@@ -39,6 +40,9 @@ fn forwarded_with(input: &[u8], underscores: UnderscorePolicy) -> String {
         "10.0.0.7".parse().unwrap(),
         "127.0.0.1:9".parse().unwrap(),
         underscores,
+        RequestIds::new(0xfeed, 0)
+            .for_request(head.request_id)
+            .as_bytes(),
     );
     String::from_utf8(out).unwrap()
 }
@@ -74,7 +78,7 @@ Proxy-Connection: x\r\nUpgrade: h2c\r\nHTTP2-Settings: AAA\r\nAccept: */*\r\n\r\
         out,
         "POST /a HTTP/1.1\r\nHost: gw\r\nUser-Agent: t\r\nAccept: */*\r\n\
 Transfer-Encoding: chunked\r\nX-Forwarded-Host: gw\r\nX-Forwarded-For: 10.0.0.7\r\n\
-X-Forwarded-Proto: http\r\n\r\n"
+X-Request-Id: 000000000000feed-0-1\r\nX-Forwarded-Proto: http\r\n\r\n"
     );
 }
 
@@ -86,8 +90,78 @@ fn request_appends_to_existing_forwarded_for() {
     assert_eq!(
         out,
         "GET / HTTP/1.1\r\nHost: gw\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\n\
-X-Forwarded-Host: gw\r\nX-Forwarded-Proto: http\r\n\r\n"
+X-Forwarded-Host: gw\r\nX-Request-Id: 000000000000feed-0-1\r\nX-Forwarded-Proto: http\r\n\r\n"
     );
+}
+
+/// One `X-Request-Id` reaches the backend: the client's own when it sent one valid one,
+/// else a made one; a `Connection` option cannot remove it.
+#[test]
+fn request_carries_exactly_one_request_id() {
+    let id = |input: &[u8]| {
+        let out = forwarded(input);
+        let ids: Vec<String> = fields(&out)
+            .into_iter()
+            .filter(|(n, _)| n == "x-request-id")
+            .map(|(_, v)| v)
+            .collect();
+        assert_eq!(ids.len(), 1, "{out}");
+        ids[0].clone()
+    };
+    let made = "000000000000feed-0-1";
+    assert_eq!(
+        id(b"GET / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: abc-123\r\n\r\n"),
+        "abc-123"
+    );
+    assert_eq!(
+        id(b"GET / HTTP/1.1\r\nHost: gw\r\nx-request-id: abc\r\nConnection: x-request-id\r\n\r\n"),
+        "abc"
+    );
+    assert_eq!(id(b"GET / HTTP/1.1\r\nHost: gw\r\n\r\n"), made);
+    assert_eq!(
+        id(b"GET / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: a b\r\n\r\n"),
+        made
+    );
+    let long = format!(
+        "GET / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: {}\r\n\r\n",
+        "a".repeat(129)
+    );
+    assert_eq!(id(long.as_bytes()), made);
+    assert_eq!(
+        id(b"GET / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: a\r\nX-Request-Id: b\r\n\r\n"),
+        made
+    );
+}
+
+/// The client gets the request's ID back, unless the backend answered with its own.
+#[test]
+fn response_gets_the_request_id_unless_the_backend_sent_one() {
+    let relay = |input: &[u8], relay: RelayFraming| {
+        let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let resp = parse_response(input, &mut storage, false).unwrap().unwrap();
+        let mut out = Vec::new();
+        write_response_head(
+            &mut out,
+            &resp,
+            relay,
+            Version::Http11,
+            true,
+            Some(b"rid-1"),
+        );
+        String::from_utf8(out).unwrap()
+    };
+    let out = relay(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+        RelayFraming::AsIs,
+    );
+    assert_eq!(count(&out, "x-request-id"), 1, "{out}");
+    assert!(out.contains("\r\nX-Request-Id: rid-1\r\n"), "{out}");
+    let out = relay(
+        b"HTTP/1.1 200 OK\r\nx-request-id: theirs\r\nContent-Length: 0\r\n\r\n",
+        RelayFraming::AsIs,
+    );
+    assert_eq!(count(&out, "x-request-id"), 1, "{out}");
+    assert!(out.contains("\r\nx-request-id: theirs\r\n"), "{out}");
 }
 
 /// A `Connection` option naming any field rgate frames, routes on or sets changes
@@ -216,7 +290,7 @@ fn relayed(input: &[u8], relay: RelayFraming, v: Version, keep: bool) -> String 
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let resp = parse_response(input, &mut storage, false).unwrap().unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, relay, v, keep);
+    write_response_head(&mut out, &resp, relay, v, keep, None);
     String::from_utf8(out).unwrap()
 }
 
@@ -283,7 +357,14 @@ fn response_lengths_without_a_body() {
             .unwrap()
             .unwrap();
         let mut out = Vec::new();
-        write_response_head(&mut out, &resp, RelayFraming::AsIs, Version::Http11, true);
+        write_response_head(
+            &mut out,
+            &resp,
+            RelayFraming::AsIs,
+            Version::Http11,
+            true,
+            None,
+        );
         String::from_utf8(out).unwrap()
     };
     // HEAD and 304 announce the length the body would have had, as rgate parsed it.

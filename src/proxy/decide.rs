@@ -7,9 +7,11 @@
 use super::attempt::Attempt;
 use super::record::RequestRecorder;
 use super::{ClientConn, Next, NO_INSTANCE_MESSAGE};
+use crate::access_log::format::LoggedHead;
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::{ErrorCode, Reply};
 use crate::http::request::{parse_request, RequestError, RequestHead};
+use crate::http::request_id::RequestId;
 use crate::http::writer::write_request_head;
 use crate::http::{Version, MAX_HEADERS};
 use crate::router::{normalize_target, RouteMatch};
@@ -56,6 +58,9 @@ pub(super) struct Decided {
     pub(super) decision: Decision,
     /// Bytes of the head in the read buffer (consumed once decided).
     pub(super) head_len: usize,
+    pub(super) id: RequestId,
+    /// The head's fields for the access log, when there is one.
+    pub(super) logged: Option<LoggedHead>,
 }
 
 impl ClientConn {
@@ -71,6 +76,12 @@ impl ClientConn {
         head.check_underscores(underscores)?;
         let info = RequestInfo::of(&head);
         let head_len = head.head_len;
+        let id = self.core.ids.for_request(head.request_id);
+        let logged = self
+            .core
+            .access_log
+            .is_some()
+            .then(|| LoggedHead::capture(&head));
         let target = match normalize_target(head.target) {
             Ok(t) => t,
             Err(e) => {
@@ -78,6 +89,8 @@ impl ClientConn {
                     info,
                     decision: Decision::BadTarget(e.reason()),
                     head_len,
+                    id,
+                    logged,
                 }))
             }
         };
@@ -87,6 +100,8 @@ impl ClientConn {
                 info,
                 decision: Decision::Endpoint(Endpoint::Stats),
                 head_len,
+                id,
+                logged,
             }));
         }
         if path == settings.config.stats.metrics_path {
@@ -94,6 +109,8 @@ impl ClientConn {
                 info,
                 decision: Decision::Endpoint(Endpoint::Metrics),
                 head_len,
+                id,
+                logged,
             }));
         }
         let Some(route) = settings.routes.route(&target) else {
@@ -101,6 +118,8 @@ impl ClientConn {
                 info,
                 decision: Decision::Default,
                 head_len,
+                id,
+                logged,
             }));
         };
         let policy = &settings.config.backends[route.backend].policy;
@@ -109,6 +128,8 @@ impl ClientConn {
                 info,
                 decision: Decision::NoInstance(route),
                 head_len,
+                id,
+                logged,
             }));
         };
         let addr = attempt.addr();
@@ -120,11 +141,14 @@ impl ClientConn {
             self.peer.ip(),
             addr,
             underscores,
+            id.as_bytes(),
         );
         Ok(Some(Decided {
             info,
             decision: Decision::Forward(route, attempt),
             head_len,
+            id,
+            logged,
         }))
     }
 
@@ -181,10 +205,14 @@ impl ClientConn {
             Decision::Endpoint(endpoint) => {
                 let table = self.core.table();
                 let settings = &self.core.settings;
-                let (content_type, body) =
-                    settings.stats.render(endpoint, &table, &settings.limits);
-                // rgate's own endpoints are not proxied traffic: never counted.
-                rec.committed = true;
+                let (content_type, body) = settings.stats.render(
+                    endpoint,
+                    &table,
+                    &settings.limits,
+                    settings.access_log.as_ref().map(|l| &*l.counters),
+                );
+                // rgate's own endpoints are not proxied traffic: never counted nor logged.
+                rec.own_endpoint();
                 self.answer(info, Reply::of(200, content_type, &body), false, rec)
                     .await
             }

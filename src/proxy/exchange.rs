@@ -25,6 +25,7 @@ use super::{ClientConn, Next};
 use crate::health::Failure;
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::ErrorCode;
+use crate::http::request_id::RequestId;
 use crate::http::response::{ResponseError, ResponseHead};
 use crate::http::writer::{write_response_head, RelayFraming};
 use crate::http::Version;
@@ -102,6 +103,7 @@ impl ClientConn {
             rec.record.instance = Some(addr);
             match self.try_instance(info, addr, &mut sent_continue, rec).await {
                 Tried::Answered(exchange, plan) => {
+                    rec.upstream = Some((plan.status, rec.elapsed()));
                     if policy.breaker.on_5xx && plan.status >= 500 {
                         attempt.failed(policy, &core.table(), Failure::Error);
                     } else {
@@ -132,6 +134,7 @@ impl ClientConn {
                             );
                             attempt.count_retry();
                             retries += 1;
+                            rec.retries = retries;
                             attempt = next;
                             continue;
                         }
@@ -349,7 +352,7 @@ impl ClientConn {
         let timeout = self.core.settings.config.timeouts.response_header;
         loop {
             let request_whole = exchange.request_whole();
-            let (out, alarms) = (&mut self.out, &self.core.alarms);
+            let (out, alarms, id) = (&mut self.out, &self.core.alarms, &rec.id);
             let heard = exchange
                 .read_head(alarms, timeout, info.is_head, |resp| {
                     out.clear();
@@ -363,13 +366,14 @@ impl ClientConn {
                                 RelayFraming::Interim,
                                 info.version,
                                 true,
+                                None,
                             );
                         }
                         None
                     } else {
                         // Whether the core drains is asked now, when the head is here.
                         let keep = info.keep_alive && request_whole && !alarms.is_draining();
-                        Some(plan_relay(out, resp, info.version, keep))
+                        Some(plan_relay(out, resp, info.version, keep, id))
                     }
                 })
                 .await
@@ -518,6 +522,7 @@ fn plan_relay(
     resp: &ResponseHead<'_, '_>,
     version: Version,
     keep: bool,
+    request_id: &RequestId,
 ) -> RelayPlan {
     let relay = if resp.status == 101 {
         RelayFraming::Upgrade
@@ -529,7 +534,14 @@ fn plan_relay(
         }
     };
     let client_keep = keep && relay != RelayFraming::Close;
-    write_response_head(out, resp, relay, version, client_keep);
+    write_response_head(
+        out,
+        resp,
+        relay,
+        version,
+        client_keep,
+        Some(request_id.as_bytes()),
+    );
     RelayPlan {
         status: resp.status,
         framing: resp.framing,

@@ -211,16 +211,26 @@ impl ClientConn {
                     info,
                     decision,
                     head_len,
+                    id,
+                    logged,
                 })) => {
                     self.client.consume(head_len);
-                    let mut rec = RequestRecorder::new(started, head_len as u64);
+                    let mut rec = RequestRecorder::new(started, head_len as u64, id);
+                    rec.head = logged;
                     let next = self.handle(&info, decision, &mut rec).await;
                     rec.commit(&self.core);
+                    // Cut: the client got a status, then the connection was dropped.
+                    let cut = matches!(next, Next::Abort) && rec.record.status != 0;
+                    rec.log(&self.core, self.peer.ip(), cut);
                     return next;
                 }
                 Ok(None) => {}
                 Err(e) => {
-                    let mut rec = RequestRecorder::new(started, self.client.data().len() as u64);
+                    let mut rec = RequestRecorder::new(
+                        started,
+                        self.client.data().len() as u64,
+                        self.core.ids.make(),
+                    );
                     rec.fail(ErrorKind::Client);
                     self.reply_error(
                         e.status(),
@@ -231,6 +241,7 @@ impl ClientConn {
                         &mut rec,
                     )
                     .await;
+                    rec.log(&self.core, self.peer.ip(), false);
                     return Next::Linger;
                 }
             }
@@ -243,7 +254,7 @@ impl ClientConn {
                 Ok(Ok(n)) if n > 0 => {}
                 Ok(_) => return Next::Abort,
                 Err(_) => {
-                    let mut rec = RequestRecorder::new(started, 0);
+                    let mut rec = RequestRecorder::new(started, 0, self.core.ids.make());
                     rec.fail(ErrorKind::Client);
                     // The timed-out read took the buffer with it; answer and close.
                     self.reply_error(
@@ -255,6 +266,7 @@ impl ClientConn {
                         &mut rec,
                     )
                     .await;
+                    rec.log(&self.core, self.peer.ip(), false);
                     return Next::Close;
                 }
             }

@@ -56,7 +56,7 @@ impl ClientConn {
         body_consumed: bool,
         rec: &mut RequestRecorder,
     ) -> Next {
-        let body = gateway::error_body(status, code, message);
+        let body = gateway::error_body(status, code, message, &rec.id);
         let reply = Reply {
             retry_after: code.retry_after(),
             ..Reply::of(status, "application/json", &body)
@@ -74,8 +74,9 @@ impl ClientConn {
         head_only: bool,
         rec: &mut RequestRecorder,
     ) {
-        let body = gateway::error_body(status, code, message);
+        let body = gateway::error_body(status, code, message, &rec.id);
         let reply = Reply {
+            request_id: None,
             status,
             content_type: "application/json",
             body: &body,
@@ -90,6 +91,11 @@ impl ClientConn {
     /// Writes a response rgate made, counting the request first. False if the client is gone.
     async fn send_own(&mut self, reply: Reply<'_>, rec: &mut RequestRecorder) -> bool {
         self.out.clear();
+        let id = rec.id;
+        let reply = Reply {
+            request_id: Some(&id),
+            ..reply
+        };
         gateway::write_response(&mut self.out, &reply);
         rec.record.status = reply.status;
         rec.record.bytes_out = self.out.len() as u64;

@@ -40,6 +40,7 @@ pub(crate) use collector::Collector;
 pub(crate) use counters::CoreCounters;
 pub(crate) use store::StatsError;
 
+use crate::access_log::LogCounters;
 use crate::limits::ConnectionLimits;
 use collector::{Published, PublishedSlot, HISTORY_SHOWN_MINUTES};
 use connections::ConnectionsView;
@@ -206,8 +207,10 @@ impl StatsHub {
         endpoint: Endpoint,
         table: &BackendTable,
         limits: &ConnectionLimits,
+        access_log: Option<&LogCounters>,
     ) -> (&'static str, Vec<u8>) {
-        let view = self.view(table, limits);
+        let mut view = self.view(table, limits);
+        view.access_log = access_log;
         match endpoint {
             Endpoint::Stats => ("application/json", render::json(&view)),
             Endpoint::Metrics => (
@@ -258,6 +261,7 @@ impl StatsHub {
                 limits: *limits,
                 descriptors_open: connections::descriptors_open(),
             },
+            access_log: None,
         }
     }
 

@@ -22,6 +22,7 @@ use super::histogram::{bucket_of, bucket_range, Histogram};
 use super::store::MinuteRow;
 use super::traffic::{code_name, Key, Scope, Totals, Traffic};
 use super::ErrorKind;
+use crate::access_log::LogCounters;
 use crate::backends::{BackendInstances, BackendTable, Instance};
 use crate::health::Shown;
 
@@ -38,6 +39,8 @@ pub(crate) struct View<'a> {
     pub(crate) max_in_flight: &'a [Option<u32>],
     pub(crate) table: &'a BackendTable,
     pub(crate) connections: ConnectionsView,
+    /// The access log's counts, when there is one.
+    pub(crate) access_log: Option<&'a LogCounters>,
 }
 
 impl View<'_> {
@@ -161,6 +164,13 @@ pub(crate) fn json(view: &View<'_>) -> Vec<u8> {
     doc.insert("routes".into(), Value::Object(routes));
     doc.insert("backends".into(), Value::Object(backends));
     doc.insert("connections".into(), view.connections.json());
+    if let Some(log) = view.access_log {
+        let (written, full, failed) = log.read();
+        doc.insert(
+            "access_log".into(),
+            json!({"lines_written": written, "dropped": {"queue_full": full, "write_error": failed}}),
+        );
+    }
     doc.insert("started_at".into(), json!(rfc3339(view.started_at)));
     doc.insert("uptime_s".into(), json!(view.uptime.as_secs()));
     doc.insert("since".into(), json!(rfc3339(view.since)));
@@ -388,6 +398,26 @@ pub(crate) fn prometheus(view: &View<'_>) -> Vec<u8> {
     );
     health_metrics(&mut out, view.table);
     view.connections.prometheus(&mut out);
+    if let Some(log) = view.access_log {
+        let (written, full, failed) = log.read();
+        section(
+            &mut out,
+            "rgate_access_log_lines_total",
+            "counter",
+            "Access-log lines written since this process started.",
+            format!("rgate_access_log_lines_total {written}\n"),
+        );
+        section(
+            &mut out,
+            "rgate_access_log_dropped_total",
+            "counter",
+            "Access-log lines dropped since this process started: the writer was behind (queue_full) or writing failed (write_error).",
+            format!(
+                "rgate_access_log_dropped_total{{reason=\"queue_full\"}} {full}\n\
+                 rgate_access_log_dropped_total{{reason=\"write_error\"}} {failed}\n"
+            ),
+        );
+    }
     section(
         &mut out,
         "rgate_start_time_seconds",

@@ -66,6 +66,8 @@ pub(crate) enum Event {
     Hangup,
     /// SIGTERM or SIGINT: stop, passing the signal on.
     Stop { signal: i32 },
+    /// SIGUSR1: reopen the access log; passed on to every child, whatever the phase.
+    Reopen,
     /// Time passed (deadlines are checked on every event; this one carries nothing else).
     Tick,
 }
@@ -188,6 +190,24 @@ impl Machine {
     /// Takes one event at time `now`; returns what to do, in order.
     pub(crate) fn handle(&mut self, event: Event, now: Instant) -> Vec<Action> {
         let mut out = Vec::new();
+        if let Event::Reopen = event {
+            let children = match &self.phase {
+                Phase::Starting { pid } => pid.iter().copied().collect(),
+                Phase::Serving { pid } => vec![*pid],
+                Phase::Upgrading {
+                    serving, successor, ..
+                } => std::iter::once(*serving).chain(*successor).collect(),
+                Phase::Stopping { waiting, .. } => waiting.clone(),
+                Phase::Exited { .. } => Vec::new(),
+            };
+            return children
+                .into_iter()
+                .map(|pid| Action::Signal {
+                    pid,
+                    signal: libc::SIGUSR1,
+                })
+                .collect();
+        }
         if let Event::Exited { pid, status } = &event {
             if self.forget_leaving(*pid, *status, &mut out) {
                 self.finish_if_stopped(&mut out);

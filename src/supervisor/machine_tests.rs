@@ -369,3 +369,16 @@ fn status_codes_pass_on_as_shells_report_them() {
     assert_eq!(ChildStatus::Signal(libc::SIGTERM).exit_code(), 143);
     assert_eq!(ChildStatus::Code(2).to_string(), "exit status: 2");
 }
+
+#[test]
+fn usr1_is_passed_to_every_child_that_may_write_the_access_log() {
+    let mut f = Fake::serving();
+    assert_eq!(f.on(Event::Reopen), vec![signal(FIRST, libc::SIGUSR1)]);
+    assert_eq!(f.m.phase(), &Phase::Serving { pid: FIRST });
+    let mut f = Fake::upgrading();
+    assert_eq!(
+        f.on(Event::Reopen),
+        vec![signal(FIRST, libc::SIGUSR1), signal(NEXT, libc::SIGUSR1)]
+    );
+    assert_eq!(f.m.deadline(), Some(f.now + TIMEOUT), "the restart goes on");
+}

@@ -45,7 +45,13 @@ use crate::upgrade::{self, Invocation, Readiness, Successor, ENV_SUPERVISOR_PID}
 use machine::{Action, ChildStatus, Event, Machine, Pid};
 
 /// The signals the supervisor takes.
-const SIGNALS: [libc::c_int; 4] = [libc::SIGHUP, libc::SIGTERM, libc::SIGINT, libc::SIGCHLD];
+const SIGNALS: [libc::c_int; 5] = [
+    libc::SIGHUP,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGCHLD,
+    libc::SIGUSR1,
+];
 /// How long a child that closed its readiness pipe without a word is given to be reaped,
 /// so that the failure can name its exit status.
 const CLOSED_PIPE_EXIT_GRACE: Duration = Duration::from_millis(500);
@@ -249,6 +255,7 @@ impl<'a> Supervisor<'a> {
                 match signal {
                     libc::SIGCHLD => reap_all(events),
                     libc::SIGHUP => events.push_back(Event::Hangup),
+                    libc::SIGUSR1 => events.push_back(Event::Reopen),
                     signal => events.push_back(Event::Stop { signal }),
                 }
             }

@@ -88,6 +88,11 @@ impl Response {
         assert_eq!(v["status"], status, "{v}");
         assert!(v["error"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
         assert!(v["message"].as_str().is_some_and(|s| !s.is_empty()), "{v}");
+        // The request's ID, in the body and in the head alike.
+        let id = v["request_id"].as_str().unwrap_or_default();
+        assert!(!id.is_empty(), "{v}");
+        assert_eq!(self.header("X-Request-Id"), Some(id), "{self:?}");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(4), "one shape: {v}");
         v
     }
 }
