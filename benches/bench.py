@@ -749,6 +749,47 @@ def render_faults(faults: dict) -> list[str]:
     return lines
 
 
+# ----- the access log's cost ---------------------------------------------------------------
+
+
+def access_log_runs(load: "Load", backend: Contender, plain: Contender, rounds: int,
+                    seconds: float) -> dict:
+    """Closed-loop keep-alive through rgate without and with a json access log to a file,
+    interleaved; medians of CPU per request and requests/s (issue target: <= 15 % more CPU)."""
+    path = OUT / "access.json"
+    path.unlink(missing_ok=True)
+    logged = start_rgate([backend.port],
+                         f"access_log:\n  path: {path}\n  format: json\n")
+    logged.name = "rgate + access log"
+    load.closed(logged.port, 2)
+    runs: dict[str, list] = {plain.name: [], logged.name: []}
+    for n in range(rounds):
+        for c in (plain, logged):
+            log(f"round {n + 1}/{rounds}, {c.name}: closed-loop keep-alive for {seconds:.0f} s")
+            runs[c.name].append(measured(c, backend, lambda: load.closed(c.port, seconds)))
+    stop_one(logged.process)
+    lines = sum(1 for _ in path.open()) if path.exists() else 0
+    path.unlink(missing_ok=True)
+    return {"off": median_run(runs[plain.name]), "on": median_run(runs[logged.name]),
+            "lines_written": lines}
+
+
+def render_access_log(r: dict) -> list[str]:
+    off, on = r["off"], r["on"]
+    return [
+        "",
+        "## Access log cost (json to a file, closed-loop keep-alive, medians)",
+        "",
+        "| access log | requests/s | proxy CPU µs/request (user + kernel) |",
+        "| --- | ---: | ---: |",
+        f"| off | {fmt(off['rps'])} | {split_cpu(off)} |",
+        f"| on | {fmt(on['rps'])} | {split_cpu(on)} |",
+        f"* CPU per request, on / off: "
+        f"{ratio(on['proxy_cpu_us_per_req'], off['proxy_cpu_us_per_req'])} (target ≤ 1.15); "
+        f"{r['lines_written']:,} lines written",
+    ]
+
+
 # ----- report ---------------------------------------------------------------------------
 
 
@@ -951,6 +992,8 @@ def render(report: dict) -> str:
               "bench used during the run; above a few per cent, the numbers beside it are noisy."]
     if report.get("faults"):
         lines += render_faults(report["faults"])
+    if "access_log" in report:
+        lines += render_access_log(report["access_log"])
     if report.get("abuse"):
         lines += render_abuse(report["abuse"])
     lines += ["", "### Micro-benchmarks (benches/hot_path.rs)", "", report["micro"].strip(), ""]
@@ -1080,6 +1123,8 @@ def main() -> int:
                 continue
             log(f"{c.name}: {args.idle} idle keep-alive connections")
             report["idle"][c.name] = idle_connections(tool, c, args.idle)
+        rgate = next(c for c in contenders if c.name == "rgate")
+        report["access_log"] = access_log_runs(load, backend, rgate, args.rounds, args.seconds)
         if not args.no_faults:
             report["faults"] = fault_runs(tool, load, backend.port)
         if not args.no_abuse:
