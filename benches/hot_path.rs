@@ -13,11 +13,13 @@ use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use rgate::config::Route;
+use rgate::config::{HostPattern, Route};
 use rgate::http::request::parse_request;
 use rgate::http::request_id::RequestIds;
 use rgate::http::response::parse_response;
-use rgate::http::writer::{write_request_head, write_response_head, RelayFraming};
+use rgate::http::writer::{
+    write_request_head, write_response_head, Forwarding, RelayFraming, NO_EDITS,
+};
 use rgate::http::{UnderscorePolicy, Version, MAX_HEADERS};
 use rgate::router::{normalize_target, RouteTable};
 
@@ -74,6 +76,32 @@ fn measure(mut op: impl FnMut()) -> Timing {
     }
 }
 
+/// 1,000 routes: 500 on their own host (`host-N.example.com`, some with a wildcard), 500
+/// prefixes (`/svc/N`) for any host.
+fn many_routes() -> RouteTable {
+    let mut routes = Vec::new();
+    for i in 0..500 {
+        let host = if i % 10 == 0 {
+            format!("*.zone-{i}.example.com")
+        } else {
+            format!("host-{i}.example.com")
+        };
+        routes.push(Route {
+            host: Some(host_pattern_of(&host)),
+            ..Route::plain("/", i)
+        });
+        routes.push(Route::plain(&format!("/svc/{i}"), i));
+    }
+    RouteTable::new(&routes)
+}
+
+fn host_pattern_of(h: &str) -> HostPattern {
+    match h.strip_prefix("*.") {
+        Some(rest) => HostPattern::Wildcard(rest.to_string()),
+        None => HostPattern::Exact(h.to_string()),
+    }
+}
+
 fn routes() -> RouteTable {
     let prefixes = [
         "/api/payment",
@@ -90,10 +118,7 @@ fn routes() -> RouteTable {
     let routes: Vec<Route> = prefixes
         .iter()
         .enumerate()
-        .map(|(i, p)| Route {
-            prefix: p.to_string(),
-            backend: i,
-        })
+        .map(|(i, p)| Route::plain(p, i))
         .collect();
     RouteTable::new(&routes)
 }
@@ -101,6 +126,7 @@ fn routes() -> RouteTable {
 fn main() {
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let table = routes();
+    let many = many_routes();
     let client_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
@@ -134,14 +160,33 @@ fn main() {
             "normalize_target + route (10 routes)",
             Box::new(|| {
                 let target = normalize_target(black_box("/api/orders/12345/items?page=2"));
-                black_box(target.ok().map(|t| table.route(&t)));
+                black_box(
+                    target
+                        .ok()
+                        .map(|t| table.route(Some(b"api.example.com"), &t)),
+                );
+            }),
+        ),
+        (
+            "normalize_target + route (1,000 routes: 500 hosts, 500 prefixes)",
+            Box::new(|| {
+                let target = normalize_target(black_box("/svc/417/orders/12345/items?page=2"));
+                black_box(
+                    target
+                        .ok()
+                        .map(|t| many.route(Some(b"host-250.example.com:8080"), &t)),
+                );
             }),
         ),
         (
             "normalize_target + route (dot segments)",
             Box::new(|| {
                 let target = normalize_target(black_box("/api/users/../orders/./1?x=1"));
-                black_box(target.ok().map(|t| table.route(&t)));
+                black_box(
+                    target
+                        .ok()
+                        .map(|t| table.route(Some(b"api.example.com"), &t)),
+                );
             }),
         ),
         ("write_request_head (browser)", {
@@ -155,14 +200,19 @@ fn main() {
                     .flatten()
                     .expect("a valid request");
                 out.clear();
+                let id = ids.for_request(head.request_id);
                 write_request_head(
                     out,
                     black_box(&head),
-                    head.target,
-                    client_ip,
-                    backend,
-                    UnderscorePolicy::Drop,
-                    ids.for_request(head.request_id).as_bytes(),
+                    &Forwarding {
+                        target: head.target,
+                        client_ip,
+                        fallback_host: backend,
+                        underscores: UnderscorePolicy::Drop,
+                        request_id: id.as_bytes(),
+                        stripped_prefix: None,
+                        edits: &NO_EDITS,
+                    },
                 );
                 black_box(out.len());
             })
@@ -183,6 +233,7 @@ fn main() {
                     Version::Http11,
                     true,
                     Some(b"0000000000000001-0-1"),
+                    &NO_EDITS,
                 );
                 black_box(out.len());
             })

@@ -1,11 +1,18 @@
 //! Routing: the request-target is normalised (dot segments resolved, so `/api/a/../b` can
-//! only reach the backend of `/api/b`), then the longest configured `path_prefix` that the
-//! path starts with wins. The query string is never part of the match. The normalised
-//! target is what gets forwarded, so the backend sees exactly the path that was routed.
+//! only reach the backend of `/api/b`), then the route is chosen — by host first (an exact
+//! host, then a `*.` wildcard, then routes without a host), then by the longest
+//! `path_prefix` the path starts with. The query string is never part of the match. Then
+//! the route's rewrite (`strip_prefix`, `rewrite_prefix`) gives the path the backend sees:
+//! normalise, match, rewrite, in that order, so no rewrite can reopen a dot segment.
+//!
+//! The cost of a match does not grow with the number of routes: hosts are looked up in hash
+//! maps (skipped when no route has a host), prefixes are found by one walk of the path
+//! through a byte trie.
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 
-use crate::config::Route;
+use crate::config::{HostPattern, Rewrite, Route};
 use crate::http::host::split_absolute_form;
 
 /// The result of routing one request.
@@ -17,38 +24,147 @@ pub struct RouteMatch {
     pub backend: usize,
 }
 
-/// The configured routes, longest prefix first.
-#[derive(Debug, Clone)]
+/// The longest host name (RFC 1035); a longer Host matches no host route.
+const MAX_HOST_BYTES: usize = 253;
+
+/// Prefixes, found by walking a path through their bytes.
+#[derive(Debug, Clone, Default)]
+struct PrefixTrie {
+    /// Node 0 is the root (the empty prefix).
+    nodes: Vec<TrieNode>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct TrieNode {
+    /// (byte, child node), few per node.
+    next: Vec<(u8, u32)>,
+    /// The route whose prefix ends here.
+    route: Option<RouteMatch>,
+}
+
+impl PrefixTrie {
+    fn insert(&mut self, prefix: &str, m: RouteMatch) {
+        if self.nodes.is_empty() {
+            self.nodes.push(TrieNode::default());
+        }
+        let mut at = 0usize;
+        for &b in prefix.as_bytes() {
+            at = match self.nodes[at].next.iter().find(|(c, _)| *c == b) {
+                Some(&(_, n)) => n as usize,
+                None => {
+                    let n = self.nodes.len();
+                    self.nodes.push(TrieNode::default());
+                    self.nodes[at].next.push((b, n as u32));
+                    n
+                }
+            };
+        }
+        // Validation refuses duplicates; the first route stays if one slips through.
+        self.nodes[at].route.get_or_insert(m);
+    }
+
+    /// The route of the longest prefix of `path`.
+    fn longest(&self, path: &[u8]) -> Option<RouteMatch> {
+        let mut at = 0usize;
+        let mut best = self.nodes.first()?.route;
+        for &b in path {
+            match self.nodes[at].next.iter().find(|(c, _)| *c == b) {
+                Some(&(_, n)) => at = n as usize,
+                None => break,
+            }
+            best = self.nodes[at].route.or(best);
+        }
+        best
+    }
+}
+
+/// The configured routes, by host and prefix.
+#[derive(Debug, Clone, Default)]
 pub struct RouteTable {
-    by_length: Vec<(String, RouteMatch)>,
+    exact: HashMap<String, PrefixTrie>,
+    /// By the suffix after the wildcard's `*.`.
+    wildcard: HashMap<String, PrefixTrie>,
+    any_host: PrefixTrie,
 }
 
 impl RouteTable {
     pub fn new(routes: &[Route]) -> RouteTable {
-        let mut by_length: Vec<(String, RouteMatch)> = routes
-            .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                (
-                    r.prefix.clone(),
-                    RouteMatch {
-                        route: i,
-                        backend: r.backend,
-                    },
-                )
-            })
-            .collect();
-        by_length.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
-        RouteTable { by_length }
+        let mut t = RouteTable::default();
+        for (i, r) in routes.iter().enumerate() {
+            let m = RouteMatch {
+                route: i,
+                backend: r.backend,
+            };
+            let trie = match &r.host {
+                None => &mut t.any_host,
+                Some(HostPattern::Exact(h)) => t.exact.entry(h.clone()).or_default(),
+                Some(HostPattern::Wildcard(s)) => t.wildcard.entry(s.clone()).or_default(),
+            };
+            trie.insert(&r.prefix, m);
+        }
+        t
     }
 
-    /// The route for a normalised target (its query is ignored).
-    pub fn route(&self, target: &str) -> Option<RouteMatch> {
-        let path = target.split_once('?').map_or(target, |(p, _)| p);
-        self.by_length
-            .iter()
-            .find(|(prefix, _)| path.starts_with(prefix.as_str()))
-            .map(|&(_, m)| m)
+    /// The route for a normalised target (its query is ignored) sent to `host` (the
+    /// request's Host, any case, with or without a port; None for HTTP/1.0 without one).
+    pub fn route(&self, host: Option<&[u8]>, target: &str) -> Option<RouteMatch> {
+        let path = target.split_once('?').map_or(target, |(p, _)| p).as_bytes();
+        if !(self.exact.is_empty() && self.wildcard.is_empty()) {
+            let mut buf = [0u8; MAX_HOST_BYTES];
+            if let Some(name) = host.and_then(|h| host_name(h, &mut buf)) {
+                if let Some(m) = self.exact.get(name).and_then(|t| t.longest(path)) {
+                    return Some(m);
+                }
+                let parent = name.split_once('.').map(|(_, rest)| rest);
+                if let Some(m) = parent
+                    .and_then(|p| self.wildcard.get(p))
+                    .and_then(|t| t.longest(path))
+                {
+                    return Some(m);
+                }
+            }
+        }
+        self.any_host.longest(path)
+    }
+}
+
+/// A Host value as a route compares it: without the port, lower-case, in `buf`. None when
+/// it is no name a route could have (too long, an IP literal, not UTF-8).
+fn host_name<'b>(host: &[u8], buf: &'b mut [u8; MAX_HOST_BYTES]) -> Option<&'b str> {
+    if host.first() == Some(&b'[') {
+        return None;
+    }
+    let name = match host.iter().rposition(|&b| b == b':') {
+        Some(colon) => &host[..colon],
+        None => host,
+    };
+    let name = name.strip_suffix(b".").unwrap_or(name);
+    if name.is_empty() || name.len() > MAX_HOST_BYTES {
+        return None;
+    }
+    let out = &mut buf[..name.len()];
+    for (o, &b) in out.iter_mut().zip(name) {
+        *o = b.to_ascii_lowercase();
+    }
+    std::str::from_utf8(out).ok()
+}
+
+/// The target the backend gets for `target` (normalised, as routed) on `route`: its prefix
+/// removed (`Strip`, the path then starting with `/`) or replaced (`Replace`). Borrowed
+/// when the route keeps the path.
+pub fn rewrite<'t>(route: &Route, target: &'t str) -> Cow<'t, str> {
+    let rest = || target.get(route.prefix.len()..).unwrap_or("");
+    match &route.rewrite {
+        Rewrite::Keep => Cow::Borrowed(target),
+        Rewrite::Strip => {
+            let rest = rest();
+            if rest.starts_with('/') {
+                Cow::Borrowed(rest)
+            } else {
+                Cow::Owned(format!("/{rest}"))
+            }
+        }
+        Rewrite::Replace(prefix) => Cow::Owned(format!("{prefix}{}", rest())),
     }
 }
 
@@ -161,95 +277,5 @@ fn dot_segment(seg: &str) -> Option<DotSegment> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn table() -> RouteTable {
-        RouteTable::new(&[
-            Route {
-                prefix: "/api".into(),
-                backend: 0,
-            },
-            Route {
-                prefix: "/api/payment".into(),
-                backend: 1,
-            },
-            Route {
-                prefix: "/api/orders".into(),
-                backend: 2,
-            },
-        ])
-    }
-
-    #[test]
-    fn longest_prefix_wins_and_query_is_ignored() {
-        let t = table();
-        assert_eq!(t.route("/api/payment/x").unwrap().backend, 1);
-        assert_eq!(t.route("/api/paymentsomething").unwrap().backend, 1);
-        assert_eq!(t.route("/api/other").unwrap().backend, 0);
-        assert_eq!(t.route("/api?x=/api/payment").unwrap().backend, 0);
-        assert_eq!(t.route("/ap?i"), None);
-        assert_eq!(t.route("/"), None);
-    }
-
-    #[test]
-    fn dot_segments_are_resolved_before_matching() {
-        let n = |s| normalize_target(s).map(|c| c.into_owned());
-        assert_eq!(n("/api/payment/x?a=1").unwrap(), "/api/payment/x?a=1");
-        assert_eq!(n("/api/payment/../orders/1").unwrap(), "/api/orders/1");
-        assert_eq!(n("/api/payment/%2e%2e/orders").unwrap(), "/api/orders");
-        assert_eq!(n("/api/payment/.%2E/orders").unwrap(), "/api/orders");
-        assert_eq!(n("/api/./payment/.").unwrap(), "/api/payment/");
-        assert_eq!(n("/a/b/..").unwrap(), "/a/");
-        assert_eq!(n("/..").unwrap_err(), TargetError::EscapesRoot);
-        assert_eq!(n("/a/../../b").unwrap_err(), TargetError::EscapesRoot);
-        assert_eq!(n("/a/..b/c").unwrap(), "/a/..b/c");
-        assert_eq!(n("/a?x=/../..").unwrap(), "/a?x=/../..");
-        assert_eq!(n("http://host/api/x?y").unwrap(), "/api/x?y");
-        assert_eq!(n("http://host").unwrap(), "/");
-        assert_eq!(n("HTTP://host?q").unwrap(), "/?q");
-        assert_eq!(n("http://host#frag").unwrap(), "/");
-        assert_eq!(n("http://host/a/../b#frag").unwrap(), "/b");
-        assert_eq!(n("*").unwrap(), "*");
-        assert_eq!(n("host:443").unwrap_err(), TargetError::UnsupportedForm);
-        let t = table();
-        let routed = n("/api/payment/../orders/1").unwrap();
-        assert_eq!(t.route(&routed).unwrap().backend, 2);
-    }
-
-    /// Most targets are already normal: they are passed on as they are, without a copy,
-    /// even when they hold a `.` or a `%` that is not a dot segment (one cut short included).
-    #[test]
-    fn normal_targets_are_borrowed() {
-        for target in [
-            "/",
-            "/api/x?q=1",
-            "/a.b/c.",
-            "/a/%41/..b",
-            "/%2",
-            "/.%2",
-            "/a/.%",
-            "*",
-        ] {
-            let got = normalize_target(target).unwrap();
-            assert!(
-                matches!(got, Cow::Borrowed(t) if t == target),
-                "{target:?}: {got:?}"
-            );
-        }
-        assert!(matches!(normalize_target("/a/./b"), Ok(Cow::Owned(t)) if t == "/a/b"));
-    }
-
-    /// The reason reaches the client in the 400's JSON message.
-    #[test]
-    fn every_target_error_says_why() {
-        assert_eq!(
-            TargetError::EscapesRoot.reason(),
-            "path climbs above the root with '..'"
-        );
-        assert_eq!(
-            TargetError::UnsupportedForm.reason(),
-            "request-target is not a path"
-        );
-    }
-}
+#[path = "router_tests.rs"]
+mod tests;

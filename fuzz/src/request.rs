@@ -7,7 +7,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use rgate::http::framing::BodyFraming;
 use rgate::http::request::parse_request;
 use rgate::http::request_id::{is_valid_request_id, RequestIds};
-use rgate::http::writer::write_request_head;
+use rgate::http::writer::{write_request_head, Forwarding, NO_EDITS};
 use rgate::http::{UnderscorePolicy, MAX_HEADERS};
 use rgate::router::normalize_target;
 
@@ -57,16 +57,19 @@ pub fn forward(data: &[u8]) -> Option<Forwarded> {
     head.check_underscores(UnderscorePolicy::Drop).ok()?;
     let target = normalize_target(head.target).ok()?;
     let mut out = Vec::new();
+    let id = RequestIds::new(1, 0).for_request(head.request_id);
     write_request_head(
         &mut out,
         &head,
-        &target,
-        CLIENT_IP,
-        BACKEND,
-        UnderscorePolicy::Drop,
-        RequestIds::new(1, 0)
-            .for_request(head.request_id)
-            .as_bytes(),
+        &Forwarding {
+            target: &target,
+            client_ip: CLIENT_IP,
+            fallback_host: BACKEND,
+            underscores: UnderscorePolicy::Drop,
+            request_id: id.as_bytes(),
+            stripped_prefix: None,
+            edits: &NO_EDITS,
+        },
     );
 
     let body = &data[head.head_len..];

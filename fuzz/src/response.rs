@@ -5,7 +5,7 @@
 
 use rgate::http::framing::BodyFraming;
 use rgate::http::response::parse_response;
-use rgate::http::writer::{write_response_head, RelayFraming};
+use rgate::http::writer::{write_response_head, RelayFraming, NO_EDITS};
 use rgate::http::{Version, MAX_HEADERS};
 
 use crate::relay::{relay_chunked, ChunkedRelay};
@@ -83,6 +83,7 @@ pub fn relay(data: &[u8]) -> Option<Relayed> {
                     client.version,
                     true,
                     None,
+                    &NO_EDITS,
                 );
                 interim.push(resp.status);
             }
@@ -106,6 +107,7 @@ pub fn relay(data: &[u8]) -> Option<Relayed> {
             client.version,
             client_keep,
             Some(REQUEST_ID),
+            &NO_EDITS,
         );
         let body = &backend[resp.head_len..];
         let payload = match resp.framing {

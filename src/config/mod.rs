@@ -16,9 +16,14 @@ use crate::http::UnderscorePolicy;
 
 mod access_log;
 mod backend_policy;
+mod routes;
 
 pub use backend_policy::{BackendPolicy, Balance, BreakerPolicy, HealthCheck, RetryPolicy};
 use backend_policy::{RawBreaker, RawHealthCheck, RawPolicy, RawRetries};
+#[cfg(test)]
+pub(crate) use routes::host_pattern;
+use routes::RawRoute;
+pub use routes::{HeaderEdits, HostPattern, Rewrite, Route};
 
 // ----- raw: exactly what the YAML may say -----
 
@@ -49,19 +54,13 @@ struct RawLimits {
     max_connections: Option<u64>,
     max_connections_per_ip: Option<u64>,
     min_request_body_rate: Option<u64>,
+    max_body_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawHeaders {
     underscores: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    path_prefix: String,
-    backend: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -155,6 +154,8 @@ pub struct LimitSettings {
     pub max_connections_per_ip: Option<u64>,
     /// Bytes per second a request body must keep up, over each 10 s (0: no minimum).
     pub min_request_body_rate: u64,
+    /// The largest request body, unless a route says otherwise (None: no limit).
+    pub max_body_bytes: Option<u64>,
 }
 
 impl Default for LimitSettings {
@@ -163,6 +164,7 @@ impl Default for LimitSettings {
             max_connections: None,
             max_connections_per_ip: None,
             min_request_body_rate: 512,
+            max_body_bytes: None,
         }
     }
 }
@@ -172,13 +174,6 @@ impl Default for LimitSettings {
 pub struct HeaderSettings {
     /// Field names with `_` (`Content_Length`…): dropped, forwarded or refused.
     pub underscores: UnderscorePolicy,
-}
-
-/// One `path_prefix` → backend rule. `backend` indexes `Config::backends`.
-#[derive(Debug, Clone)]
-pub struct Route {
-    pub prefix: String,
-    pub backend: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -396,6 +391,7 @@ impl Validator<'_> {
             min_request_body_rate: raw
                 .min_request_body_rate
                 .unwrap_or(LimitSettings::default().min_request_body_rate),
+            max_body_bytes: raw.max_body_bytes,
         })
     }
 
@@ -523,52 +519,7 @@ impl Validator<'_> {
         raw: Vec<RawRoute>,
         backends: &[BackendSpec],
     ) -> Result<Vec<Route>, ConfigError> {
-        let mut seen = HashSet::new();
-        let mut out = Vec::with_capacity(raw.len());
-        for (i, r) in raw.into_iter().enumerate() {
-            let field = format!("routes[{i}]");
-            if !r.path_prefix.starts_with('/') {
-                return Err(self.err(
-                    format!("{field}.path_prefix"),
-                    format!("{:?} must start with '/'", r.path_prefix),
-                ));
-            }
-            if r.path_prefix.bytes().any(|b| b <= b' ' || b == 0x7f) {
-                return Err(self.err(
-                    format!("{field}.path_prefix"),
-                    format!(
-                        "{:?} contains whitespace or control characters",
-                        r.path_prefix
-                    ),
-                ));
-            }
-            if !seen.insert(r.path_prefix.clone()) {
-                return Err(self.err(
-                    format!("{field}.path_prefix"),
-                    format!("duplicate path_prefix {:?}", r.path_prefix),
-                ));
-            }
-            let Some(backend) = backends.iter().position(|b| b.name == r.backend) else {
-                let known: Vec<&str> = backends.iter().map(|b| b.name.as_str()).collect();
-                return Err(self.err(
-                    format!("{field}.backend"),
-                    format!(
-                        "unknown backend {:?} (backends defined: {})",
-                        r.backend,
-                        if known.is_empty() {
-                            "none".to_string()
-                        } else {
-                            known.join(", ")
-                        }
-                    ),
-                ));
-            };
-            out.push(Route {
-                prefix: r.path_prefix,
-                backend,
-            });
-        }
-        Ok(out)
+        routes::validate(raw, backends).map_err(|(field, why)| self.err(field, why))
     }
 
     fn status_code(&self, field: &str, code: u32) -> Result<u16, ConfigError> {

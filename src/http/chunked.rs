@@ -264,6 +264,8 @@ pub struct Reframer {
     decoder: ChunkedDecoder,
     /// The last chunk and trailer section have been written.
     finished: bool,
+    /// Payload bytes consumed so far.
+    payload: u64,
 }
 
 impl Reframer {
@@ -276,6 +278,11 @@ impl Reframer {
         self.finished
     }
 
+    /// Payload bytes consumed so far.
+    pub fn payload_bytes(&self) -> u64 {
+        self.payload
+    }
+
     /// Consumes the prefix of `input` that belongs to the body (all of it, unless the body
     /// ends inside it) and appends the re-framed bytes to `out`; returns how much was
     /// consumed. On an error, `out` may hold a partial chunk: the message is to be cut.
@@ -285,6 +292,7 @@ impl Reframer {
             match self.decoder.decode(&input[at..])? {
                 Decoded::Payload(n) => {
                     write_chunk(out, &input[at..at + n]);
+                    self.payload += n as u64;
                     at += n;
                 }
                 Decoded::Framing(n) => at += n,

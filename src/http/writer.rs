@@ -24,20 +24,34 @@ fn is_framing(name: &str) -> bool {
     }
 }
 
-/// Appends the head of the request forwarded to a backend. `target` is the normalised
-/// origin-form request-target the route was chosen on; `fallback_host` is used when the
-/// client sent no Host (HTTP/1.0), because the backend is spoken to in HTTP/1.1.
-/// `request_id` replaces every `X-Request-Id` the client sent (it is the client's own when
-/// that was valid).
-pub fn write_request_head(
-    out: &mut Vec<u8>,
-    head: &RequestHead<'_, '_>,
-    target: &str,
-    client_ip: IpAddr,
-    fallback_host: SocketAddr,
-    underscores: UnderscorePolicy,
-    request_id: &[u8],
-) {
+/// What rgate decided about a request it forwards, beyond the client's head.
+#[derive(Debug, Clone, Copy)]
+pub struct Forwarding<'a> {
+    /// The origin-form target the backend gets: normalised, routed, rewritten.
+    pub target: &'a str,
+    pub client_ip: IpAddr,
+    /// Used as Host when the client sent none (HTTP/1.0): the backend is spoken to in 1.1.
+    pub fallback_host: SocketAddr,
+    pub underscores: UnderscorePolicy,
+    /// Replaces every `X-Request-Id` the client sent (it is the client's own when valid).
+    pub request_id: &'a [u8],
+    /// The prefix the route took off the path (`X-Forwarded-Prefix`), when it did.
+    pub stripped_prefix: Option<&'a str>,
+    /// The route's `request_headers`.
+    pub edits: &'a HeaderEdits,
+}
+
+/// Appends the head of the request forwarded to a backend.
+pub fn write_request_head(out: &mut Vec<u8>, head: &RequestHead<'_, '_>, f: &Forwarding<'_>) {
+    let Forwarding {
+        target,
+        client_ip,
+        fallback_host,
+        underscores,
+        request_id,
+        stripped_prefix,
+        edits,
+    } = *f;
     out.extend_from_slice(head.method.as_bytes());
     out.push(b' ');
     out.extend_from_slice(target.as_bytes());
@@ -75,7 +89,9 @@ pub fn write_request_head(
             // rgate is the edge: these describe rgate's own client connection.
             || name.eq_ignore_ascii_case("x-forwarded-proto")
             || name.eq_ignore_ascii_case("x-forwarded-host")
+            || name.eq_ignore_ascii_case("x-forwarded-prefix")
             || is_request_id_header(name)
+            || (!edits.is_empty() && edits.drops(name))
             // (the parse already knows whether any name has one: no second scan without)
             || (head.underscore_names
                 && underscores != UnderscorePolicy::Forward
@@ -112,8 +128,44 @@ pub fn write_request_head(
         put_ip(out, client_ip);
         out.extend_from_slice(b"\r\n");
     }
+    if let Some(prefix) = stripped_prefix {
+        put_header(out, "X-Forwarded-Prefix", prefix.as_bytes());
+    }
+    for (_, name, value) in &edits.set {
+        put_header(out, name, value.as_bytes());
+    }
     put_header(out, REQUEST_ID_HEADER, request_id);
     out.extend_from_slice(b"X-Forwarded-Proto: http\r\n\r\n");
+}
+
+/// Header fields to set (replacing any of the same name) and to remove.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeaderEdits {
+    /// Lower-case name, the name as written, value.
+    pub set: Vec<(String, String, String)>,
+    /// Lower-case names.
+    pub remove: Vec<String>,
+}
+
+/// No edits (interim responses, responses to requests no route took).
+pub static NO_EDITS: HeaderEdits = HeaderEdits {
+    set: Vec::new(),
+    remove: Vec::new(),
+};
+
+impl HeaderEdits {
+    pub fn is_empty(&self) -> bool {
+        self.set.is_empty() && self.remove.is_empty()
+    }
+
+    /// Whether a field of the message is dropped: removed, or replaced by a set one.
+    pub fn drops(&self, name: &str) -> bool {
+        self.remove.iter().any(|r| r.eq_ignore_ascii_case(name))
+            || self
+                .set
+                .iter()
+                .any(|(l, _, _)| l.eq_ignore_ascii_case(name))
+    }
 }
 
 /// How the relayed response body is framed towards the client.
@@ -141,6 +193,7 @@ pub fn write_response_head(
     client_version: Version,
     keep_alive: bool,
     request_id: Option<&[u8]>,
+    edits: &HeaderEdits,
 ) {
     let mut request_id = request_id;
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -159,10 +212,15 @@ pub fn write_response_head(
             }
         } else if is_hop_by_hop(name, &resp.connection) {
             continue;
+        } else if !edits.is_empty() && edits.drops(name) {
+            continue;
         } else if request_id.is_some() && is_request_id_header(name) {
             request_id = None;
         }
         put_header(out, name, h.value);
+    }
+    for (_, name, value) in &edits.set {
+        put_header(out, name, value.as_bytes());
     }
     if let Some(id) = request_id {
         put_header(out, REQUEST_ID_HEADER, id);

@@ -33,16 +33,19 @@ fn forwarded_with(input: &[u8], underscores: UnderscorePolicy) -> String {
     let head = parse_request(input, &mut storage).unwrap().unwrap();
     let target = crate::router::normalize_target(head.target).unwrap();
     let mut out = Vec::new();
+    let id = RequestIds::new(0xfeed, 0).for_request(head.request_id);
     write_request_head(
         &mut out,
         &head,
-        &target,
-        "10.0.0.7".parse().unwrap(),
-        "127.0.0.1:9".parse().unwrap(),
-        underscores,
-        RequestIds::new(0xfeed, 0)
-            .for_request(head.request_id)
-            .as_bytes(),
+        &Forwarding {
+            target: &target,
+            client_ip: "10.0.0.7".parse().unwrap(),
+            fallback_host: "127.0.0.1:9".parse().unwrap(),
+            underscores,
+            request_id: id.as_bytes(),
+            stripped_prefix: None,
+            edits: &NO_EDITS,
+        },
     );
     String::from_utf8(out).unwrap()
 }
@@ -147,6 +150,7 @@ fn response_gets_the_request_id_unless_the_backend_sent_one() {
             Version::Http11,
             true,
             Some(b"rid-1"),
+            &NO_EDITS,
         );
         String::from_utf8(out).unwrap()
     };
@@ -290,7 +294,7 @@ fn relayed(input: &[u8], relay: RelayFraming, v: Version, keep: bool) -> String 
     let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let resp = parse_response(input, &mut storage, false).unwrap().unwrap();
     let mut out = Vec::new();
-    write_response_head(&mut out, &resp, relay, v, keep, None);
+    write_response_head(&mut out, &resp, relay, v, keep, None, &NO_EDITS);
     String::from_utf8(out).unwrap()
 }
 
@@ -364,6 +368,7 @@ fn response_lengths_without_a_body() {
             Version::Http11,
             true,
             None,
+            &NO_EDITS,
         );
         String::from_utf8(out).unwrap()
     };
@@ -403,4 +408,67 @@ fn upgrade_is_relayed_only_with_a_101() {
         true,
     );
     assert_eq!(count(&out, "upgrade"), 0, "{out}");
+}
+
+/// A route's header edits: set fields replace the client's (or backend's) of the same name,
+/// removed ones go; rgate's own fields are written after them and cannot be displaced.
+#[test]
+fn route_header_edits_set_and_remove_both_ways() {
+    let edits = HeaderEdits {
+        set: vec![("x-team".into(), "X-Team".into(), "search".into())],
+        remove: vec!["cookie".into()],
+    };
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let input = b"GET /api/q HTTP/1.1\r\nHost: gw\r\nCookie: a=1\r\nx-team: client\r\n\
+X-Forwarded-Prefix: /spoofed\r\nAccept: */*\r\n\r\n";
+    let head = parse_request(input, &mut storage).unwrap().unwrap();
+    let mut out = Vec::new();
+    write_request_head(
+        &mut out,
+        &head,
+        &Forwarding {
+            target: "/q",
+            client_ip: "10.0.0.7".parse().unwrap(),
+            fallback_host: "127.0.0.1:9".parse().unwrap(),
+            underscores: UnderscorePolicy::Drop,
+            request_id: b"rid",
+            stripped_prefix: Some("/api"),
+            edits: &edits,
+        },
+    );
+    let out = String::from_utf8(out).unwrap();
+    assert_eq!(
+        out,
+        "GET /q HTTP/1.1\r\nHost: gw\r\nAccept: */*\r\nX-Forwarded-Host: gw\r\n\
+X-Forwarded-For: 10.0.0.7\r\nX-Forwarded-Prefix: /api\r\nX-Team: search\r\n\
+X-Request-Id: rid\r\nX-Forwarded-Proto: http\r\n\r\n"
+    );
+
+    let edits = HeaderEdits {
+        set: vec![(
+            "cache-control".into(),
+            "Cache-Control".into(),
+            "no-store".into(),
+        )],
+        remove: vec!["server".into()],
+    };
+    let resp = b"HTTP/1.1 200 OK\r\nServer: secret/1.0\r\nCache-Control: public\r\n\
+X-Kept: 1\r\nContent-Length: 0\r\n\r\n";
+    let mut storage = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let resp = parse_response(resp, &mut storage, false).unwrap().unwrap();
+    let mut out = Vec::new();
+    write_response_head(
+        &mut out,
+        &resp,
+        RelayFraming::AsIs,
+        Version::Http11,
+        true,
+        Some(b"rid"),
+        &edits,
+    );
+    assert_eq!(
+        String::from_utf8(out).unwrap(),
+        "HTTP/1.1 200 OK\r\nX-Kept: 1\r\nCache-Control: no-store\r\nX-Request-Id: rid\r\n\
+Content-Length: 0\r\n\r\n"
+    );
 }

@@ -8,13 +8,14 @@ use super::attempt::Attempt;
 use super::record::RequestRecorder;
 use super::{ClientConn, Next, NO_INSTANCE_MESSAGE};
 use crate::access_log::format::LoggedHead;
+use crate::config::Rewrite;
 use crate::http::framing::BodyFraming;
 use crate::http::gateway::{ErrorCode, Reply};
 use crate::http::request::{parse_request, RequestError, RequestHead};
 use crate::http::request_id::RequestId;
-use crate::http::writer::write_request_head;
+use crate::http::writer::{write_request_head, Forwarding};
 use crate::http::{Version, MAX_HEADERS};
-use crate::router::{normalize_target, RouteMatch};
+use crate::router::{normalize_target, rewrite, RouteMatch};
 use crate::stats::{Endpoint, ErrorKind};
 
 /// The parts of a request head that outlive its buffer.
@@ -27,6 +28,8 @@ pub(super) struct RequestInfo {
     pub(super) upgrade: bool,
     /// The method is idempotent (RFC 9110 §9.2.2): sending it twice is as sending it once.
     pub(super) idempotent: bool,
+    /// The largest body the request's route takes (None: no limit, or not routed).
+    pub(super) max_body: Option<u64>,
 }
 
 impl RequestInfo {
@@ -39,6 +42,7 @@ impl RequestInfo {
             expect_continue: head.expect_continue,
             upgrade: head.upgrade.is_some(),
             idempotent: head.is_idempotent(),
+            max_body: None,
         }
     }
 }
@@ -49,6 +53,8 @@ pub(super) enum Decision {
     Default,
     BadTarget(&'static str),
     NoInstance(RouteMatch),
+    /// The body's announced length is over the route's limit: 413, nothing forwarded.
+    TooLarge(RouteMatch, u64),
     Forward(RouteMatch, Attempt),
 }
 
@@ -74,7 +80,7 @@ impl ClientConn {
         let settings = &self.core.settings;
         let underscores = settings.config.headers.underscores;
         head.check_underscores(underscores)?;
-        let info = RequestInfo::of(&head);
+        let mut info = RequestInfo::of(&head);
         let head_len = head.head_len;
         let id = self.core.ids.for_request(head.request_id);
         let logged = self
@@ -113,7 +119,7 @@ impl ClientConn {
                 logged,
             }));
         }
-        let Some(route) = settings.routes.route(&target) else {
+        let Some(route) = settings.routes.route(head.host, &target) else {
             return Ok(Some(Decided {
                 info,
                 decision: Decision::Default,
@@ -122,6 +128,21 @@ impl ClientConn {
                 logged,
             }));
         };
+        let routed = &settings.config.routes[route.route];
+        info.max_body = routed
+            .max_body_bytes
+            .or(settings.config.limits.max_body_bytes);
+        if let (Some(limit), BodyFraming::Length(n)) = (info.max_body, info.framing) {
+            if n > limit {
+                return Ok(Some(Decided {
+                    info,
+                    decision: Decision::TooLarge(route, limit),
+                    head_len,
+                    id,
+                    logged,
+                }));
+            }
+        }
         let policy = &settings.config.backends[route.backend].policy;
         let Some(attempt) = Attempt::first(self.core.table(), route.backend, policy) else {
             return Ok(Some(Decided {
@@ -133,15 +154,23 @@ impl ClientConn {
             }));
         };
         let addr = attempt.addr();
+        let forwarded = rewrite(routed, &target);
+        let stripped = (routed.rewrite != Rewrite::Keep)
+            .then(|| routed.prefix.trim_end_matches('/'))
+            .filter(|p| !p.is_empty());
         self.head.clear();
         write_request_head(
             &mut self.head,
             &head,
-            &target,
-            self.peer.ip(),
-            addr,
-            underscores,
-            id.as_bytes(),
+            &Forwarding {
+                target: &forwarded,
+                client_ip: self.peer.ip(),
+                fallback_host: addr,
+                underscores,
+                request_id: id.as_bytes(),
+                stripped_prefix: stripped,
+                edits: &routed.request_headers,
+            },
         );
         Ok(Some(Decided {
             info,
@@ -177,6 +206,15 @@ impl ClientConn {
                     rec,
                 )
                 .await
+            }
+            Decision::TooLarge(route, limit) => {
+                rec.record.route = Some(route.route);
+                rec.record.backend = Some(route.backend);
+                rec.fail(ErrorKind::Client);
+                let message =
+                    format!("the request body is larger than this route's limit of {limit} bytes");
+                self.answer_error(info, 413, ErrorCode::ContentTooLarge, &message, false, rec)
+                    .await
             }
             Decision::BadTarget(why) => {
                 rec.fail(ErrorKind::Client);

@@ -27,7 +27,7 @@ use crate::http::framing::BodyFraming;
 use crate::http::gateway::ErrorCode;
 use crate::http::request_id::RequestId;
 use crate::http::response::{ResponseError, ResponseHead};
-use crate::http::writer::{write_response_head, RelayFraming};
+use crate::http::writer::{write_response_head, HeaderEdits, RelayFraming, NO_EDITS};
 use crate::http::Version;
 use crate::stats::ErrorKind;
 use crate::upstream::{BackendConn, Exchange, UpstreamError};
@@ -276,6 +276,7 @@ impl ClientConn {
             write_limit: config.timeouts.body_idle,
             min_rate: config.limits.min_request_body_rate,
             receiver_answered: Some(&answered),
+            max_payload: info.max_body,
         };
         let relayed = relay_body(
             &mut self.client,
@@ -291,6 +292,23 @@ impl ClientConn {
                 rec.record.bytes_in += n;
                 exchange.request_sent();
                 Ok(())
+            }
+            Err(RelayError::TooLarge(limit)) => {
+                // The backend has part of a body that will never end: its connection is
+                // dropped (closed), never pooled; the client is told and the rest unread.
+                rec.fail(ErrorKind::Client);
+                let msg =
+                    format!("the request body is larger than this route's limit of {limit} bytes");
+                self.reply_error(
+                    413,
+                    ErrorCode::ContentTooLarge,
+                    &msg,
+                    info.version,
+                    false,
+                    rec,
+                )
+                .await;
+                Err(Stop::Done(Next::Linger))
             }
             Err(RelayError::Chunked(e)) => {
                 rec.fail(ErrorKind::Client);
@@ -353,6 +371,11 @@ impl ClientConn {
         loop {
             let request_whole = exchange.request_whole();
             let (out, alarms, id) = (&mut self.out, &self.core.alarms, &rec.id);
+            let routes = &self.core.settings.config.routes;
+            let edits = rec
+                .record
+                .route
+                .map_or(&NO_EDITS, |i| &routes[i].response_headers);
             let heard = exchange
                 .read_head(alarms, timeout, info.is_head, |resp| {
                     out.clear();
@@ -367,13 +390,14 @@ impl ClientConn {
                                 info.version,
                                 true,
                                 None,
+                                &NO_EDITS,
                             );
                         }
                         None
                     } else {
                         // Whether the core drains is asked now, when the head is here.
                         let keep = info.keep_alive && request_whole && !alarms.is_draining();
-                        Some(plan_relay(out, resp, info.version, keep, id))
+                        Some(plan_relay(out, resp, info.version, keep, id, edits))
                     }
                 })
                 .await
@@ -434,6 +458,7 @@ impl ClientConn {
             write_limit: core.settings.config.timeouts.client_write,
             min_rate: 0,
             receiver_answered: None,
+            max_payload: None,
         };
         let mut before_last_write = |body_bytes: u64| {
             rec.record.bytes_out = head_bytes + body_bytes;
@@ -523,6 +548,7 @@ fn plan_relay(
     version: Version,
     keep: bool,
     request_id: &RequestId,
+    edits: &HeaderEdits,
 ) -> RelayPlan {
     let relay = if resp.status == 101 {
         RelayFraming::Upgrade
@@ -541,6 +567,7 @@ fn plan_relay(
         version,
         client_keep,
         Some(request_id.as_bytes()),
+        edits,
     );
     RelayPlan {
         status: resp.status,

@@ -44,6 +44,9 @@ pub(crate) enum RelayError {
     /// The receiving side answered before the body was complete (a backend's early 413):
     /// the rest of the body is not relayed.
     ReceiverAnswered,
+    /// A chunked body's payload grew past this limit (`IdleLimit::max_payload`); the chunk
+    /// that crossed it was not relayed.
+    TooLarge(u64),
 }
 
 impl fmt::Display for RelayError {
@@ -53,6 +56,7 @@ impl fmt::Display for RelayError {
             RelayError::SourceIo(e) => write!(f, "read failed: {e}"),
             RelayError::SourceTimeout => write!(f, "silent longer than the body idle timeout"),
             RelayError::SourceTooSlow => write!(f, "slower than the minimum body rate"),
+            RelayError::TooLarge(limit) => write!(f, "payload over the limit of {limit} bytes"),
             RelayError::Chunked(e) => write!(f, "{e}"),
             RelayError::DestinationIo(e) => write!(f, "write failed: {e}"),
             RelayError::DestinationTimeout => write!(f, "the receiver read nothing in time"),
@@ -103,6 +107,9 @@ pub(crate) struct IdleLimit<'a> {
     /// Bytes per second the sender must keep up over each `RATE_WINDOW_SECONDS` (0: any).
     pub(crate) min_rate: u64,
     pub(crate) receiver_answered: Option<&'a dyn Fn() -> bool>,
+    /// The most payload a chunked body may carry (a Content-Length body is checked before
+    /// it is relayed).
+    pub(crate) max_payload: Option<u64>,
 }
 
 /// The window over which a body's rate is measured: short bursts and pauses even out.
@@ -251,6 +258,9 @@ async fn reframe_chunked<S: AsyncReadRent, W: AsyncWriteRent>(
             .feed(src.data(), &mut out)
             .map_err(RelayError::Chunked)?;
         src.consume(used);
+        if let Some(limit) = idle.max_payload.filter(|&l| reframer.payload_bytes() > l) {
+            return Err(RelayError::TooLarge(limit));
+        }
         if out.is_empty() {
             continue;
         }

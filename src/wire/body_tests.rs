@@ -113,6 +113,7 @@ fn relay_into(src: Peer, mut dst: Peer, framing: BodyFraming, mode: ChunkedRelay
             write_limit: Duration::from_secs(60),
             min_rate: 0,
             receiver_answered: None,
+            max_payload: None,
         };
         let result = relay_body(&mut src, &mut dst, framing, mode, idle, &mut |n| {
             counted.push(n)
