@@ -53,6 +53,11 @@ pub struct Args {
     #[argh(switch)]
     pub supervise: bool,
 
+    /// restart (as SIGHUP does) when the config file changes into a valid config; an
+    /// invalid change is logged and the running process keeps serving
+    #[argh(switch)]
+    pub watch_config: bool,
+
     /// validate the config and exit: 0 when valid, 2 with the reason when not
     #[argh(switch)]
     pub check: bool,

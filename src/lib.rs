@@ -3,6 +3,7 @@
 //! # Layout
 //! * Control plane (plain threads, may block):
 //!   * `cli`, `config` — command line; YAML config parsed raw, then validated.
+//!   * `config_watch` — `--watch-config`: a changed, valid config file restarts as SIGHUP.
 //!   * `lifecycle` — start-up order, signals, drain, pid file. SIGHUP is also how the
 //!     configuration is reloaded: the successor reads the file anew.
 //!   * `discovery` — Docker containers → backend instances (docker-api on its own thread).
@@ -58,6 +59,7 @@ pub mod cli;
 pub(crate) mod clients;
 pub(crate) mod clock;
 pub mod config;
+pub(crate) mod config_watch;
 pub mod discovery;
 pub(crate) mod health;
 pub mod http;

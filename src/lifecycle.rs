@@ -29,6 +29,7 @@ use crate::backends::{BackendTable, TablePublisher};
 use crate::cli::Args;
 use crate::clock;
 use crate::config::Config;
+use crate::config_watch::ConfigWatch;
 use crate::limits::{self, ConnectionLimits};
 use crate::server::{self, DriverKind};
 use crate::signals::SignalSet;
@@ -242,8 +243,16 @@ fn serve(
     publisher.start_accepting();
     log::info!("ready (pid {})", std::process::id());
 
+    let mut watch = args
+        .watch_config
+        .then(|| ConfigWatch::new(args.config.clone()));
     loop {
-        match signals.wait(Duration::from_secs(1))? {
+        let mut signal = signals.wait(Duration::from_secs(1))?;
+        if signal.is_none() && watch.as_mut().is_some_and(ConfigWatch::poll) {
+            // A changed, valid config restarts the process as SIGHUP does.
+            signal = Some(libc::SIGHUP);
+        }
+        match signal {
             Some(libc::SIGTERM) | Some(libc::SIGINT) => break,
             Some(libc::SIGUSR1) => match &log_writer {
                 Some(writer) => writer.reopen(),

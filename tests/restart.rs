@@ -172,6 +172,47 @@ fn restarts_under_load_lose_and_duplicate_no_access_log_line() {
 }
 
 #[test]
+fn watch_config_applies_a_valid_edit_under_load_and_ignores_a_broken_one() {
+    let backend = Backend::start("app");
+    let gw = start(&backend, &["--watch-config"]);
+    let load = Load::start(gw.addr, 4, "/api", answers_get);
+    load.wait_answered(50);
+    let old = gw.pid_in_file().unwrap();
+    assert_eq!(gw.get("/new/x").status, 403, "no route yet");
+    // An edit that adds a route, written as editors do (a new file renamed over the old).
+    let edit = |text: &str| {
+        let tmp = gw.config_path.with_extension("yml.tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &gw.config_path).unwrap();
+    };
+    edit(&common::config(
+        &[("/api", "app"), ("/new", "app")],
+        &[("app", &[backend.addr])],
+        "",
+    ));
+    gw.wait_until(
+        limits::CONDITION,
+        |g| g.pid_in_file().is_some_and(|p| p != old),
+        "a restart for the edit",
+    );
+    let new = gw.pid_in_file().unwrap();
+    gw.wait_log(limits::CONDITION, &format!("ready (pid {new})"));
+    assert!(answers_get(&gw.get("/new/x"), "/new/x"));
+    load.wait_answered(50);
+    // A broken edit: logged, nothing restarts, everything keeps working.
+    edit("routes:\n  - path_prefix: /api\n    backend: missing\n");
+    gw.wait_log(limits::CONDITION, "--watch-config: the change is not used");
+    assert!(gw.log().contains("unknown backend \"missing\""), "{}", gw.log());
+    thread::sleep(Duration::from_millis(1500));
+    assert_eq!(gw.pid_in_file(), Some(new), "no restart for a broken edit");
+    assert!(answers_get(&gw.get("/new/y"), "/new/y"));
+    load.wait_answered(50);
+    let outcome = load.finish();
+    assert_eq!(outcome.failed, 0, "failures: {:?}", outcome.failures);
+    gw.wait_until(limits::CONDITION, |_| exited(old), "the old process to exit");
+}
+
+#[test]
 fn requests_in_flight_complete_across_a_restart() {
     let backend = Backend::start("app");
     let gw = start(&backend, &[]);
