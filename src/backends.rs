@@ -133,7 +133,7 @@ impl BackendTable {
                         .iter()
                         .map(|a| Instance::new(a.addr, "static".into(), a.weight))
                         .collect(),
-                    Discovery::DockerLabels(_) => Vec::new(),
+                    Discovery::DockerLabels(_) | Discovery::LabelRoute(_) => Vec::new(),
                 };
                 BackendInstances::new(b.name.clone(), instances)
             })

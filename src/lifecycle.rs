@@ -65,10 +65,15 @@ pub fn run(args: Args) -> i32 {
 /// Checks the command line and the config, opens the statistics database, then serves until
 /// told to stop. `--check` ends after the config.
 fn start_and_serve(args: &Args, handover: Handover) -> Result<(), StartError> {
-    let config = Config::load(&args.config).map_err(StartError::Config)?;
+    let mut config = Config::load(&args.config).map_err(StartError::Config)?;
     if args.check {
         println!("rgate: {}: configuration is valid", args.config.display());
         return Ok(());
+    }
+    if config.docker.label_routes {
+        let declared = discovery::declared_at_start();
+        config.docker.declared = declared.keys().cloned().collect();
+        config = discovery::label_routes::with_label_routes(config, &declared);
     }
     let port = args.port.ok_or(StartError::PortMissing)?;
     let cores = match args.cores {

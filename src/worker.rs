@@ -13,7 +13,7 @@ use crate::access_log::{CoreLog, SharedLog};
 use crate::alarms::Alarms;
 use crate::backends::BackendTable;
 use crate::clients::Clients;
-use crate::config::Config;
+use crate::config::{Config, Route};
 use crate::http::request_id::{self, RequestIds};
 use crate::limits::ConnectionLimits;
 use crate::retry_budget::RetryBudget;
@@ -25,6 +25,8 @@ use crate::upstream::pool::IdlePool;
 pub struct Settings {
     pub config: Config,
     pub routes: RouteTable,
+    /// Each route's name (`Route::name`), by index, for the access log.
+    pub route_names: Vec<String>,
     pub stats: Arc<StatsHub>,
     pub limits: ConnectionLimits,
     /// This process's random part of the request IDs it makes.
@@ -37,6 +39,7 @@ impl Settings {
     pub fn new(config: Config, stats: Arc<StatsHub>, limits: ConnectionLimits) -> Settings {
         let routes = RouteTable::new(&config.routes);
         Settings {
+            route_names: config.routes.iter().map(Route::name).collect(),
             config,
             routes,
             stats,

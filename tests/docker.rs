@@ -810,3 +810,72 @@ fn a_replica_disconnected_from_its_network_under_traffic_costs_no_client_errors(
     assert_eq!(served.keys().collect::<Vec<_>>(), [&stays.hostname]);
     eprintln!("network disconnect: {ok} requests under traffic, no errors");
 }
+
+#[test]
+#[ignore = "needs Docker: `make test` runs it when Docker answers"]
+fn containers_declare_routes_with_labels_and_the_file_wins_over_them() {
+    let t = DockerTest::begin("labelroutes");
+    let payment = t.start_plain("payment");
+    let config = format!(
+        "routes:\n  - {{path_prefix: /api/payment, backend: payment}}\n\
+         backends:\n  - name: payment\n    match_labels: {}\ndocker:\n  label_routes: true\n",
+        t.match_labels("payment")
+    );
+    let rgate = start_rgate(&config, &[]);
+    assert_eq!(get(rgate.addr, "/search/q").unwrap().status, 404);
+    let declare = |labels: &[&str]| {
+        let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
+        t.start("labelled", &labels, &["--no-healthcheck"])
+    };
+    // A bad label: skipped (logged at the next start), never fatal.
+    let _bad = declare(&["rgate.route.path_prefix=no-slash"]);
+    // A route the file already has: the file's wins.
+    let _shadow = declare(&["rgate.route.path_prefix=/api/payment"]);
+    // A new route, stripped: reachable with no config change.
+    let started = Instant::now();
+    let search = declare(&[
+        "rgate.route.path_prefix=/search",
+        "rgate.route.strip_prefix=true",
+    ]);
+    let took = wait_answer(
+        &rgate,
+        "/search/q?x=1",
+        EVENT_LIMIT,
+        ok_from(&search.hostname),
+    )
+    .unwrap_or_else(|e| panic!("the label route: {e}\n{}", rgate.log()));
+    eprintln!(
+        "label route served {took:?} after its container was started ({:?} since docker run began)",
+        started.elapsed()
+    );
+    let r = get(rgate.addr, "/search/q?x=1").unwrap();
+    assert_eq!(r.json()["path"], "/q?x=1", "strip_prefix from the label");
+    // The file's route is untouched by the container that declares it too.
+    for _ in 0..10 {
+        assert!(ok_from(&payment.hostname)(
+            &get(rgate.addr, PAYMENT).unwrap()
+        ));
+    }
+    let log = rgate.log();
+    assert!(log.contains("declares no usable route"), "{log}");
+    assert!(log.contains("must start with '/'"), "{log}");
+    assert!(
+        log.contains("the config file's route for /api/payment wins"),
+        "{log}"
+    );
+    // /stats lists the label route like a file route, with where it comes from.
+    let stats = get(rgate.addr, "/stats").unwrap().json();
+    assert_eq!(stats["routes"]["/search"]["source"], "labels", "{stats}");
+    assert_eq!(stats["routes"]["/api/payment"]["source"], "file", "{stats}");
+    // Its last container stopped: the route goes, the default response answers.
+    docker(&["stop", "-t", "2", &search.id]).unwrap();
+    wait_answer(&rgate, "/search/q", EVENT_LIMIT, |r| r.status == 404).unwrap_or_else(|e| {
+        panic!(
+            "the route after its container stopped: {e}\n{}",
+            rgate.log()
+        )
+    });
+    assert!(ok_from(&payment.hostname)(
+        &get(rgate.addr, PAYMENT).unwrap()
+    ));
+}

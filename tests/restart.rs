@@ -202,14 +202,22 @@ fn watch_config_applies_a_valid_edit_under_load_and_ignores_a_broken_one() {
     // A broken edit: logged, nothing restarts, everything keeps working.
     edit("routes:\n  - path_prefix: /api\n    backend: missing\n");
     gw.wait_log(limits::CONDITION, "--watch-config: the change is not used");
-    assert!(gw.log().contains("unknown backend \"missing\""), "{}", gw.log());
+    assert!(
+        gw.log().contains("unknown backend \"missing\""),
+        "{}",
+        gw.log()
+    );
     thread::sleep(Duration::from_millis(1500));
     assert_eq!(gw.pid_in_file(), Some(new), "no restart for a broken edit");
     assert!(answers_get(&gw.get("/new/y"), "/new/y"));
     load.wait_answered(50);
     let outcome = load.finish();
     assert_eq!(outcome.failed, 0, "failures: {:?}", outcome.failures);
-    gw.wait_until(limits::CONDITION, |_| exited(old), "the old process to exit");
+    gw.wait_until(
+        limits::CONDITION,
+        |_| exited(old),
+        "the old process to exit",
+    );
 }
 
 #[test]

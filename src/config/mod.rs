@@ -20,10 +20,9 @@ mod routes;
 
 pub use backend_policy::{BackendPolicy, Balance, BreakerPolicy, HealthCheck, RetryPolicy};
 use backend_policy::{RawBreaker, RawHealthCheck, RawPolicy, RawRetries};
-#[cfg(test)]
-pub(crate) use routes::host_pattern;
 use routes::RawRoute;
-pub use routes::{HeaderEdits, HostPattern, Rewrite, Route};
+pub(crate) use routes::{check_path, host_pattern};
+pub use routes::{HeaderEdits, HostPattern, Rewrite, Route, RouteSource};
 
 // ----- raw: exactly what the YAML may say -----
 
@@ -46,6 +45,14 @@ struct RawConfig {
     limits: Option<RawLimits>,
     #[serde(default)]
     access_log: Option<access_log::RawAccessLog>,
+    #[serde(default)]
+    docker: Option<RawDocker>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDocker {
+    label_routes: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -141,6 +148,17 @@ pub struct Config {
     pub limits: LimitSettings,
     /// None: no access log.
     pub access_log: Option<crate::access_log::AccessLogSettings>,
+    pub docker: DockerSettings,
+}
+
+/// What rgate takes from Docker beyond `match_labels` backends.
+#[derive(Debug, Clone, Default)]
+pub struct DockerSettings {
+    /// Containers' `rgate.route.*` labels declare routes (`discovery::label_routes`).
+    pub label_routes: bool,
+    /// The routes running containers declared when this process started (filled in at
+    /// start, not from the file); their routes and backends follow the file's.
+    pub declared: Vec<crate::discovery::RouteKey>,
 }
 
 /// The highest `limits.min_request_body_rate` (bytes/s): 1 GB/s.
@@ -189,6 +207,8 @@ pub enum Discovery {
     DockerLabels(Vec<(String, String)>),
     /// Fixed addresses, for services outside Docker.
     Static(Vec<StaticAddress>),
+    /// Running containers whose `rgate.route.*` labels declare this route.
+    LabelRoute(crate::discovery::RouteKey),
 }
 
 /// A configured instance address and its share of the traffic.
@@ -357,6 +377,10 @@ impl Validator<'_> {
             .map_err(|(field, reason)| self.err(field, reason))?;
         Ok(Config {
             access_log,
+            docker: DockerSettings {
+                label_routes: raw.docker.and_then(|d| d.label_routes).unwrap_or(false),
+                declared: Vec::new(),
+            },
             routes,
             default_response,
             backends,

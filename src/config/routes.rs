@@ -65,10 +65,29 @@ pub enum Rewrite {
     Replace(String),
 }
 
+/// Where a route was declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteSource {
+    /// The config file.
+    File,
+    /// The `rgate.route.*` labels of running containers (`docker.label_routes`).
+    Labels,
+}
+
+impl RouteSource {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteSource::File => "file",
+            RouteSource::Labels => "labels",
+        }
+    }
+}
+
 /// One route.
 #[derive(Debug, Clone)]
 pub struct Route {
     pub prefix: String,
+    pub source: RouteSource,
     pub host: Option<HostPattern>,
     /// Index into `Config::backends`.
     pub backend: usize,
@@ -80,10 +99,21 @@ pub struct Route {
 }
 
 impl Route {
+    /// How `/stats`, `/metrics` and the access log name the route: its prefix, after its
+    /// host when it has one (`api.example.com/v1`, `*.example.com/`).
+    pub fn name(&self) -> String {
+        match &self.host {
+            None => self.prefix.clone(),
+            Some(HostPattern::Exact(h)) => format!("{h}{}", self.prefix),
+            Some(HostPattern::Wildcard(s)) => format!("*.{s}{}", self.prefix),
+        }
+    }
+
     /// A route for `prefix` to backend `backend` and nothing else (label routes, tests).
     pub fn plain(prefix: &str, backend: usize) -> Route {
         Route {
             prefix: prefix.to_string(),
+            source: RouteSource::File,
             host: None,
             backend,
             rewrite: Rewrite::Keep,
@@ -192,6 +222,7 @@ pub(super) fn validate(
             .map_err(|(name, why)| (field(&format!("response_headers.{name}")), why))?;
         out.push(Route {
             prefix: r.path_prefix,
+            source: RouteSource::File,
             host,
             backend,
             rewrite,

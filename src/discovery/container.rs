@@ -233,6 +233,7 @@ impl ContainerFacts {
     }
 
     /// Whether the container carries every one of `wanted` labels.
+    #[cfg(test)]
     pub(crate) fn carries(&self, wanted: &[(String, String)]) -> bool {
         carries_labels(&self.labels, wanted)
     }

@@ -4,20 +4,39 @@
 //! The table is recomputed from scratch after every change (it is small) and handed to
 //! `TablePublisher::publish`, which ignores a table equal to the last one.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 
 use crate::backends::{BackendTable, Instance};
 use crate::config::{Config, Discovery};
 
 use super::container::{carries_labels, weight_label, Ambiguity, ContainerFacts, Skip};
+use super::label_routes::{route_key, RouteKey, LABEL_PREFIX};
 
-/// A Docker backend: its index in `Config::backends` and the labels it wants.
+/// A Docker backend: its index in `Config::backends` and the containers it wants.
 #[derive(Debug, Clone)]
 pub(crate) struct LabelBackend {
     pub(crate) index: usize,
     pub(crate) name: String,
-    pub(crate) labels: Vec<(String, String)>,
+    wants: Wants,
+}
+
+/// Which containers are a backend's instances.
+#[derive(Debug, Clone)]
+enum Wants {
+    /// Those carrying every one of these labels (`match_labels`).
+    Labels(Vec<(String, String)>),
+    /// Those declaring exactly this route (`rgate.route.*`).
+    Route(RouteKey),
+}
+
+impl LabelBackend {
+    fn takes(&self, labels: &HashMap<String, String>) -> bool {
+        match &self.wants {
+            Wants::Labels(wanted) => carries_labels(labels, wanted),
+            Wants::Route(key) => route_key(labels).is_some_and(|k| k.as_ref() == Ok(key)),
+        }
+    }
 }
 
 /// The Docker backends of a config.
@@ -26,13 +45,17 @@ pub(crate) fn label_backends(config: &Config) -> Vec<LabelBackend> {
         .backends
         .iter()
         .enumerate()
-        .filter_map(|(index, b)| match &b.discovery {
-            Discovery::DockerLabels(labels) => Some(LabelBackend {
+        .filter_map(|(index, b)| {
+            let wants = match &b.discovery {
+                Discovery::DockerLabels(labels) => Wants::Labels(labels.clone()),
+                Discovery::LabelRoute(key) => Wants::Route(key.clone()),
+                Discovery::Static(_) => return None,
+            };
+            Some(LabelBackend {
                 index,
                 name: b.name.clone(),
-                labels: labels.clone(),
-            }),
-            Discovery::Static(_) => None,
+                wants,
+            })
         })
         .collect()
 }
@@ -56,6 +79,9 @@ pub(crate) struct Containers {
     stopping: HashSet<String>,
     /// `(container id, reason)` already logged, so each ambiguity is logged once.
     logged: HashSet<(String, Ambiguity)>,
+    /// With `docker.label_routes`: the routes containers declared when this process
+    /// started (its config has them); a different set asks for a restart.
+    routes_at_start: Option<BTreeSet<RouteKey>>,
 }
 
 impl Containers {
@@ -66,14 +92,36 @@ impl Containers {
             tracked: BTreeMap::new(),
             stopping: HashSet::new(),
             logged: HashSet::new(),
+            routes_at_start: config
+                .docker
+                .label_routes
+                .then(|| config.docker.declared.iter().cloned().collect()),
         }
+    }
+
+    /// With `docker.label_routes`: the routes running containers declare now, when they
+    /// are not the set this process started with (added, removed) — time to restart.
+    pub(crate) fn route_set_changed(&self) -> Option<(Vec<RouteKey>, Vec<RouteKey>)> {
+        let at_start = self.routes_at_start.as_ref()?;
+        let now: BTreeSet<RouteKey> = self
+            .tracked
+            .iter()
+            .filter(|(id, _)| !self.stopping.contains(*id))
+            .filter_map(|(_, t)| route_key(&t.labels)?.ok())
+            .collect();
+        if &now == at_start {
+            return None;
+        }
+        Some((
+            now.difference(at_start).cloned().collect(),
+            at_start.difference(&now).cloned().collect(),
+        ))
     }
 
     /// Whether a container with these labels is an instance candidate of some backend.
     pub(crate) fn wanted(&self, labels: &HashMap<String, String>) -> bool {
-        self.backends
-            .iter()
-            .any(|b| carries_labels(labels, &b.labels))
+        (self.routes_at_start.is_some() && labels.contains_key(LABEL_PREFIX))
+            || self.backends.iter().any(|b| b.takes(labels))
     }
 
     /// Whether discovery already follows this container.
@@ -103,7 +151,7 @@ impl Containers {
                 let backends: Vec<&str> = self
                     .backends
                     .iter()
-                    .filter(|b| facts.carries(&b.labels))
+                    .filter(|b| b.takes(&facts.labels))
                     .map(|b| b.name.as_str())
                     .collect();
                 log::warn!(
@@ -153,7 +201,7 @@ impl Containers {
                 .tracked
                 .iter()
                 .filter(|(id, _)| !self.stopping.contains(*id))
-                .filter(|(_, t)| carries_labels(&t.labels, &b.labels))
+                .filter(|(_, t)| b.takes(&t.labels))
                 .filter_map(|(id, t)| {
                     // A bad weight label made the address a `Skip`: this is never 1 by error.
                     let weight = weight_label(&t.labels).unwrap_or(1);

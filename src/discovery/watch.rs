@@ -51,6 +51,8 @@ pub(crate) struct Watch {
     pub(crate) requested_version: Option<String>,
     pub(crate) containers: Containers,
     pub(crate) publisher: Arc<TablePublisher>,
+    /// A restart for a changed route set was asked already (asked once per process).
+    pub(crate) restart_asked: bool,
 }
 
 impl Watch {
@@ -249,9 +251,29 @@ impl Watch {
         }
     }
 
-    fn publish(&self) {
+    fn publish(&mut self) {
         if self.publisher.publish(self.containers.table()) {
             log::info!("docker: backends now {}", self.containers.summary());
+        }
+        if self.restart_asked {
+            return;
+        }
+        if let Some((added, removed)) = self.containers.route_set_changed() {
+            let names = |keys: &[super::RouteKey]| -> String {
+                keys.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
+            };
+            log::info!(
+                "docker: declared routes changed (new: [{}], gone: [{}]); restarting to serve them",
+                names(&added),
+                names(&removed)
+            );
+            self.restart_asked = true;
+            // The zero-downtime restart SIGHUP gives (passed to the supervisor when there is
+            // one); the successor lists the declared routes afresh.
+            // SAFETY: kill(2) on our own pid touches no memory of ours.
+            unsafe {
+                libc::kill(libc::getpid(), libc::SIGHUP);
+            }
         }
     }
 }

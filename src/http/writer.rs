@@ -210,8 +210,7 @@ pub fn write_response_head(
             if relay != RelayFraming::Upgrade {
                 continue;
             }
-        } else if is_hop_by_hop(name, &resp.connection)
-            || (!edits.is_empty() && edits.drops(name))
+        } else if is_hop_by_hop(name, &resp.connection) || (!edits.is_empty() && edits.drops(name))
         {
             continue;
         } else if request_id.is_some() && is_request_id_header(name) {

@@ -87,8 +87,8 @@ impl RequestRecorder {
             duration: self.started.elapsed(),
             route: r
                 .route
-                .and_then(|i| config.routes.get(i))
-                .map(|route| route.prefix.as_str()),
+                .and_then(|i| core.settings.route_names.get(i))
+                .map(String::as_str),
             backend: r
                 .backend
                 .and_then(|i| config.backends.get(i))

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use crate::backends::BackendTable;
 use crate::clock::unix_now;
-use crate::config::{Config, StatsSettings};
+use crate::config::{Config, Route, StatsSettings};
 
 pub(crate) use collector::Collector;
 pub(crate) use counters::CoreCounters;
@@ -123,6 +123,8 @@ pub struct StatsHub {
     cores: Vec<Arc<CoreCounters>>,
     settings: StatsSettings,
     route_names: Vec<String>,
+    /// Where each route was declared (`file`, `labels`), by index.
+    route_sources: Vec<&'static str>,
     /// Per backend (index of `Config::backends`): its `max_in_flight`, shown with its count.
     max_in_flight: Vec<Option<u32>>,
     started_at: i64,
@@ -167,7 +169,7 @@ impl StatsHub {
         history: Vec<MinuteRow>,
         now: i64,
     ) -> StatsHub {
-        let route_names: Vec<String> = config.routes.iter().map(|r| r.prefix.clone()).collect();
+        let route_names: Vec<String> = config.routes.iter().map(Route::name).collect();
         let backend_names: Vec<String> = config.backends.iter().map(|b| b.name.clone()).collect();
         StatsHub {
             cores: (0..cores)
@@ -180,6 +182,7 @@ impl StatsHub {
                 .collect(),
             settings: config.stats.clone(),
             route_names,
+            route_sources: config.routes.iter().map(|r| r.source.name()).collect(),
             max_in_flight: config
                 .backends
                 .iter()
@@ -254,6 +257,7 @@ impl StatsHub {
             since: self.since,
             uptime: self.started.elapsed(),
             route_names: &self.route_names,
+            route_sources: &self.route_sources,
             max_in_flight: &self.max_in_flight,
             table,
             connections: ConnectionsView {

@@ -35,6 +35,8 @@ pub(crate) struct View<'a> {
     pub(crate) since: i64,
     pub(crate) uptime: Duration,
     pub(crate) route_names: &'a [String],
+    /// Where each of `route_names` was declared.
+    pub(crate) route_sources: &'a [&'static str],
     /// Per backend of the table (same index): its `max_in_flight`.
     pub(crate) max_in_flight: &'a [Option<u32>],
     pub(crate) table: &'a BackendTable,
@@ -132,7 +134,13 @@ pub(crate) fn json(view: &View<'_>) -> Vec<u8> {
     let mut routes = Map::new();
     for name in view.route_keys() {
         let t = view.traffic(&Key::new(Scope::Route, &name, ""));
-        routes.insert(name, Value::Object(traffic_json(&t)));
+        let mut route = traffic_json(&t);
+        // Routes of this process's config say where they come from; older ones the database
+        // remembers do not.
+        if let Some(i) = view.route_names.iter().position(|n| *n == name) {
+            route.insert("source".into(), json!(view.route_sources.get(i)));
+        }
+        routes.insert(name, Value::Object(route));
     }
     let mut backends = Map::new();
     for name in view.backend_keys() {
