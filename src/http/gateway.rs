@@ -73,6 +73,8 @@ pub struct Reply<'a> {
     pub head_only: bool,
     /// Seconds after which the client may try again (an overloaded backend).
     pub retry_after: Option<u32>,
+    /// The request field the body was chosen by, sent as `Vary`.
+    pub vary: Option<&'a str>,
 }
 
 impl<'a> Reply<'a> {
@@ -86,6 +88,7 @@ impl<'a> Reply<'a> {
             keep_alive: false,
             head_only: false,
             retry_after: None,
+            vary: None,
         }
     }
 }
@@ -102,6 +105,9 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>) {
     );
     if let Some(seconds) = reply.retry_after {
         let _ = write!(out, "Retry-After: {seconds}\r\n");
+    }
+    if let Some(field) = reply.vary {
+        let _ = write!(out, "Vary: {field}\r\n");
     }
     super::put_persistence(out, reply.version, reply.keep_alive);
     out.extend_from_slice(b"\r\n");
@@ -160,6 +166,7 @@ mod tests {
             keep_alive: false,
             head_only: false,
             retry_after: None,
+            vary: None,
         };
         write_response(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();

@@ -85,7 +85,7 @@ impl ClientConn {
         if path == settings.config.stats.path {
             return Ok(Some(Decided {
                 info,
-                decision: Decision::Endpoint(Endpoint::Stats),
+                decision: Decision::Endpoint(Endpoint::at_stats_path(head.headers)),
                 head_len,
             }));
         }
@@ -185,8 +185,11 @@ impl ClientConn {
                     settings.stats.render(endpoint, &table, &settings.limits);
                 // rgate's own endpoints are not proxied traffic: never counted.
                 rec.committed = true;
-                self.answer(info, Reply::of(200, content_type, &body), false, rec)
-                    .await
+                let reply = Reply {
+                    vary: endpoint.vary(),
+                    ..Reply::of(200, content_type, &body)
+                };
+                self.answer(info, reply, false, rec).await
             }
         }
     }
