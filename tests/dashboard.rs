@@ -293,6 +293,10 @@ default_response: {{body: not here, status_code: 403}}
     ] {
         assert_eq!(dom.element(marker).number(), count(&r[field]), "{marker}");
     }
+    // Refreshed at least twice in the page's time, with no traffic in between.
+    for marker in ["data-live-requests=", "data-live-errors="] {
+        assert_eq!(dom.element(marker).text(), "0.00", "{marker}");
+    }
     assert_ms(
         &dom.element("data-total-p50=").text(),
         &s["latency_ms"]["p50"],
