@@ -7,7 +7,10 @@
 #   * tests/supervisor.rs, rgate as PID 1 — a PID namespace (root or CAP_SYS_ADMIN).
 # This script runs them when the machine has what they need, and always when CI requires it
 # (RGATE_REQUIRE_DOCKER=1, RGATE_REQUIRE_PID_NAMESPACE=1, set by .ci/run): then a missing
-# daemon or namespace fails them. Exit status: 0 when every pass passed.
+# daemon or namespace fails them. The browser tests (tests/dashboard.rs, headless `chromium`)
+# are not ignored: without chromium they pass untried, saying "*** SKIPPED <test>", and are
+# listed here as skipped; with RGATE_REQUIRE_CHROMIUM=1 (CI) they fail instead.
+# Exit status: 0 when every pass passed.
 #
 #   scripts/test.sh                 # what `make test` runs
 #   RGATE_TEST_PROFILE=dev scripts/test.sh --test cli --test stats   # a quick debug subset
@@ -40,6 +43,9 @@ pass() {
 
 # 1. Everything that needs nothing beyond the README (the ignored tests are listed, not run).
 pass "all tests" "$@" -- "${THREADS[@]}"
+if ! command -v chromium >/dev/null 2>&1 && [ "${RGATE_REQUIRE_CHROMIUM:-}" != 1 ]; then
+  skipped+=("browser tests (tests/dashboard.rs): no chromium command; apt-get install chromium, or set RGATE_REQUIRE_CHROMIUM=1 to fail instead")
+fi
 
 # 2. Docker tests.
 if docker_why=$(timeout "$PROBE_SECONDS" docker info --format '{{.ServerVersion}}' 2>&1); then
@@ -113,6 +119,10 @@ else
       *"needs Docker"*) [[ " ${skipped[*]} " == *"Docker tests"* ]] && echo "  - $name (needs Docker)" ;;
       *"PID namespace"*) [[ " ${skipped[*]} " == *"PID 1 test"* ]] && echo "  - $name (needs a PID namespace)" ;;
     esac
+  done
+  # The browser tests name themselves as they return untried (their stderr is in $log).
+  grep -oE '\*\*\* SKIPPED [A-Za-z0-9_]+' "$log" | sort -u | while read -r _ _ name; do
+    echo "  - $name (needs chromium)"
   done
 fi
 # An ignored test this script does not know how to run would never run: say so.

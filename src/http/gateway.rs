@@ -81,6 +81,8 @@ pub struct Reply<'a> {
     pub retry_after: Option<u32>,
     /// Sent as `X-Request-Id`.
     pub request_id: Option<&'a RequestId>,
+    /// The request field the body was chosen by, sent as `Vary`.
+    pub vary: Option<&'a str>,
 }
 
 impl<'a> Reply<'a> {
@@ -95,6 +97,7 @@ impl<'a> Reply<'a> {
             head_only: false,
             retry_after: None,
             request_id: None,
+            vary: None,
         }
     }
 }
@@ -116,6 +119,9 @@ pub fn write_response(out: &mut Vec<u8>, reply: &Reply<'_>) {
         out.extend_from_slice(b"X-Request-Id: ");
         out.extend_from_slice(id.as_bytes());
         out.extend_from_slice(b"\r\n");
+    }
+    if let Some(field) = reply.vary {
+        let _ = write!(out, "Vary: {field}\r\n");
     }
     super::put_persistence(out, reply.version, reply.keep_alive);
     out.extend_from_slice(b"\r\n");
@@ -177,6 +183,7 @@ mod tests {
             head_only: false,
             retry_after: None,
             request_id: Some(&id),
+            vary: None,
         };
         write_response(&mut out, &reply);
         let text = String::from_utf8(out).unwrap();

@@ -104,7 +104,7 @@ impl ClientConn {
         if path == settings.config.stats.path {
             return Ok(Some(Decided {
                 info,
-                decision: Decision::Endpoint(Endpoint::Stats),
+                decision: Decision::Endpoint(Endpoint::at_stats_path(head.headers)),
                 head_len,
                 id,
                 logged,
@@ -251,8 +251,11 @@ impl ClientConn {
                 );
                 // rgate's own endpoints are not proxied traffic: never counted nor logged.
                 rec.own_endpoint();
-                self.answer(info, Reply::of(200, content_type, &body), false, rec)
-                    .await
+                let reply = Reply {
+                    vary: endpoint.vary(),
+                    ..Reply::of(200, content_type, &body)
+                };
+                self.answer(info, reply, false, rec).await
             }
         }
     }

@@ -84,6 +84,7 @@ impl ClientConn {
             keep_alive: false,
             head_only,
             retry_after: code.retry_after(),
+            vary: None,
         };
         self.send_own(reply, rec).await;
     }

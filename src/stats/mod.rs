@@ -7,6 +7,8 @@
 //! * `store` — the SQLite database: additive deltas, totals, per-minute history.
 //! * `collector` — the stats thread: collect, write `live − flushed`, publish.
 //! * `render` — the `/stats` JSON and the `/metrics` Prometheus text.
+//! * `dashboard` — the `/stats` HTML page for browsers (chosen by `Accept`), which draws the
+//!   JSON.
 //!
 //! `StatsHub` ties them together: the cores get their `CoreCounters` from it, the stats
 //! thread publishes into it, and `render` answers `/stats` and `/metrics` from the published
@@ -22,11 +24,13 @@
 mod collector;
 mod connections;
 mod counters;
+mod dashboard;
 mod histogram;
 mod render;
 mod store;
 mod traffic;
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -113,8 +117,36 @@ pub(crate) struct RequestRecord {
 /// Which of rgate's own endpoints a request asked for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Endpoint {
+    /// The stats path, as JSON.
     Stats,
+    /// The stats path, as the HTML page (a browser asked: `dashboard::prefers_html`).
+    Dashboard,
     Metrics,
+}
+
+impl Endpoint {
+    /// What the stats path answers a request with these header fields: the page when its
+    /// `Accept` asks for HTML, the JSON otherwise.
+    pub(crate) fn at_stats_path(headers: &[httparse::Header<'_>]) -> Endpoint {
+        let accept = headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("accept"))
+            .map(|h| h.value);
+        if dashboard::prefers_html(accept) {
+            Endpoint::Dashboard
+        } else {
+            Endpoint::Stats
+        }
+    }
+
+    /// The request field the answer depends on, for `Vary` (RFC 9110 §12.5.5): the stats path
+    /// answers the page or the JSON by `Accept`, so a cache must keep them apart.
+    pub(crate) fn vary(self) -> Option<&'static str> {
+        match self {
+            Endpoint::Stats | Endpoint::Dashboard => Some("Accept"),
+            Endpoint::Metrics => None,
+        }
+    }
 }
 
 /// The statistics shared by all cores and the stats thread. (`pub` only because the per-core
@@ -204,21 +236,29 @@ impl StatsHub {
         self.cores[core].clone()
     }
 
-    /// The body and content type of one of rgate's own endpoints.
+    /// The content type and body of one of rgate's own endpoints (the page is the same
+    /// every time, and borrowed).
     pub(crate) fn render(
         &self,
         endpoint: Endpoint,
         table: &BackendTable,
         limits: &ConnectionLimits,
         access_log: Option<&LogCounters>,
-    ) -> (&'static str, Vec<u8>) {
-        let mut view = self.view(table, limits);
-        view.access_log = access_log;
+    ) -> (&'static str, Cow<'static, [u8]>) {
+        let view = || {
+            let mut view = self.view(table, limits);
+            view.access_log = access_log;
+            view
+        };
         match endpoint {
-            Endpoint::Stats => ("application/json", render::json(&view)),
+            Endpoint::Stats => ("application/json", render::json(&view()).into()),
+            Endpoint::Dashboard => (
+                dashboard::PAGE_CONTENT_TYPE,
+                dashboard::PAGE.as_bytes().into(),
+            ),
             Endpoint::Metrics => (
                 "text/plain; version=0.0.4; charset=utf-8",
-                render::prometheus(&view),
+                render::prometheus(&view()).into(),
             ),
         }
     }

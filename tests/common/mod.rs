@@ -2,7 +2,8 @@
 //! talk to it over raw sockets, and put real backend servers behind it. Every test crate in
 //! `tests/` uses this one harness (`mod common;`); what only one kind of test needs beyond it
 //! lives beside that test (Docker containers in `support_docker`, the fake Docker daemon in
-//! `support_fake_docker`, load clients in `support_load`, stats JSON in `stats/`).
+//! `support_fake_docker`, load clients in `support_load`, stats JSON in `stats/`, headless
+//! Chromium and the DOM it dumps in `dashboard/`).
 //!
 //! * `Gateway` (`gateway.rs`) — one rgate process with its own temp dir, config, db and pid
 //!   file. `Gateway::options` starts the variants (private binary copy, extra args or env,
