@@ -76,11 +76,11 @@ fn measure(mut op: impl FnMut()) -> Timing {
     }
 }
 
-/// 1,000 routes: 500 on their own host (`host-N.example.com`, some with a wildcard), 500
+/// `n` routes: half on their own host (`host-N.example.com`, one in ten a wildcard), half
 /// prefixes (`/svc/N`) for any host.
-fn many_routes() -> RouteTable {
+fn mixed_routes(n: usize) -> RouteTable {
     let mut routes = Vec::new();
-    for i in 0..500 {
+    for i in 0..n / 2 {
         let host = if i % 10 == 0 {
             format!("*.zone-{i}.example.com")
         } else {
@@ -126,7 +126,8 @@ fn routes() -> RouteTable {
 fn main() {
     let only: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let table = routes();
-    let many = many_routes();
+    let few = mixed_routes(10);
+    let many = mixed_routes(1000);
     let client_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
     let mut request_out = Vec::with_capacity(2048);
     let mut response_out = Vec::with_capacity(2048);
@@ -164,6 +165,19 @@ fn main() {
                     target
                         .ok()
                         .map(|t| table.route(Some(b"api.example.com"), &t)),
+                );
+            }),
+        ),
+        // The same request against 10 and 1,000 routes: the host misses its exact and
+        // wildcard maps, the path walks the trie to `/svc/N`. Flat means these two agree.
+        (
+            "normalize_target + route (10 routes: 5 hosts, 5 prefixes)",
+            Box::new(|| {
+                let target = normalize_target(black_box("/svc/4/orders/12345/items?page=2"));
+                black_box(
+                    target
+                        .ok()
+                        .map(|t| few.route(Some(b"host-250.example.com:8080"), &t)),
                 );
             }),
         ),

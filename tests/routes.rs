@@ -236,3 +236,27 @@ fn bodies_over_the_limit_get_413_and_the_backend_gets_nothing_of_them() {
     c.send(b"POST /small HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n5\r\nworld\r\n0\r\n\r\n");
     assert_eq!(c.read_response(false).echo().body_len(), 10);
 }
+
+#[test]
+fn a_head_split_anywhere_routes_and_rewrites_the_same() {
+    // The head arrives in pieces (as slow clients and small segments deliver it): routing by
+    // Host and rewriting happen once, on the whole head, whatever the cut.
+    let (a, other) = (Backend::start("a"), Backend::start("other"));
+    let gw = gateway(
+        "  - {path_prefix: /svc, host: a.test, backend: a, strip_prefix: true}\n\
+         \x20 - {path_prefix: /, backend: other}\n",
+        &[("a", &a), ("other", &other)],
+        "",
+    );
+    let request = b"GET /svc/x?y=1 HTTP/1.1\r\nUser-Agent: t\r\nHost: A.Test:80\r\n\r\n";
+    for cut in [1, 5, 17, 26, 40, request.len() - 1] {
+        let mut c = gw.client();
+        c.send(&request[..cut]);
+        std::thread::sleep(Duration::from_millis(20));
+        c.send(&request[cut..]);
+        let r = c.read_response(false);
+        assert_eq!(r.echo().target(), "/x?y=1", "cut at {cut}");
+    }
+    assert_eq!(a.requests(), 6);
+    assert_eq!(other.requests(), 0);
+}
