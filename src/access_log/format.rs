@@ -13,12 +13,12 @@
 //! What a client sent (target, Host, User-Agent, Referer, X-Forwarded-For) is escaped in
 //! both, so no request can forge or break a line.
 
-use std::io::Write as _;
 use std::net::{IpAddr, SocketAddr};
 use std::ops::Range;
 use std::time::Duration;
 
 use crate::http::request::RequestHead;
+use crate::http::writer::{put_decimal, put_ip};
 use crate::http::Version;
 
 /// The request head's fields a line shows, copied out of the read buffer.
@@ -156,7 +156,10 @@ pub(crate) fn write_line(out: &mut Vec<u8>, format: LogFormat, clock: &mut Clock
 
 fn combined(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     let (local, _) = clock.at(e.unix_ms);
-    let _ = write!(out, "{} - - [{local}] \"", e.client);
+    put_ip(out, e.client);
+    out.extend_from_slice(b" - - [");
+    out.extend_from_slice(local.as_bytes());
+    out.extend_from_slice(b"] \"");
     match e.head {
         Some(h) => {
             nginx_escaped(out, &h.buf[h.method.clone()]);
@@ -167,7 +170,11 @@ fn combined(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
         }
         None => out.push(b'-'),
     }
-    let _ = write!(out, "\" {} {} \"", e.status, e.bytes_out);
+    out.extend_from_slice(b"\" ");
+    put_decimal(out, e.status.into());
+    out.push(b' ');
+    put_decimal(out, e.bytes_out);
+    out.extend_from_slice(b" \"");
     let head = e.head;
     nginx_or_dash(out, head.and_then(|h| h.get(&h.referer)));
     out.extend_from_slice(b"\" \"");
@@ -181,9 +188,7 @@ fn combined(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     }
     out.extend_from_slice(b" us=");
     match e.upstream {
-        Some((status, _)) => {
-            let _ = write!(out, "{status}");
-        }
+        Some((status, _)) => put_decimal(out, status.into()),
         None => out.push(b'-'),
     }
     out.extend_from_slice(b" route=\"");
@@ -192,29 +197,27 @@ fn combined(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     nginx_or_dash(out, e.backend.map(str::as_bytes));
     out.extend_from_slice(b"\" instance=");
     match e.instance {
-        Some(a) => {
-            let _ = write!(out, "{a}");
-        }
+        Some(a) => put_addr(out, a),
         None => out.push(b'-'),
     }
-    let _ = writeln!(
-        out,
-        " request_id={} error={} retries={} cut={}",
-        e.request_id,
-        e.error.unwrap_or("-"),
-        e.retries,
-        u8::from(e.cut)
-    );
+    out.extend_from_slice(b" request_id=");
+    out.extend_from_slice(e.request_id.as_bytes());
+    out.extend_from_slice(b" error=");
+    out.extend_from_slice(e.error.unwrap_or("-").as_bytes());
+    out.extend_from_slice(b" retries=");
+    put_decimal(out, e.retries.into());
+    out.extend_from_slice(if e.cut { b" cut=1\n" } else { b" cut=0\n" });
 }
 
 fn json(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     let (_, iso) = clock.at(e.unix_ms);
-    let _ = write!(
-        out,
-        "{{\"time\":\"{iso}.{:03}Z\",\"client\":\"{}\",\"x_forwarded_for\":",
-        e.unix_ms % 1000,
-        e.client
-    );
+    out.extend_from_slice(b"{\"time\":\"");
+    out.extend_from_slice(iso.as_bytes());
+    out.push(b'.');
+    put_fraction(out, e.unix_ms % 1000);
+    out.extend_from_slice(b"Z\",\"client\":\"");
+    put_ip(out, e.client);
+    out.extend_from_slice(b"\",\"x_forwarded_for\":");
     let head = e.head;
     json_or_null(out, head.and_then(|h| h.get(&h.forwarded_for)));
     out.extend_from_slice(b",\"method\":");
@@ -225,18 +228,18 @@ fn json(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     json_or_null(out, head.map(|h| h.protocol.as_bytes()));
     out.extend_from_slice(b",\"host\":");
     json_or_null(out, head.and_then(|h| h.get(&h.host)));
-    let _ = write!(out, ",\"status\":{},\"upstream_status\":", e.status);
+    out.extend_from_slice(b",\"status\":");
+    put_decimal(out, e.status.into());
+    out.extend_from_slice(b",\"upstream_status\":");
     match e.upstream {
-        Some((status, _)) => {
-            let _ = write!(out, "{status}");
-        }
+        Some((status, _)) => put_decimal(out, status.into()),
         None => out.extend_from_slice(b"null"),
     }
-    let _ = write!(
-        out,
-        ",\"bytes_in\":{},\"bytes_out\":{},\"duration_ms\":",
-        e.bytes_in, e.bytes_out
-    );
+    out.extend_from_slice(b",\"bytes_in\":");
+    put_decimal(out, e.bytes_in);
+    out.extend_from_slice(b",\"bytes_out\":");
+    put_decimal(out, e.bytes_out);
+    out.extend_from_slice(b",\"duration_ms\":");
     millis(out, e.duration);
     out.extend_from_slice(b",\"upstream_ms\":");
     match e.upstream {
@@ -250,7 +253,9 @@ fn json(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     out.extend_from_slice(b",\"instance\":");
     match e.instance {
         Some(a) => {
-            let _ = write!(out, "\"{a}\"");
+            out.push(b'"');
+            put_addr(out, a);
+            out.push(b'"');
         }
         None => out.extend_from_slice(b"null"),
     }
@@ -262,19 +267,50 @@ fn json(out: &mut Vec<u8>, clock: &mut Clock, e: &Entry<'_>) {
     json_or_null(out, head.and_then(|h| h.get(&h.referer)));
     out.extend_from_slice(b",\"error\":");
     json_or_null(out, e.error.map(str::as_bytes));
-    let _ = writeln!(out, ",\"retries\":{},\"cut\":{}}}", e.retries, e.cut);
+    out.extend_from_slice(b",\"retries\":");
+    put_decimal(out, e.retries.into());
+    out.extend_from_slice(if e.cut {
+        b",\"cut\":true}\n"
+    } else {
+        b",\"cut\":false}\n"
+    });
 }
 
 /// Seconds with millisecond precision, as nginx's `$request_time`.
 fn seconds(out: &mut Vec<u8>, d: Duration) {
-    let ms = d.as_millis();
-    let _ = write!(out, "{}.{:03}", ms / 1000, ms % 1000);
+    let ms = d.as_millis() as u64;
+    put_decimal(out, ms / 1000);
+    out.push(b'.');
+    put_fraction(out, ms % 1000);
 }
 
 /// Milliseconds with microsecond precision.
 fn millis(out: &mut Vec<u8>, d: Duration) {
-    let us = d.as_micros();
-    let _ = write!(out, "{}.{:03}", us / 1000, us % 1000);
+    let us = d.as_micros() as u64;
+    put_decimal(out, us / 1000);
+    out.push(b'.');
+    put_fraction(out, us % 1000);
+}
+
+/// Three digits, zero-padded (`n` < 1000).
+fn put_fraction(out: &mut Vec<u8>, n: u64) {
+    out.extend_from_slice(&[
+        b'0' + (n / 100 % 10) as u8,
+        b'0' + (n / 10 % 10) as u8,
+        b'0' + (n % 10) as u8,
+    ]);
+}
+
+fn put_addr(out: &mut Vec<u8>, a: SocketAddr) {
+    if a.is_ipv6() {
+        out.push(b'[');
+        put_ip(out, a.ip());
+        out.push(b']');
+    } else {
+        put_ip(out, a.ip());
+    }
+    out.push(b':');
+    put_decimal(out, a.port().into());
 }
 
 fn nginx_or_dash(out: &mut Vec<u8>, v: Option<&[u8]>) {
@@ -284,14 +320,33 @@ fn nginx_or_dash(out: &mut Vec<u8>, v: Option<&[u8]>) {
     }
 }
 
-fn nginx_escaped(out: &mut Vec<u8>, v: &[u8]) {
-    for &b in v {
-        if b == b'"' || b == b'\\' || !(0x20..0x7f).contains(&b) {
-            let _ = write!(out, "\\x{b:02X}");
-        } else {
-            out.push(b);
-        }
+const HEX: &[u8; 16] = b"0123456789ABCDEF";
+
+/// Copies the runs that need no escaping whole; `escape` writes each byte that does.
+fn escaped(out: &mut Vec<u8>, v: &[u8], plain: fn(u8) -> bool, escape: fn(&mut Vec<u8>, u8)) {
+    let mut rest = v;
+    while let Some(i) = rest.iter().position(|&b| !plain(b)) {
+        out.extend_from_slice(&rest[..i]);
+        escape(out, rest[i]);
+        rest = &rest[i + 1..];
     }
+    out.extend_from_slice(rest);
+}
+
+fn nginx_escaped(out: &mut Vec<u8>, v: &[u8]) {
+    escaped(
+        out,
+        v,
+        |b| b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b),
+        |out, b| {
+            out.extend_from_slice(&[
+                b'\\',
+                b'x',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 15)],
+            ])
+        },
+    );
 }
 
 fn json_or_null(out: &mut Vec<u8>, v: Option<&[u8]>) {
@@ -303,16 +358,22 @@ fn json_or_null(out: &mut Vec<u8>, v: Option<&[u8]>) {
 
 fn json_string(out: &mut Vec<u8>, v: &[u8]) {
     out.push(b'"');
-    for &b in v {
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            0x20..=0x7e => out.push(b),
-            _ => {
-                let _ = write!(out, "\\u{b:04x}");
-            }
-        }
-    }
+    escaped(
+        out,
+        v,
+        |b| b != b'"' && b != b'\\' && (0x20..0x7f).contains(&b),
+        |out, b| match b {
+            b'"' | b'\\' => out.extend_from_slice(&[b'\\', b]),
+            _ => out.extend_from_slice(&[
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)].to_ascii_lowercase(),
+                HEX[usize::from(b & 15)].to_ascii_lowercase(),
+            ]),
+        },
+    );
     out.push(b'"');
 }
 

@@ -281,7 +281,7 @@ fn decimal_into(buf: &mut [u8], mut n: u64) -> usize {
 }
 
 /// Appends an address as `Display` writes it (IPv4 by hand, for the same reason).
-fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub(crate) fn put_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         IpAddr::V4(v4) => {
             // Right to left into one buffer: "255.255.255.255" is the longest.
