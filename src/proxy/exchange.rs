@@ -103,7 +103,10 @@ impl ClientConn {
             rec.record.instance = Some(addr);
             match self.try_instance(info, addr, &mut sent_continue, rec).await {
                 Tried::Answered(exchange, plan) => {
-                    rec.upstream = Some((plan.status, rec.elapsed()));
+                    if core.access_log.is_some() {
+                        // Only the access log shows it: no clock read otherwise.
+                        rec.upstream = Some((plan.status, rec.elapsed()));
+                    }
                     if policy.breaker.on_5xx && plan.status >= 500 {
                         attempt.failed(policy, &core.table(), Failure::Error);
                     } else {
