@@ -537,6 +537,8 @@ def build_pingora(skip: bool, no_build: bool) -> tuple[str, float | None]:
                             BUILD_LIMIT_S, cwd=PINGORA_DIR, stdout=f, stderr=subprocess.STDOUT)
     except subprocess.TimeoutExpired:
         raise NotAvailable(f"not built (the build took over {BUILD_LIMIT_S} s)") from None
+    except OSError as e:
+        raise NotAvailable(f"not built (could not run cargo: {e})") from None
     if r.returncode != 0:
         errors = [l for l in build_log.read_text(errors="replace").splitlines()
                   if l.startswith("error")] or ["see the log"]
@@ -1450,10 +1452,12 @@ def render_header(report: dict) -> list[str]:
     m = report["machine"]
     v = m["versions"]
     built = report.get("pingora_build_seconds")
-    peers = [f"nginx {v['nginx']}" if "nginx" in v else None,
-             f"HAProxy {v['haproxy']}" if "haproxy" in v else None,
+    missing = report["missing"]
+    peers = [f"nginx {v.get('nginx', '?')}" if "nginx" not in missing else None,
+             f"HAProxy {v.get('haproxy', '?')}" if "haproxy" not in missing else None,
              f"Pingora ({v.get('pingora', '?')}"
-             + (f", compiled in {built:.0f} s by this run" if built else "") + ")"]
+             + (f", compiled in {built:.0f} s by this run" if built else "") + ")"
+             if "pingora" not in missing else None]
     lines = [
         f"## rgate benchmark — {report['started']}",
         "",
@@ -1906,7 +1910,7 @@ def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     hard = raise_open_files()
     notes = []
-    if haproxy_maxconn() < args.idle:
+    if find_program("haproxy") and haproxy_maxconn() < args.idle:
         notes.append(f"HAProxy accepts at most {haproxy_maxconn():,} connections here (its "
                      f"maxconn: it counts two descriptors per connection, and the open-file "
                      f"limit is {hard:,}), so it holds fewer idle connections than the others.")
