@@ -37,8 +37,13 @@ lint:
 fmt:
 	$(CARGO) fmt --all
 
-# rgate vs the bare backend vs nginx (when installed) on 127.0.0.1, plus micro-benchmarks;
-# markdown on stdout, JSON in target/bench/. Bounded: a few minutes. See benches/bench.py.
+# rgate vs the bare backend, nginx and HAProxy (when installed), Pingora (benches/pingora, its
+# own Cargo project, built here into target/pingora; needs cmake) and the floors (byte relays
+# on epoll and on io_uring), on 127.0.0.1, plus micro-benchmarks and a run with every proxy
+# held to 50 % of a CPU by a cgroup; markdown on stdout, JSON in target/bench/. Installs
+# nothing: what is missing is named in the report. Bounded: about 11 minutes of measuring
+# after the builds (Pingora's first build adds 5-8). See benches/bench.py.
+# BENCH_ARGS="--cores N": the scaling run instead (N + 1 CPUs or more; else it says so).
 BENCH_ARGS ?=
 bench:
 	python3 benches/bench.py $(BENCH_ARGS)

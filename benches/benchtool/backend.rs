@@ -1,5 +1,6 @@
-//! The fast backend every contender talks to: one thread, one monoio (io_uring) runtime, a
-//! fixed small response to every request. It reads request bodies framed by
+//! The fast backend every contender talks to: one thread (or `--threads N`, each with its
+//! own listener on the same port, SO_REUSEPORT spreading connections over them), one monoio
+//! (io_uring) runtime per thread, a fixed small response to every request. It reads request bodies framed by
 //! Content-Length and drops them (the 1 GiB upload ends here), answers pipelined requests
 //! in one write, and closes after a response when the request said `Connection: close`.
 //! A GET of a path ending in `/big` gets `BIG_BODY` bytes instead (what a client that
@@ -27,11 +28,26 @@ static BIG: [u8; BIG_BODY] = [0; BIG_BODY];
 const READ_BYTES: usize = 64 * 1024;
 const MAX_HEADERS: usize = 32;
 
-pub fn run(addr: SocketAddr) -> io::Result<()> {
+/// Serves on `threads` threads until killed; a failing thread ends the whole process (a
+/// backend short of a thread would bound the bench without saying so).
+pub fn run(addr: SocketAddr, threads: usize) -> io::Result<()> {
+    for _ in 1..threads {
+        std::thread::spawn(move || {
+            if let Err(e) = serve_on_this_thread(addr) {
+                eprintln!("benchtool backend: {e}");
+                std::process::exit(1);
+            }
+        });
+    }
+    serve_on_this_thread(addr)
+}
+
+fn serve_on_this_thread(addr: SocketAddr) -> io::Result<()> {
     let mut rt = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .with_entries(4096)
         .build()?;
     rt.block_on(async move {
+        // monoio's listener sets SO_REUSEPORT: every thread binds the same port.
         let listener = TcpListener::bind(addr)?;
         eprintln!("benchtool backend: listening on {addr}");
         loop {

@@ -1,7 +1,9 @@
-//! `benchtool`: the processes `benches/bench.py` runs around rgate and nginx — the fast
+//! `benchtool`: the processes `benches/bench.py` runs around the proxies — the fast
 //! backend, the load generator (used for the fixed-rate run, and for everything when wrk
-//! is not installed), the idle-connection holder and the large-body uploader. Each prints
-//! one JSON object on stdout; the driver does the bookkeeping.
+//! is not installed), the idle-connection holder, the large-body uploader, and the two
+//! floors (`relay` on epoll, `relay-uring` on io_uring: bytes copied between paired
+//! connections, no HTTP). The clients print one JSON object on stdout; the driver does the
+//! bookkeeping.
 //!
 //! It is a `harness = false` bench target so that it lives in `benches/` and builds with
 //! the release profile, but it measures nothing on its own; run it through `make bench`.
@@ -9,6 +11,8 @@
 mod backend;
 mod client;
 mod histogram;
+mod relay;
+mod relay_uring;
 
 use std::io::{self, BufRead, Write};
 use std::net::SocketAddr;
@@ -33,15 +37,20 @@ enum Command {
     Idle(IdleArgs),
     Upload(UploadArgs),
     SelfCheck(SelfCheckArgs),
+    Relay(RelayArgs),
+    RelayUring(RelayUringArgs),
 }
 
-/// serve the fixed response on one thread until killed
+/// serve the fixed response until killed
 #[derive(FromArgs)]
 #[argh(subcommand, name = "backend")]
 struct BackendArgs {
     /// address to listen on
     #[argh(option)]
     listen: SocketAddr,
+    /// threads, each with its own listener on the port (default 1)
+    #[argh(option, default = "1")]
+    threads: usize,
 }
 
 /// keep-alive load, closed loop or at a fixed rate
@@ -101,6 +110,30 @@ struct UploadArgs {
     bytes: u64,
 }
 
+/// the floor on epoll: pair each connection with a backend connection, copy bytes both ways
+#[derive(FromArgs)]
+#[argh(subcommand, name = "relay")]
+struct RelayArgs {
+    /// address to listen on
+    #[argh(option)]
+    listen: SocketAddr,
+    /// backend address
+    #[argh(option)]
+    to: SocketAddr,
+}
+
+/// the floor on io_uring (monoio): the same as `relay`
+#[derive(FromArgs)]
+#[argh(subcommand, name = "relay-uring")]
+struct RelayUringArgs {
+    /// address to listen on
+    #[argh(option)]
+    listen: SocketAddr,
+    /// backend address
+    #[argh(option)]
+    to: SocketAddr,
+}
+
 /// check the histogram arithmetic and exit
 #[derive(FromArgs)]
 #[argh(subcommand, name = "self-check")]
@@ -124,7 +157,9 @@ fn main() -> ExitCode {
 
 fn run(command: Command) -> io::Result<()> {
     match command {
-        Command::Backend(a) => backend::run(a.listen),
+        Command::Backend(a) => backend::run(a.listen, a.threads.max(1)),
+        Command::Relay(a) => relay::run(a.listen, a.to),
+        Command::RelayUring(a) => relay_uring::run(a.listen, a.to),
         Command::Load(a) => {
             let report = client::load(&client::LoadSpec {
                 addr: a.addr,
