@@ -14,7 +14,7 @@
 //! ```
 //!
 //! Header edits may not touch what rgate frames, routes on or sets itself: validation
-//! refuses them by name (`RESERVED_REQUEST`, `RESERVED_RESPONSE`).
+//! refuses them by name (`reserved_in_requests`, `reserved_in_responses`).
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use super::BackendSpec;
 pub use crate::http::writer::HeaderEdits;
+use crate::http::{HOP_BY_HOP, NEVER_HOP_BY_HOP};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -124,38 +125,18 @@ impl Route {
     }
 }
 
-/// Request fields a route may not set or remove: framing, routing, hop-by-hop, and what
-/// rgate sets itself.
-const RESERVED_REQUEST: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "host",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "expect",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-forwarded-prefix",
-    "x-request-id",
-];
+/// Whether a route may not set or remove this request field (lower-case): what rgate
+/// frames, routes on or sets itself (`http::NEVER_HOP_BY_HOP`), the hop-by-hop fields, and
+/// `Expect` (rgate answers it).
+fn reserved_in_requests(name: &str) -> bool {
+    NEVER_HOP_BY_HOP.contains(&name) || HOP_BY_HOP.contains(&name) || name == "expect"
+}
 
-/// Response fields a route may not set or remove.
-const RESERVED_RESPONSE: &[&str] = &[
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "te",
-    "trailer",
-    "upgrade",
-    "x-request-id",
-];
+/// Whether a route may not set or remove this response field (lower-case): its framing,
+/// the hop-by-hop fields, and the request ID rgate adds.
+fn reserved_in_responses(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name) || name == "content-length" || name == "x-request-id"
+}
 
 /// A field and why it is refused.
 type FieldError = (String, String);
@@ -216,9 +197,9 @@ pub(super) fn validate(
             }
             (false, None) => Rewrite::Keep,
         };
-        let request_headers = edits(r.request_headers, RESERVED_REQUEST)
+        let request_headers = edits(r.request_headers, reserved_in_requests)
             .map_err(|(name, why)| (field(&format!("request_headers.{name}")), why))?;
-        let response_headers = edits(r.response_headers, RESERVED_RESPONSE)
+        let response_headers = edits(r.response_headers, reserved_in_responses)
             .map_err(|(name, why)| (field(&format!("response_headers.{name}")), why))?;
         out.push(Route {
             prefix: r.path_prefix,
@@ -281,7 +262,10 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn edits(raw: Option<RawHeaderEdits>, reserved: &[&str]) -> Result<HeaderEdits, (String, String)> {
+fn edits(
+    raw: Option<RawHeaderEdits>,
+    reserved: fn(&str) -> bool,
+) -> Result<HeaderEdits, (String, String)> {
     let raw = raw.unwrap_or_default();
     let check = |part: &str, name: &str| -> Result<String, (String, String)> {
         let lower = name.to_ascii_lowercase();
@@ -291,7 +275,7 @@ fn edits(raw: Option<RawHeaderEdits>, reserved: &[&str]) -> Result<HeaderEdits, 
                 format!("{name:?} is not a header field name"),
             ));
         }
-        if reserved.contains(&lower.as_str()) {
+        if reserved(&lower) {
             return Err((
                 part.to_string(),
                 format!("{name:?} is framing, routing or set by rgate itself; it cannot be changed here"),

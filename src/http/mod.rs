@@ -115,7 +115,7 @@ impl ConnectionTokens {
 /// Header fields that describe one connection, not the message (RFC 9110 §7.6.1), and so
 /// are never forwarded as they are. `Upgrade` is handled apart: kept only while upgrading.
 /// `HTTP2-Settings` belongs to an h2c upgrade (RFC 7540 §3.2.1), which rgate never relays.
-const HOP_BY_HOP: [&str; 8] = [
+pub(crate) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "keep-alive",
     "proxy-connection",
@@ -128,13 +128,14 @@ const HOP_BY_HOP: [&str; 8] = [
 
 /// Fields a `Connection` option can never remove: the framing rgate writes itself, the
 /// Host it routes on and forwards, and the fields it sets on every forwarded request.
-pub const NEVER_HOP_BY_HOP: [&str; 7] = [
+pub const NEVER_HOP_BY_HOP: [&str; 8] = [
     "content-length",
     "transfer-encoding",
     "host",
     "x-forwarded-for",
     "x-forwarded-host",
     "x-forwarded-proto",
+    "x-forwarded-prefix",
     "x-request-id",
 ];
 
