@@ -226,12 +226,12 @@ mod tests {
     #[test]
     fn accepts_faithful_forwarding() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nContent-Length: 2\r\n\r\nhi",
             b"hi",
             BodyFraming::Length(2),
         ));
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
             b"hi",
             BodyFraming::Chunked,
         ));
@@ -241,7 +241,7 @@ mod tests {
     #[should_panic(expected = "after the forwarded request")]
     fn body_without_length_is_caught() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\n\r\nhi",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\n\r\nhi",
             b"",
             BodyFraming::None,
         ));
@@ -251,7 +251,7 @@ mod tests {
     #[should_panic(expected = "cost the forwarded request its content-length")]
     fn lost_length_is_caught() {
         let mut f = forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\n\r\nhi",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\n\r\nhi",
             b"hi",
             BodyFraming::Length(2),
         );
@@ -263,7 +263,7 @@ mod tests {
     #[should_panic(expected = "Host fields")]
     fn two_hosts_are_caught() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\nHost: gw\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nHost: gw\r\nX-Request-Id: r-1\r\n\r\n",
             b"",
             BodyFraming::None,
         ));
@@ -273,7 +273,7 @@ mod tests {
     #[should_panic(expected = "the client addressed")]
     fn wrong_host_is_caught() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: evil\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: evil\r\nX-Request-Id: r-1\r\n\r\n",
             b"",
             BodyFraming::None,
         ));
@@ -283,7 +283,7 @@ mod tests {
     #[should_panic(expected = "with `_`")]
     fn underscore_is_caught() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\nX_A: 1\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nX_A: 1\r\n\r\n",
             b"",
             BodyFraming::None,
         ));
@@ -293,7 +293,7 @@ mod tests {
     #[should_panic(expected = "trailer field")]
     fn framing_trailer_is_caught() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nContent-Length: 5\r\n\r\n",
             b"",
             BodyFraming::Chunked,
         ));
@@ -303,7 +303,7 @@ mod tests {
     #[should_panic(expected = "strict parser refuses")]
     fn both_framing_fields_are_caught() {
         verify(&forwarded(
-            b"POST /a HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
             b"hi",
             BodyFraming::Chunked,
         ));
@@ -312,12 +312,17 @@ mod tests {
     #[test]
     fn rgate_path_runs_for_plain_requests() {
         // Not vacuous: an ordinary request reaches the checks and passes them.
-        let f = forward(b"POST /a/./b HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nhi")
-            .expect("accepted");
+        let f = forward(
+            b"POST /a/./b HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nContent-Length: 2\r\n\r\nhi",
+        )
+        .expect("accepted");
         assert_eq!((f.target.as_str(), &f.payload[..]), ("/a/b", &b"hi"[..]));
         verify(&f);
-        assert!(forward(b"POST / HTTP/1.1\r\nHost: gw\r\nContent-Length: 2\r\n\r\nh").is_none());
-        assert!(forward(b"GET /../x HTTP/1.1\r\nHost: gw\r\n\r\n").is_none());
+        assert!(forward(
+            b"POST / HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\nContent-Length: 2\r\n\r\nh"
+        )
+        .is_none());
+        assert!(forward(b"GET /../x HTTP/1.1\r\nHost: gw\r\nX-Request-Id: r-1\r\n\r\n").is_none());
     }
 
     #[test]
@@ -325,5 +330,25 @@ mod tests {
         assert_eq!(absolute_authority("http://u:p@h:1/x?y"), Some(&b"h:1"[..]));
         assert_eq!(absolute_authority("HTTPS://h?q"), Some(&b"h"[..]));
         assert_eq!(absolute_authority("/x"), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "0 X-Request-Id fields forwarded")]
+    fn a_missing_request_id_is_caught() {
+        verify(&forwarded(
+            b"POST /a HTTP/1.1\r\nHost: gw\r\n\r\n",
+            b"",
+            BodyFraming::None,
+        ));
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid X-Request-Id")]
+    fn an_invalid_request_id_is_caught() {
+        verify(&forwarded(
+            b"POST /a HTTP/1.1\r\nHost: gw\r\nX-Request-Id: a\"b\r\n\r\n",
+            b"",
+            BodyFraming::None,
+        ));
     }
 }
