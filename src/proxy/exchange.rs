@@ -219,6 +219,23 @@ impl ClientConn {
         }
     }
 
+    /// Refuses the request over its body (the client's fault: too large, malformed, too
+    /// slow): answers `status` and ends the connection, dropping what still arrives; the
+    /// backend connection that had the start of the body is dropped with the exchange.
+    async fn refuse_body(
+        &mut self,
+        info: &RequestInfo,
+        status: u16,
+        code: ErrorCode,
+        message: &str,
+        rec: &mut RequestRecorder,
+    ) -> Result<(), Stop> {
+        rec.fail(ErrorKind::Client);
+        self.reply_error(status, code, message, info.version, false, rec)
+            .await;
+        Err(Stop::Done(Next::Linger))
+    }
+
     /// The backend has `max_in_flight` requests already: 503 `overloaded`, try again later.
     async fn overloaded(
         &mut self,
@@ -299,26 +316,15 @@ impl ClientConn {
             Err(RelayError::TooLarge(limit)) => {
                 // The backend has part of a body that will never end: its connection is
                 // dropped (closed), never pooled; the client is told and the rest unread.
-                rec.fail(ErrorKind::Client);
                 let msg =
                     format!("the request body is larger than this route's limit of {limit} bytes");
-                self.reply_error(
-                    413,
-                    ErrorCode::ContentTooLarge,
-                    &msg,
-                    info.version,
-                    false,
-                    rec,
-                )
-                .await;
-                Err(Stop::Done(Next::Linger))
+                self.refuse_body(info, 413, ErrorCode::ContentTooLarge, &msg, rec)
+                    .await
             }
             Err(RelayError::Chunked(e)) => {
-                rec.fail(ErrorKind::Client);
                 let msg = format!("invalid chunked body: {e}");
-                self.reply_error(400, ErrorCode::BadRequest, &msg, info.version, false, rec)
-                    .await;
-                Err(Stop::Done(Next::Linger))
+                self.refuse_body(info, 400, ErrorCode::BadRequest, &msg, rec)
+                    .await
             }
             // The backend answered before the body's end (e.g. 413), or stopped reading: its
             // answer is read and relayed; the rest of the body is not.
@@ -335,22 +341,13 @@ impl ClientConn {
             }
             Err(RelayError::SourceTooSlow) => {
                 // A body this slow holds a connection (here and at the backend) for nothing.
-                rec.fail(ErrorKind::Client);
                 self.core.counters.connections.slow_body_cut();
                 let msg = format!(
                     "request body slower than {} bytes/s",
                     self.core.settings.config.limits.min_request_body_rate
                 );
-                self.reply_error(
-                    408,
-                    ErrorCode::RequestTimeout,
-                    &msg,
-                    info.version,
-                    false,
-                    rec,
-                )
-                .await;
-                Err(Stop::Done(Next::Linger))
+                self.refuse_body(info, 408, ErrorCode::RequestTimeout, &msg, rec)
+                    .await
             }
             Err(_) => {
                 // The client went away or stalled mid-body: nothing to answer.
