@@ -321,6 +321,71 @@ fn a_keep_alive_connection_is_told_connection_close_during_a_restart() {
     );
 }
 
+/// A restart hands the successor its listening sockets and nothing else: the client
+/// connections the old process still holds (accepted through io_uring, which sets no
+/// close-on-exec flag) must not live on in the successor, where nothing would close them
+/// and where they would keep the old process's closes from sending a FIN.
+#[test]
+fn the_successor_inherits_no_client_connection() {
+    let backend = Backend::start("app");
+    let gw = start_on(&backend, &[], 1);
+    let mut clients: Vec<Client> = (0..5)
+        .map(|i| {
+            let mut c = connect(gw.addr).unwrap();
+            let path = format!("/api/open{i}");
+            let r = c.try_exchange(&get(&path)).unwrap();
+            assert!(answers(&r, &path, 0) && !r.closes_connection(), "{r:?}");
+            c
+        })
+        .collect();
+    let old_sockets = sockets_of(gw.pid_in_file().unwrap());
+    assert!(old_sockets.len() >= 5, "{old_sockets:?}");
+    let (_, new) = restart(&gw);
+    let listening = listening_sockets(gw.addr.port());
+    assert!(!listening.is_empty(), "no listening socket on {}", gw.addr);
+    let successor = sockets_of(new);
+    let inherited: Vec<&u64> = successor
+        .intersection(&old_sockets)
+        .filter(|inode| !listening.contains(inode))
+        .collect();
+    assert!(
+        inherited.is_empty(),
+        "the successor holds {} socket(s) of the old process besides the listening ones",
+        inherited.len()
+    );
+    // Drained by the old process, each connection is closed with a FIN.
+    for c in &mut clients {
+        c.expect_closed();
+    }
+}
+
+/// The inodes of the sockets process `pid` holds.
+fn sockets_of(pid: u32) -> std::collections::BTreeSet<u64> {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("read the fd table")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|target| {
+            let t = target.to_str()?;
+            t.strip_prefix("socket:[")?.strip_suffix(']')?.parse().ok()
+        })
+        .collect()
+}
+
+/// The inodes of the IPv4 TCP sockets listening on `port` (from /proc/net/tcp).
+fn listening_sockets(port: u16) -> std::collections::BTreeSet<u64> {
+    const LISTEN: &str = "0A";
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            let local_port = u16::from_str_radix(f.get(1)?.rsplit(':').next()?, 16).ok()?;
+            (local_port == port && *f.get(3)? == LISTEN).then(|| f.get(9)?.parse().ok())?
+        })
+        .collect()
+}
+
 /// The successor is started with exactly the arguments the old process had.
 #[test]
 fn the_successor_runs_with_the_same_arguments() {

@@ -359,6 +359,9 @@ fn spawn(
     let log_source = dup_high(log_write.as_raw_fd())?;
     let raw_sources: Vec<RawFd> = sources.iter().map(AsRawFd::as_raw_fd).collect();
     let raw_log = log_source.as_raw_fd();
+    // Everything above what the child keeps is closed by its exec (see `close_on_exec_from`).
+    let inherited_end = LISTEN_FDS_START + raw_sources.len() as RawFd;
+    let fd_ceiling = open_files_ceiling();
 
     let mut cmd = Command::new(&invocation.program);
     cmd.args(&invocation.args)
@@ -369,8 +372,9 @@ fn spawn(
         .env(ENV_READY_FD, ready_fd.to_string())
         .env(ENV_STDERR_FD, stderr_fd.to_string())
         .envs(env.iter().map(|(k, v)| (k, v)));
-    // SAFETY: the closure runs in the forked child before exec and only calls dup2, which
-    // is async-signal-safe; it allocates nothing and touches no lock.
+    // SAFETY: the closure runs in the forked child before exec and only makes system calls
+    // (dup2, close_range, fcntl), which are async-signal-safe; it allocates nothing and
+    // touches no lock.
     unsafe {
         cmd.pre_exec(move || {
             for (i, &src) in raw_sources.iter().enumerate() {
@@ -382,6 +386,7 @@ fn spawn(
             if libc::dup2(raw_log, libc::STDERR_FILENO) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            close_on_exec_from(inherited_end, fd_ceiling);
             Ok(())
         });
     }
@@ -400,6 +405,45 @@ fn spawn(
     drop(sources);
     drop(log_source);
     child
+}
+
+/// In the forked child: marks every descriptor from `first` on close-on-exec, so that the
+/// successor inherits only what it was handed. A client connection accepted through
+/// io_uring carries no close-on-exec flag (the accept operation sets none); without this,
+/// every connection open at a restart would live on in the successor — never closed there,
+/// and closing it in the old process would send no FIN. Marked rather than closed: the
+/// standard library's own pipe that reports a failed exec must stay open until the exec.
+/// `ceiling` bounds the fallback loop for kernels without `close_range` (before 5.11).
+fn close_on_exec_from(first: RawFd, ceiling: RawFd) {
+    // SAFETY: close_range and fcntl(F_SETFD) only change descriptor flags of this process.
+    unsafe {
+        let marked = libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        );
+        if marked != 0 {
+            for fd in first..ceiling {
+                libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+    }
+}
+
+/// One above the highest descriptor this process can hold (its open-files limit).
+fn open_files_ceiling() -> RawFd {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if ok {
+        limit.rlim_cur.min(RawFd::MAX as libc::rlim_t) as RawFd
+    } else {
+        RawFd::from(u16::MAX)
+    }
 }
 
 fn dup_high(fd: RawFd) -> io::Result<OwnedFd> {
