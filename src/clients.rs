@@ -28,10 +28,11 @@ pub(crate) struct Clients {
     /// The most connections open since memory was last given back, and the closes since.
     peak_since_trim: Cell<usize>,
     closes_since_trim: Cell<usize>,
-    /// When memory was last given back, or will be by a deferred trim (at most once per
-    /// `TRIM_INTERVAL`).
+    /// Every close so far (a pending trim watches it to see a wave end).
+    closes: Cell<u64>,
+    /// When memory was last given back (at most once per `TRIM_INTERVAL`).
     last_trim: Cell<Option<Instant>>,
-    /// A trim is scheduled for when the interval has passed.
+    /// A trim is scheduled (`trim_when_settled`).
     trim_pending: Cell<bool>,
     /// Connections being refused (answered 503, then closed) now.
     refusing: Cell<usize>,
@@ -48,6 +49,11 @@ const TRIM_INTERVAL: Duration = Duration::from_secs(10);
 /// A wave of closes this large (from a peak, down to a quarter of it) gives the memory of
 /// its connections back to the system.
 const TRIM_WAVE: usize = 256;
+/// A wave has ended when no connection closed for this long: the trim waits for it, because
+/// memory freed by closes after a trim stays with the allocator until the next one.
+const TRIM_SETTLE: Duration = Duration::from_millis(50);
+/// The longest a trim waits for its wave to end (a steady stream of closes never settles).
+const TRIM_SETTLE_MAX: Duration = Duration::from_secs(2);
 /// Closes after which a core left with no connection gives their memory back.
 const TRIM_WHEN_EMPTY: usize = 64;
 
@@ -80,6 +86,7 @@ impl Clients {
     pub(crate) fn closed(&self, ip: IpAddr) {
         self.open.set(self.open.get() - 1);
         self.closes_since_trim.set(self.closes_since_trim.get() + 1);
+        self.closes.set(self.closes.get() + 1);
         let mut per_ip = self.per_ip.borrow_mut();
         if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
@@ -100,8 +107,9 @@ impl Clients {
 
     /// Whether enough connections closed that their memory should go back to the system
     /// (after an attack, the allocator would otherwise keep it): a wave down to a quarter of
-    /// the peak, or the core empty after a few dozen closes — now, or, within
-    /// `TRIM_INTERVAL` of the last trim, once it has passed (then `trim_done` says so).
+    /// the peak, or the core empty after a few dozen closes. The trim is deferred (run it
+    /// with `trim_when_settled`): until the wave has ended, and at least `TRIM_INTERVAL`
+    /// after the last one. One trim is pending at a time, however many waves meanwhile.
     pub(crate) fn memory_to_give_back(&self) -> Trim {
         let (open, peak) = (self.open.get(), self.peak_since_trim.get());
         let wave = peak - open >= TRIM_WAVE && open <= peak / 4;
@@ -109,22 +117,36 @@ impl Clients {
         if !(wave || emptied) || self.trim_pending.get() {
             return Trim::No;
         }
-        self.peak_since_trim.set(open);
-        self.closes_since_trim.set(0);
+        self.trim_pending.set(true);
         // The clock is read only here, after a wave.
         let now = Instant::now();
         let next = self.last_trim.get().map_or(now, |t| t + TRIM_INTERVAL);
-        if next <= now {
-            self.last_trim.set(Some(now));
-            return Trim::Now;
-        }
-        self.last_trim.set(Some(next));
-        self.trim_pending.set(true);
-        Trim::After(next - now)
+        Trim::After(next.saturating_duration_since(now))
     }
 
-    /// The deferred trim ran.
-    pub(crate) fn trim_done(&self) {
+    /// Gives the memory back once `wait` has passed and connections have stopped closing
+    /// (`TRIM_SETTLE` without a close, `TRIM_SETTLE_MAX` at most), then counts the next
+    /// wave from here.
+    pub(crate) async fn trim_when_settled(&self, wait: Duration) {
+        monoio::time::sleep(wait).await;
+        let mut waited = Duration::ZERO;
+        loop {
+            let seen = self.closes.get();
+            monoio::time::sleep(TRIM_SETTLE).await;
+            waited += TRIM_SETTLE;
+            if self.closes.get() == seen || waited >= TRIM_SETTLE_MAX {
+                break;
+            }
+        }
+        give_memory_back();
+        self.trimmed(Instant::now());
+    }
+
+    /// A trim ran at `at`.
+    fn trimmed(&self, at: Instant) {
+        self.peak_since_trim.set(self.open.get());
+        self.closes_since_trim.set(0);
+        self.last_trim.set(Some(at));
         self.trim_pending.set(false);
     }
 
@@ -183,8 +205,7 @@ impl Clients {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Trim {
     No,
-    Now,
-    /// After this long, then call `Clients::trim_done`.
+    /// After at least this long, once the wave has ended: `Clients::trim_when_settled`.
     After(Duration),
 }
 
@@ -262,40 +283,87 @@ mod tests {
             c.closed(ip);
             match c.memory_to_give_back() {
                 Trim::No => {}
-                Trim::Now => trims.push((999 - n, "now")),
-                Trim::After(d) => {
-                    assert!(d <= TRIM_INTERVAL);
-                    trims.push((999 - n, "later"));
-                }
+                Trim::After(d) => trims.push((999 - n, d)),
             }
         }
-        // Down to a quarter of the peak of 1000 now; empty soon after, once the interval
-        // has passed — one deferred trim, however many waves meanwhile.
-        assert_eq!(trims, [(250, "now"), (0, "later")]);
+        // Down to a quarter of the peak of 1000: one trim, at once (none ran before); it
+        // is still pending when the core empties, so emptying schedules no second one.
+        assert_eq!(trims, [(250, Duration::ZERO)]);
+        c.trimmed(Instant::now());
         for _ in 0..1000 {
             c.opened(ip);
         }
+        let mut trims = Vec::new();
         for _ in 0..1000 {
             c.closed(ip);
-            assert_eq!(c.memory_to_give_back(), Trim::No);
+            if let Trim::After(d) = c.memory_to_give_back() {
+                trims.push(d);
+            }
         }
-        c.trim_done();
-        c.last_trim.set(Some(Instant::now() - TRIM_INTERVAL));
+        // Within the interval of the last trim: one, deferred until the interval has passed.
+        assert_eq!(trims.len(), 1);
+        assert!(trims[0] > TRIM_INTERVAL - Duration::from_secs(1) && trims[0] <= TRIM_INTERVAL);
+        c.trimmed(Instant::now() - TRIM_INTERVAL);
         for _ in 0..TRIM_WHEN_EMPTY {
             c.opened(ip);
             c.closed(ip);
         }
         assert_eq!(
             c.memory_to_give_back(),
-            Trim::Now,
+            Trim::After(Duration::ZERO),
             "empty, after the interval"
         );
         // A few connections opening and closing never trim.
+        c.trimmed(Instant::now() - TRIM_INTERVAL);
         for _ in 0..10 {
             c.opened(ip);
             c.closed(ip);
             assert_eq!(c.memory_to_give_back(), Trim::No);
         }
+    }
+
+    #[test]
+    fn a_trim_waits_until_the_wave_of_closes_has_ended() {
+        let mut rt = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = Rc::new(Clients::default());
+            let ip: IpAddr = "127.0.0.1".parse().unwrap();
+            for _ in 0..400 {
+                c.opened(ip);
+            }
+            for _ in 0..300 {
+                c.closed(ip);
+            }
+            assert_eq!(c.memory_to_give_back(), Trim::After(Duration::ZERO));
+            let trim = monoio::spawn({
+                let c = c.clone();
+                async move { c.trim_when_settled(Duration::ZERO).await }
+            });
+            // The wave goes on for 10 x 20 ms: closes come faster than `TRIM_SETTLE`.
+            let mut last_close = Instant::now();
+            for _ in 0..10 {
+                monoio::time::sleep(Duration::from_millis(20)).await;
+                assert!(c.trim_pending.get(), "trimmed in the middle of the wave");
+                c.closed(ip);
+                last_close = Instant::now();
+            }
+            trim.await;
+            assert!(!c.trim_pending.get());
+            let trimmed = c.last_trim.get().unwrap();
+            assert!(
+                trimmed >= last_close + TRIM_SETTLE,
+                "trimmed before the wave had settled"
+            );
+            assert!(
+                trimmed < last_close + TRIM_SETTLE * 3,
+                "waited too long after the wave"
+            );
+            // The next wave counts from what was left open.
+            assert_eq!(c.peak_since_trim.get(), 90);
+        });
     }
 
     #[test]

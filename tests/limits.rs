@@ -131,6 +131,54 @@ fn more_clients_than_descriptors_are_served_in_turn_with_few_warnings_and_no_spi
     drop((idle, queued));
 }
 
+/// Connections of the burst in the memory test below.
+const BURST: usize = 2_000;
+
+#[test]
+fn the_memory_a_burst_of_connections_took_goes_back_soon_after_they_close() {
+    // The test holds BURST sockets itself.
+    raise_own_open_files(BURST as u64 + 500);
+    let b = Backend::start("b");
+    let gw = gateway(&b, "").cores(1).start();
+    // The core's buffers and backend pool warmed before the baseline.
+    drop(idle_clients(&gw, 20));
+    let before = gw.memory_kib("VmRSS");
+    let burst = idle_clients(&gw, BURST);
+    let held = gw.memory_kib("VmRSS");
+    let grown = held.saturating_sub(before);
+    assert!(
+        grown > BURST as u64 / 2,
+        "{BURST} connections grew RSS by only {grown} KiB: the test would prove nothing"
+    );
+    drop(burst);
+    // glibc keeps what the connections freed unless rgate trims it: once the closes
+    // have stopped, RSS returns near where it was (what stays is the core's tables).
+    let limit = before + grown / 4;
+    wait_until(
+        Duration::from_secs(3),
+        format!("RSS back under {limit} KiB (before {before}, with the burst {held})"),
+        || gw.memory_kib("VmRSS") < limit,
+    );
+}
+
+/// Raises this test process's soft open-files limit to at least `want` (or the hard one).
+fn raise_own_open_files(want: u64) {
+    // SAFETY: getrlimit/setrlimit on this process's own limit, with a valid struct.
+    unsafe {
+        let mut l: libc::rlimit = std::mem::zeroed();
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut l), 0);
+        if l.rlim_cur < want {
+            l.rlim_cur = want.min(l.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &l), 0);
+        }
+        assert!(
+            l.rlim_cur >= want,
+            "open-files limit {} below {want}",
+            l.rlim_cur
+        );
+    }
+}
+
 #[test]
 fn over_the_per_address_cap_a_connection_gets_503_and_another_address_gets_in() {
     let b = Backend::start("b");
