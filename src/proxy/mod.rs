@@ -26,7 +26,7 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, Canceller};
 use monoio::net::TcpStream;
 
 use crate::alarms::{Alarm, Deadline};
-use crate::clients::{give_memory_back, Trim};
+use crate::clients::Trim;
 use crate::http::Version;
 use crate::stats::ErrorKind;
 use crate::wire::stream::Buffered;
@@ -106,17 +106,9 @@ impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.clients.closed(self.1);
         self.0.counters.connections.set_open(self.0.clients.open());
-        match self.0.clients.memory_to_give_back() {
-            Trim::No => {}
-            Trim::Now => give_memory_back(),
-            Trim::After(wait) => {
-                let core = self.0.clone();
-                monoio::spawn(async move {
-                    monoio::time::sleep(wait).await;
-                    core.clients.trim_done();
-                    give_memory_back();
-                });
-            }
+        if let Trim::After(wait) = self.0.clients.memory_to_give_back() {
+            let core = self.0.clone();
+            monoio::spawn(async move { core.clients.trim_when_settled(wait).await });
         }
     }
 }
@@ -148,9 +140,10 @@ impl ClientConn {
 
     /// Serves requests until the connection is to end; says how.
     async fn serve(&mut self) -> Next {
-        let keepalive = self.core.settings.config.timeouts.keepalive_idle;
-        // A new connection rests until its first bytes arrive, like an idle one.
-        let mut rest_until = Some(self.core.alarms.deadline_in(keepalive));
+        // A new connection reads at once, as a keep-alive one waits for its next request:
+        // a client's first bytes usually follow the handshake at once, and a read already
+        // queued takes them without a readiness wait first.
+        let mut rest_until = None;
         // A connection that has made a request counts as idle as soon as it rests (a core
         // at its cap may close it); a new one only after `NEW_CONNECTION_GRACE`.
         let mut served = false;
@@ -160,12 +153,14 @@ impl ClientConn {
                     return next;
                 }
             }
-            served = true;
             // Boxed: waiting for a request with a buffer and answering it need far more
             // state than resting, and a future is as large as its largest state. Boxed,
             // a resting connection's task stays small (one allocation per request).
-            match Box::pin(self.serve_one()).await {
-                Next::KeepAlive => self.client.shrink_when_idle(),
+            match Box::pin(self.serve_one(served)).await {
+                Next::KeepAlive => {
+                    served = true;
+                    self.client.shrink_when_idle();
+                }
                 Next::Rest(deadline) => {
                     self.client.release_buffer();
                     self.head = Vec::new();
@@ -179,21 +174,22 @@ impl ClientConn {
     }
 
     /// Ends the connection the way `next` says.
-    async fn finish(mut self, next: Next) {
+    async fn finish(self, next: Next) {
         match next {
-            Next::Close => {
-                let _ = self.client.io.shutdown().await;
-            }
             Next::Linger => linger(self.client).await,
             Next::Upgrade(backend) => tunnel::run(self.client, backend).await,
-            Next::Abort | Next::KeepAlive | Next::Rest(_) => {}
+            // Closing the socket sends the FIN after the response (a shutdown first would
+            // only cost another operation): nothing unread is expected, and what a client
+            // sent anyway would reset the connection either way.
+            Next::Close | Next::Abort | Next::KeepAlive | Next::Rest(_) => {}
         }
     }
 
-    /// Waits for, reads and answers one request.
-    async fn serve_one(&mut self) -> Next {
+    /// Waits for, reads and answers one request (the first on this connection unless it
+    /// has `served` one).
+    async fn serve_one(&mut self, served: bool) -> Next {
         if self.client.data().is_empty() {
-            if let Err(next) = self.await_request().await {
+            if let Err(next) = self.await_request(served).await {
                 return next;
             }
         }
@@ -273,14 +269,16 @@ impl ClientConn {
         }
     }
 
-    /// Waits for the first bytes of the next request on a connection that just served one
-    /// (the cheapest wait for a busy client: one read into the buffer it already has).
+    /// Waits for the first bytes of a request: on a new connection, or on one that just
+    /// served a request (the cheapest wait for a busy client: one read into the buffer it
+    /// already has).
     ///
     /// After `IDLE_RELEASE_AFTER` without a byte, or when the core drains, that read is
     /// cancelled and awaited — never dropped, so bytes the kernel already handed over are
     /// kept — and the connection is told to rest (`Next::Rest`) for the rest of its
-    /// keep-alive time.
-    async fn await_request(&mut self) -> Result<(), Next> {
+    /// keep-alive time. Meanwhile a connection that has `served` a request counts as idle
+    /// (the core may close it to make room); a new one does not.
+    async fn await_request(&mut self, served: bool) -> Result<(), Next> {
         let core = self.core.clone();
         let keepalive = core.settings.config.timeouts.keepalive_idle;
         let rest_deadline = || {
@@ -290,14 +288,20 @@ impl ClientConn {
         if core.alarms.is_draining() {
             return Err(Next::Rest(rest_deadline()));
         }
-        let resting = core.clients.rest();
+        let resting = served.then(|| core.clients.rest());
+        let closed_by_core = async {
+            match &resting {
+                Some(r) => r.closed_by_core().await,
+                None => std::future::pending().await,
+            }
+        };
         let canceller = self.canceller.get_or_insert_with(Canceller::new);
         let mut read = std::pin::pin!(self.client.fill_cancelable(canceller.handle()));
         let wake = monoio::select! {
             r = &mut read => Some(r),
             _ = core.alarms.after(IDLE_RELEASE_AFTER.min(keepalive)) => None,
             _ = core.alarms.drain() => None,
-            _ = resting.closed_by_core() => None,
+            _ = closed_by_core => None,
         };
         let read = match wake {
             Some(r) => r,
@@ -312,7 +316,7 @@ impl ClientConn {
             Ok(n) if n > 0 => Ok(()),
             Ok(_) => Err(Next::Close),
             Err(e) if e.raw_os_error() == Some(libc::ECANCELED) => {
-                if resting.was_closed_by_core() {
+                if resting.as_ref().is_some_and(|r| r.was_closed_by_core()) {
                     Err(Next::Close)
                 } else {
                     Err(Next::Rest(rest_deadline()))
