@@ -415,6 +415,38 @@ fn kill_9_loses_at_most_one_interval() {
     );
 }
 
+/// The stats thread's writes (SQLite, once an interval) must not delay requests on a CPU
+/// it shares with a core: it runs at the lowest priority, the cores at the normal one.
+#[test]
+fn the_stats_thread_yields_to_the_cores() {
+    let dir = temp_dir("nice");
+    let servers = Backends::start();
+    let rgate = start(
+        &dir,
+        &servers.config("{interval_ms: 200}"),
+        &dir.join("s.db"),
+    );
+    let nice_of = |name: &str| -> i64 {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", rgate.pid())).unwrap();
+        let stat = tasks
+            .filter_map(|t| {
+                let t = t.ok()?.path();
+                let comm = std::fs::read_to_string(t.join("comm")).ok()?;
+                (comm.trim() == name).then(|| std::fs::read_to_string(t.join("stat")).ok())?
+            })
+            .next()
+            .unwrap_or_else(|| panic!("no thread named {name}"));
+        // Fields after the command's closing parenthesis; nice is the 19th field of all.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        after.split_whitespace().nth(16).unwrap().parse().unwrap()
+    };
+    assert_eq!(nice_of("rgate-stats"), 19);
+    assert_eq!(nice_of("rgate-core-0"), 0);
+    // And it still writes.
+    send(rgate.addr, "/ok/a", 3, 200);
+    wait_db_requests(&dir.join("s.db"), 3);
+}
+
 #[test]
 fn an_unusable_database_stops_rgate_with_exit_2() {
     let dir = temp_dir("baddb");

@@ -32,6 +32,10 @@ const FINAL_FLUSH_ATTEMPTS: u32 = 5;
 const FINAL_FLUSH_PAUSE: Duration = Duration::from_millis(200);
 /// After a failed write, log again only every this many failures (one a minute at 1 s).
 const LOG_EVERY_FAILURES: u64 = 60;
+/// The stats thread's nice value: the lowest priority. Each write is a few milliseconds of
+/// SQLite once a second; at a normal priority, a thread that mostly sleeps is run before a
+/// busy core on the CPU they share, and the requests arriving meanwhile wait for it.
+const STATS_THREAD_NICE: libc::c_int = 19;
 /// `/stats` shows this much history.
 pub(crate) const HISTORY_SHOWN_MINUTES: i64 = 60;
 
@@ -64,7 +68,10 @@ impl Collector {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("rgate-stats".into())
-            .spawn(move || run(&hub, store, &rx))?;
+            .spawn(move || {
+                yield_to_the_cores();
+                run(&hub, store, &rx)
+            })?;
         Ok(Collector {
             stop: Some(tx),
             thread: Some(thread),
@@ -89,6 +96,23 @@ impl Collector {
 impl Drop for Collector {
     fn drop(&mut self) {
         self.finish();
+    }
+}
+
+/// Gives the calling thread the lowest priority (`STATS_THREAD_NICE`): it runs when the
+/// cores leave the CPU to it, and still runs when they are saturated, at a small share.
+fn yield_to_the_cores() {
+    // SAFETY: gettid has no preconditions; setpriority changes only this thread's nice value
+    // (on Linux, PRIO_PROCESS with a thread ID applies to that thread).
+    let set = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, STATS_THREAD_NICE)
+    };
+    if set != 0 {
+        log::debug!(
+            "stats: cannot lower the stats thread's priority: {}",
+            std::io::Error::last_os_error()
+        );
     }
 }
 
