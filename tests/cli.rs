@@ -58,6 +58,13 @@ fn check_accepts_a_valid_config() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("good.yml"), "{text}");
+    for mode in ["containers", "swarm", "auto"] {
+        let yaml = format!(
+            "backends:\n  - name: web\n    match_labels: [app_name=web]\ndocker:\n  mode: {mode}\n  swarm_poll_ms: 500\n"
+        );
+        let (code, text) = check(&dir, &format!("mode-{mode}.yml"), &yaml);
+        assert_eq!(code, Some(0), "{mode}: {text}");
+    }
 }
 
 #[test]
@@ -154,6 +161,24 @@ fn check_refuses_bad_configs_with_exit_2_naming_file_field_and_reason() {
             format!("{backend}timeouts:\n  connect_ms: 0\n"),
             "timeouts.connect_ms",
             "greater than 0",
+        ),
+        (
+            "docker-mode.yml",
+            format!("{backend}docker:\n  mode: kubernetes\n"),
+            "docker.mode",
+            "\"kubernetes\" is not one of containers, swarm, auto",
+        ),
+        (
+            "swarm-poll-zero.yml",
+            format!("{backend}docker:\n  mode: swarm\n  swarm_poll_ms: 0\n"),
+            "docker.swarm_poll_ms",
+            "0 ms is outside 100..=60000",
+        ),
+        (
+            "swarm-poll-long.yml",
+            format!("{backend}docker:\n  swarm_poll_ms: 3600000\n"),
+            "docker.swarm_poll_ms",
+            "3600000 ms is outside 100..=60000",
         ),
         (
             "unknown-field.yml",
