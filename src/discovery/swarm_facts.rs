@@ -113,14 +113,6 @@ pub(crate) struct RawTask {
 struct RawTaskStatus {
     #[serde(rename = "State", default)]
     state: String,
-    #[serde(rename = "ContainerStatus", default)]
-    container_status: Option<RawContainerStatus>,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawContainerStatus {
-    #[serde(rename = "ContainerID", default)]
-    container_id: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,8 +237,6 @@ pub(crate) struct TaskFacts {
     pub(crate) state: TaskState,
     /// Docker still wants it running (`DesiredState`); a task being stopped does not.
     pub(crate) wanted_running: bool,
-    /// Its container, once it has one (the id local container events carry).
-    pub(crate) container_id: Option<String>,
     /// Its networks, ingress excepted, sorted by name.
     pub(crate) networks: Vec<TaskNetwork>,
 }
@@ -489,10 +479,6 @@ impl TaskFacts {
             service_id: raw.service_id,
             state: TaskState::parse(status.map_or("", |s| s.state.as_str())),
             wanted_running: raw.desired_state == "running",
-            container_id: status
-                .and_then(|s| s.container_status.as_ref())
-                .and_then(|c| c.container_id.clone())
-                .filter(|id| !id.is_empty()),
             networks,
         }
     }

@@ -86,8 +86,8 @@ impl SwarmServices {
         true
     }
 
-    /// The container `container_id` of this node is stopping: if it is a followed task's,
-    /// out of the table now. True the first time.
+    /// The container of task `task_id` is stopping on this node: if the task is followed, out
+    /// of the table now. True the first time.
     pub(crate) fn container_stopping(&mut self, task_id: &str) -> bool {
         self.tasks.contains_key(task_id) && self.stopping.insert(task_id.to_string())
     }
@@ -212,7 +212,6 @@ mod tests {
             service_id: service.into(),
             state,
             wanted_running: true,
-            container_id: Some(format!("c-{id}")),
             networks: vec![TaskNetwork {
                 name: "front".into(),
                 id: "net1".into(),

@@ -277,16 +277,15 @@ impl SwarmWatch {
         let filters = serde_json::json!({"service": ids, "desired-state": ["running"]});
         let path = format!("/tasks?filters={}", query_value(&filters.to_string()));
         let raw: Vec<RawTask> = engine.get_json(&path).await?;
-        let changed = self
+        Ok(self
             .services
-            .replace_tasks(raw.into_iter().map(TaskFacts::from_raw).collect());
-        if changed {
-            self.services.log_ambiguities();
-        }
-        Ok(changed)
+            .replace_tasks(raw.into_iter().map(TaskFacts::from_raw).collect()))
     }
 
+    /// Publishes the table (the publisher ignores one equal to the last), and logs once each
+    /// service that gets no traffic for a reason its labels can fix.
     fn publish(&mut self) {
+        self.services.log_ambiguities();
         if self.publisher.publish(self.services.table()) {
             log::info!("docker: backends now {}", self.services.summary());
         }
