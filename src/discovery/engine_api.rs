@@ -8,8 +8,9 @@
 //! version as the rest of discovery. Events still come from docker-api's stream.
 //!
 //! The exchange is HTTP/1.0 on purpose: the daemon (Go's net/http) then answers without
-//! chunked framing and ends the body by closing the connection (RFC 9112 §6.3, rule 8), so
-//! the whole client is "send one head, read to the end". Bounded in time and size.
+//! chunked framing, with a `Content-Length` or ending the body by closing the connection
+//! (RFC 9112 §6.3, rules 6 and 8), so the whole client is "send one head, read to the end".
+//! Bounded in time and size.
 //!
 //! Not for: anything that streams (events), or writes.
 
@@ -29,6 +30,8 @@ const REQUEST_LIMIT: Duration = Duration::from_secs(5);
 const ANSWER_LIMIT: usize = 32 << 20;
 /// The most response header fields parsed.
 const MAX_HEADERS: usize = 32;
+/// How much one read takes.
+const READ_CHUNK: usize = 64 * 1024;
 
 /// Where the daemon listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -100,7 +103,8 @@ impl EngineApi {
     }
 }
 
-/// Writes the request head, reads the answer to its end (bounded).
+/// Writes the request head, reads the answer to its end: the end of its `Content-Length`
+/// when it has one (a daemon, or a proxy, may keep the connection open), else the close.
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     head: &[u8],
@@ -110,15 +114,42 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| format!("writing the request: {e}"))?;
     let mut answer = Vec::new();
-    let mut limited = (&mut stream).take(ANSWER_LIMIT as u64 + 1);
-    limited
-        .read_to_end(&mut answer)
-        .await
-        .map_err(|e| format!("reading the answer: {e}"))?;
-    if answer.len() > ANSWER_LIMIT {
-        return Err(format!("the answer is over {ANSWER_LIMIT} bytes"));
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = stream
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("reading the answer: {e}"))?;
+        if n == 0 {
+            return Ok(answer);
+        }
+        answer.extend_from_slice(&chunk[..n]);
+        if answer.len() > ANSWER_LIMIT {
+            return Err(format!("the answer is over {ANSWER_LIMIT} bytes"));
+        }
+        if declared_end(&answer).is_some_and(|end| answer.len() >= end) {
+            return Ok(answer);
+        }
     }
-    Ok(answer)
+}
+
+/// Where an answer ends by its head's `Content-Length`, once the head is complete.
+fn declared_end(answer: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head_len) = response.parse(answer).ok()? else {
+        return None;
+    };
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))?;
+    let length: usize = std::str::from_utf8(length.value)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    head_len.checked_add(length)
 }
 
 /// The body of a whole answer: its status must be 200; a `Content-Length` bounds it.
@@ -233,6 +264,28 @@ mod tests {
         );
         let chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n";
         assert!(body_of("/tasks", chunked).is_err());
+    }
+
+    #[test]
+    fn an_answer_ends_at_its_content_length_or_at_the_close() {
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n";
+        assert_eq!(declared_end(head), Some(head.len() + 2));
+        assert_eq!(declared_end(b"HTTP/1.1 200 OK\r\nContent-Le"), None);
+        assert_eq!(declared_end(b"HTTP/1.0 200 OK\r\n\r\n[]"), None);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        // The peer keeps the connection open after a whole answer: no waiting for the close.
+        let (mut daemon, client) = tokio::io::duplex(1024);
+        let answer = rt.block_on(async {
+            daemon
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n[]")
+                .await
+                .unwrap();
+            exchange(client, b"GET / HTTP/1.0\r\n\r\n").await
+        });
+        assert!(answer.unwrap().ends_with(b"\r\n\r\n[]"));
+        drop(daemon);
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl SwarmWatch {
                 SessionEnd::NotManager(role) if self.mode == DockerMode::Auto => {
                     let why = match role {
                         SwarmRole::Worker => "a swarm worker, not a manager (only a manager lists services and tasks)".to_string(),
+                        SwarmRole::Outside { node_state } if node_state.starts_with("unknown") => format!("not known to be a swarm manager ({node_state})"),
                         SwarmRole::Outside { node_state } => format!("not in an active swarm (LocalNodeState {node_state:?})"),
                         SwarmRole::Manager { .. } => "a manager".to_string(),
                     };
@@ -160,6 +161,15 @@ impl SwarmWatch {
         };
         let info: RawInfo = match engine.get_json("/info").await {
             Ok(info) => info,
+            // A daemon (or socket proxy) that refuses `/info` cannot say it is a manager: in
+            // `auto`, that is an answer; a failure of the daemon itself is retried.
+            Err(DiscoveryError::EngineAnswer {
+                status, message, ..
+            }) if self.mode == DockerMode::Auto && (400..500).contains(&status) => {
+                return SessionEnd::NotManager(SwarmRole::Outside {
+                    node_state: format!("unknown: /info answered {status} {message:?}"),
+                })
+            }
             Err(e) => return SessionEnd::Unreachable(e),
         };
         let node = match SwarmRole::from_info(&info) {
