@@ -150,6 +150,8 @@ pub(crate) enum SwarmRole {
     Worker,
     /// Not in an active swarm (`inactive`, `pending`, `error`, `locked`).
     Outside { node_state: String },
+    /// The daemon (or a socket proxy in front of it) refused `/info`: its status, message.
+    InfoRefused { status: u16, message: String },
 }
 
 impl SwarmRole {

@@ -91,7 +91,7 @@ impl SwarmWatch {
                 SessionEnd::NotManager(role) if self.mode == DockerMode::Auto => {
                     let why = match role {
                         SwarmRole::Worker => "a swarm worker, not a manager (only a manager lists services and tasks)".to_string(),
-                        SwarmRole::Outside { node_state } if node_state.starts_with("unknown") => format!("not known to be a swarm manager ({node_state})"),
+                        SwarmRole::InfoRefused { status, message } => format!("not known to be a swarm manager (/info answered {status}: {message})"),
                         SwarmRole::Outside { node_state } => format!("not in an active swarm (LocalNodeState {node_state:?})"),
                         SwarmRole::Manager { .. } => "a manager".to_string(),
                     };
@@ -103,7 +103,8 @@ impl SwarmWatch {
                         worker: role == SwarmRole::Worker,
                         node_state: match role {
                             SwarmRole::Outside { node_state } => node_state,
-                            _ => "active".into(),
+                            SwarmRole::InfoRefused { status, .. } => format!("unknown: /info answered {status}"),
+                            SwarmRole::Worker | SwarmRole::Manager { .. } => "active".into(),
                         },
                     };
                     (format!("docker: {e}; {kept} (retrying)"), false, e)
@@ -166,9 +167,7 @@ impl SwarmWatch {
             Err(DiscoveryError::EngineAnswer {
                 status, message, ..
             }) if self.mode == DockerMode::Auto && (400..500).contains(&status) => {
-                return SessionEnd::NotManager(SwarmRole::Outside {
-                    node_state: format!("unknown: /info answered {status} {message:?}"),
-                })
+                return SessionEnd::NotManager(SwarmRole::InfoRefused { status, message })
             }
             Err(e) => return SessionEnd::Unreachable(e),
         };
