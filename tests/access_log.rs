@@ -227,11 +227,18 @@ fn a_log_that_cannot_be_opened_stops_the_start_with_exit_2() {
     assert!(stderr.contains("No such file or directory"), "{stderr}");
 }
 
-/// `/metrics` value of one sample line (`name{labels} value`).
+/// `/metrics` value of one sample line (`name{labels} value`), whose label set is exactly
+/// `sample`'s and the `node` label every series carries (the host name).
 fn metric(gw: &Gateway, sample: &str) -> Option<u64> {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let node = format!("node=\"{}\"}}", hostname.trim_end());
+    let sample = match sample.strip_suffix('}') {
+        Some(labels) => format!("{labels},{node}"),
+        None => format!("{sample}{{{node}"),
+    };
     let text = gw.get("/metrics").text();
     text.lines()
-        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+        .find_map(|l| l.strip_prefix(&sample)?.strip_prefix(' ')?.parse().ok())
 }
 
 #[test]

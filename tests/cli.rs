@@ -58,6 +58,13 @@ fn check_accepts_a_valid_config() {
     );
     assert_eq!(code, Some(0), "{text}");
     assert!(text.contains("good.yml"), "{text}");
+    for mode in ["containers", "swarm", "auto"] {
+        let yaml = format!(
+            "backends:\n  - name: web\n    match_labels: [app_name=web]\ndocker:\n  mode: {mode}\n  swarm_poll_ms: 500\n"
+        );
+        let (code, text) = check(&dir, &format!("mode-{mode}.yml"), &yaml);
+        assert_eq!(code, Some(0), "{mode}: {text}");
+    }
 }
 
 #[test]
@@ -156,6 +163,24 @@ fn check_refuses_bad_configs_with_exit_2_naming_file_field_and_reason() {
             "greater than 0",
         ),
         (
+            "docker-mode.yml",
+            format!("{backend}docker:\n  mode: kubernetes\n"),
+            "docker.mode",
+            "\"kubernetes\" is not one of containers, swarm, auto",
+        ),
+        (
+            "swarm-poll-zero.yml",
+            format!("{backend}docker:\n  mode: swarm\n  swarm_poll_ms: 0\n"),
+            "docker.swarm_poll_ms",
+            "0 ms is outside 100..=60000",
+        ),
+        (
+            "swarm-poll-long.yml",
+            format!("{backend}docker:\n  swarm_poll_ms: 3600000\n"),
+            "docker.swarm_poll_ms",
+            "3600000 ms is outside 100..=60000",
+        ),
+        (
             "unknown-field.yml",
             "routes:\n  - path_prefix: /a\n    backend: a\n    bogus: 1\n".to_string(),
             "routes[0]",
@@ -192,6 +217,49 @@ fn yaml(name: &str) -> serde_yaml::Value {
 /// `make run` without Docker runs rgate on config.local.yml: it must pass `--check`, and be the
 /// same demo as config.yml (routes, default response, backend names) with fixed addresses on
 /// 127.0.0.1 instead of Docker labels.
+/// deploy/stack.yml cannot drift from the image's config: each backend of config.yml is a
+/// service whose `deploy.labels` carry its `match_labels` and an `rgate.port`; rgate is a
+/// global service on a host-mode port with the Docker socket, on the backends' network.
+#[test]
+fn the_swarm_stack_runs_rgate_globally_in_front_of_services_labelled_for_config_yml() {
+    let stack = yaml("deploy/stack.yml");
+    let config = yaml("config.yml");
+    let services = &stack["services"];
+    for b in config["backends"].as_sequence().unwrap() {
+        let name = b["name"].as_str().unwrap();
+        let service = &services[name];
+        let labels = &service["deploy"]["labels"];
+        for pair in b["match_labels"].as_sequence().unwrap() {
+            let (k, v) = pair.as_str().unwrap().split_once('=').unwrap();
+            assert_eq!(labels[k].as_str(), Some(v), "{name}: service label {k}");
+        }
+        let port: u16 = labels["rgate.port"].as_str().unwrap().parse().unwrap();
+        assert_eq!(port, 8080, "{name}: the demo backend's port");
+        assert_eq!(
+            service["networks"][0],
+            stack["services"]["rgate"]["networks"][0]
+        );
+        assert!(
+            service["deploy"]["replicas"].as_u64().unwrap() >= 2,
+            "{name}"
+        );
+    }
+    let rgate = &services["rgate"];
+    assert_eq!(rgate["deploy"]["mode"].as_str(), Some("global"));
+    assert_eq!(rgate["ports"][0]["mode"].as_str(), Some("host"));
+    assert_eq!(rgate["ports"][0]["target"].as_u64(), Some(8080));
+    assert_eq!(
+        rgate["volumes"][0].as_str(),
+        Some("/var/run/docker.sock:/var/run/docker.sock")
+    );
+    assert_eq!(rgate["hostname"].as_str(), Some("{{.Node.Hostname}}"));
+    let network = rgate["networks"][0].as_str().unwrap();
+    assert_eq!(
+        stack["networks"][network]["driver"].as_str(),
+        Some("overlay")
+    );
+}
+
 #[test]
 fn the_demo_configs_pass_check_and_the_local_one_is_the_docker_demo_on_fixed_addresses() {
     for name in ["config.yml", "config.local.yml"] {

@@ -1,8 +1,9 @@
 //! Docker discovery against the fake Docker daemon (`support_fake_docker`), end to end through
 //! the real rgate binary: a daemon restart (the event stream breaks, the daemon is gone for a
 //! while, it comes back with other containers and no event about them), a daemon unusable at
-//! start (retried with backoff, then found), and `kill` and `destroy` events taking a container
-//! out of the table at once.
+//! start (retried with backoff, then found), `kill` and `destroy` events taking a container
+//! out of the table at once, and a swarm worker: `docker.mode: swarm` says why it cannot serve,
+//! `auto` follows the node's containers.
 //!
 //! The fake daemon lets a test decide exactly when Docker goes away, comes back and what it
 //! says, which a real daemon does not (tests/docker.rs has those tests).
@@ -262,5 +263,55 @@ fn kill_and_destroy_events_take_a_container_out_at_once() {
         ["503 no_instances".to_string()].into(),
         "{}",
         gw.log()
+    );
+}
+
+/// A swarm worker's daemon (its `/info`): in `swarm` mode rgate says clearly why it cannot
+/// follow services and answers 503 meanwhile; in `auto` (the default) it says it follows the
+/// node's containers, and does.
+#[test]
+fn on_a_swarm_worker_swarm_mode_says_why_and_auto_follows_containers() {
+    let a = Backend::start("A");
+    let fake = FakeDocker::start(vec![FakeContainer::new(
+        0xa1,
+        "worker-a",
+        a.addr.port(),
+        "resync",
+    )]);
+    fake.set_info(serde_json::json!({
+        "Name": "worker-1",
+        "Swarm": {"NodeID": "w1", "LocalNodeState": "active", "ControlAvailable": false}
+    }));
+
+    let swarm = rgate_on(&fake, &format!("{CONFIG}docker: {{mode: swarm}}\n"));
+    let why = "docker.mode is swarm but this node is a swarm worker: only a manager answers /services and /tasks";
+    wait_until(limits::CONDITION, "rgate to say why", || {
+        swarm.log().contains(why)
+    });
+    let r = get(swarm.addr, "/resync").unwrap();
+    assert_eq!(
+        r.gateway_error(503)["error"],
+        "no_instances",
+        "{}",
+        context(&fake, &swarm)
+    );
+    assert_eq!(
+        swarm.log().matches(why).count(),
+        1,
+        "said once: {}",
+        swarm.log()
+    );
+
+    let auto = rgate_on(&fake, CONFIG);
+    assert_eq!(
+        answered_by(&auto, "/resync").as_deref(),
+        Ok("A"),
+        "{}",
+        context(&fake, &auto)
+    );
+    let log = auto.log();
+    assert!(
+        log.contains("mode auto: this node is a swarm worker, not a manager (only a manager lists services and tasks); following the containers of this node"),
+        "{log}"
     );
 }

@@ -12,11 +12,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The pages checked, relative to the repository.
-const PAGES: [&str; 4] = [
+const PAGES: [&str; 5] = [
     "README.md",
     "docs/production.md",
     "docs/config.md",
     "docs/performance.md",
+    "docs/swarm.md",
 ];
 /// The production guide names at least this many tests; fewer means the references were
 /// lost (or this test's parser no longer finds them).

@@ -629,6 +629,45 @@ fn metrics_parse_as_prometheus_text() {
     assert!(parse_prometheus(&doubled).is_err(), "a duplicated series");
 }
 
+/// Each node of a cluster keeps its own statistics; one Prometheus sums them by the `node`
+/// label, which every series carries and which is the host's name.
+#[test]
+fn every_metrics_series_carries_the_node_label_of_the_hostname() {
+    let dir = temp_dir("metrics-node");
+    let servers = Backends::start();
+    let rgate = start(
+        &dir,
+        &servers.config("{interval_ms: 200}"),
+        &dir.join("s.db"),
+    );
+    send_mix(&rgate);
+    let text = get(rgate.addr, "/metrics").text();
+    let metrics = parse_prometheus(&text)
+        .unwrap_or_else(|e| panic!("the Prometheus parser refused /metrics: {e}\n{text}"));
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let hostname = hostname.trim_end();
+    assert!(!hostname.is_empty());
+    let mut samples = 0;
+    for (name, family) in &metrics.families {
+        for s in family.iter_samples() {
+            let set = s.get_labelset().unwrap();
+            assert_eq!(
+                set.get_label_value("node"),
+                Some(hostname),
+                "{name} {:?}",
+                s.value
+            );
+            samples += 1;
+        }
+    }
+    assert!(samples > 20, "{text}");
+    // Histogram buckets are folded into one sample by the parser: the text says it of each.
+    let node = format!("node=\"{hostname}\"}} ");
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        assert!(line.contains(&node), "{line}");
+    }
+}
+
 #[test]
 fn stats_paths_belong_to_rgate_and_can_move() {
     let dir = temp_dir("paths");

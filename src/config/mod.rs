@@ -53,6 +53,8 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawDocker {
     label_routes: Option<bool>,
+    mode: Option<String>,
+    swarm_poll_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -152,13 +154,48 @@ pub struct Config {
 }
 
 /// What rgate takes from Docker beyond `match_labels` backends.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct DockerSettings {
     /// Containers' `rgate.route.*` labels declare routes (`discovery::label_routes`).
     pub label_routes: bool,
     /// The routes running containers declared when this process started (filled in at
     /// start, not from the file); their routes and backends follow the file's.
     pub declared: Vec<crate::discovery::RouteKey>,
+    /// Where instances come from: containers of this host, or swarm services' tasks.
+    pub mode: DockerMode,
+    /// How often swarm mode lists the tasks of the matching services (Docker sends no task
+    /// events).
+    pub swarm_poll: Duration,
+}
+
+/// `docker.mode`: which Docker objects are a `match_labels` backend's instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DockerMode {
+    /// The running containers of this Docker host (labels on the container).
+    Containers,
+    /// The running tasks of swarm services (labels on the service); needs a manager.
+    Swarm,
+    /// Swarm when the daemon is an active swarm manager, else containers.
+    #[default]
+    Auto,
+}
+
+/// The default `docker.swarm_poll_ms`.
+pub const DEFAULT_SWARM_POLL: Duration = Duration::from_secs(2);
+/// Polling the manager more often than this only loads it; less often than the ceiling
+/// leaves stopped tasks in the table too long.
+const SWARM_POLL_MIN_MS: u64 = 100;
+const SWARM_POLL_MAX_MS: u64 = 60_000;
+
+impl Default for DockerSettings {
+    fn default() -> Self {
+        DockerSettings {
+            label_routes: false,
+            declared: Vec::new(),
+            mode: DockerMode::default(),
+            swarm_poll: DEFAULT_SWARM_POLL,
+        }
+    }
 }
 
 /// The highest `limits.min_request_body_rate` (bytes/s): 1 GB/s.
@@ -377,10 +414,7 @@ impl Validator<'_> {
             .map_err(|(field, reason)| self.err(field, reason))?;
         Ok(Config {
             access_log,
-            docker: DockerSettings {
-                label_routes: raw.docker.and_then(|d| d.label_routes).unwrap_or(false),
-                declared: Vec::new(),
-            },
+            docker: self.docker(raw.docker)?,
             routes,
             default_response,
             backends,
@@ -388,6 +422,43 @@ impl Validator<'_> {
             stats,
             headers,
             limits,
+        })
+    }
+
+    fn docker(&self, raw: Option<RawDocker>) -> Result<DockerSettings, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(DockerSettings::default());
+        };
+        let mode = match raw.mode.as_deref().map(str::trim) {
+            None | Some("auto") => DockerMode::Auto,
+            Some("containers") => DockerMode::Containers,
+            Some("swarm") => DockerMode::Swarm,
+            Some(other) => {
+                return Err(self.err(
+                    "docker.mode",
+                    format!("{other:?} is not one of containers, swarm, auto"),
+                ))
+            }
+        };
+        let swarm_poll = match raw.swarm_poll_ms {
+            None => DEFAULT_SWARM_POLL,
+            Some(ms) if (SWARM_POLL_MIN_MS..=SWARM_POLL_MAX_MS).contains(&ms) => {
+                Duration::from_millis(ms)
+            }
+            Some(ms) => {
+                return Err(self.err(
+                    "docker.swarm_poll_ms",
+                    format!(
+                        "{ms} ms is outside {SWARM_POLL_MIN_MS}..={SWARM_POLL_MAX_MS} (a swarm is polled for its tasks at this interval)"
+                    ),
+                ))
+            }
+        };
+        Ok(DockerSettings {
+            label_routes: raw.label_routes.unwrap_or(false),
+            declared: Vec::new(),
+            mode,
+            swarm_poll,
         })
     }
 

@@ -115,3 +115,28 @@ fn rejects_unknown_keys() {
     assert_eq!(e.field, "routes[0]", "{e}");
     assert!(e.reason.contains("unknown field `extra`"), "{e}");
 }
+
+#[test]
+fn docker_mode_defaults_to_auto_polling_swarm_tasks_every_two_seconds() {
+    let c = parse(SEED).unwrap();
+    assert_eq!(c.docker.mode, DockerMode::Auto);
+    assert_eq!(c.docker.swarm_poll, Duration::from_secs(2));
+    let c = parse(&format!(
+        "{SEED}docker: {{mode: swarm, swarm_poll_ms: 750}}\n"
+    ))
+    .unwrap();
+    assert_eq!(c.docker.mode, DockerMode::Swarm);
+    assert_eq!(c.docker.swarm_poll, Duration::from_millis(750));
+    let c = parse(&format!("{SEED}docker: {{mode: containers}}\n")).unwrap();
+    assert_eq!(c.docker.mode, DockerMode::Containers);
+    expect_err(
+        &format!("{SEED}docker: {{mode: Swarm}}\n"),
+        "docker.mode",
+        "not one of containers, swarm, auto",
+    );
+    expect_err(
+        &format!("{SEED}docker: {{swarm_poll_ms: 99}}\n"),
+        "docker.swarm_poll_ms",
+        "outside 100..=60000",
+    );
+}

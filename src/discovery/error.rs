@@ -6,6 +6,9 @@
 //! `retry_helps`: a setting that cannot be used (`DOCKER_HOST`, `DOCKER_API_VERSION`) ends
 //! discovery for the life of the process; anything the daemon did is retried.
 //!
+//! Swarm mode on a daemon that is not a swarm manager is `NotSwarmManager`: retried like a
+//! daemon failure (the node may be promoted), and logged once with what to do.
+//!
 //! A container whose address cannot be decided is not a discovery error: discovery goes on,
 //! and the container is skipped with its `container::Ambiguity`.
 //!
@@ -45,6 +48,18 @@ pub(crate) enum DiscoveryError {
     EventStreamBroke(String),
     /// The daemon ended the event stream.
     EventStreamClosed,
+    /// A plain Engine API request (`engine_api`) failed: its path, why.
+    EngineRequest { path: String, reason: String },
+    /// The daemon answered a plain request with an error status: its path, the status, the
+    /// daemon's message.
+    EngineAnswer {
+        path: String,
+        status: u16,
+        message: String,
+    },
+    /// Swarm discovery needs a swarm manager; this daemon is not one (`/info`'s
+    /// `LocalNodeState`, and whether the node is a worker of an active swarm).
+    NotSwarmManager { node_state: String, worker: bool },
 }
 
 impl DiscoveryError {
@@ -90,6 +105,22 @@ impl fmt::Display for DiscoveryError {
             }
             DiscoveryError::EventStreamBroke(reason) => write!(f, "event stream broke: {reason}"),
             DiscoveryError::EventStreamClosed => f.write_str("the daemon closed the event stream"),
+            DiscoveryError::EngineRequest { path, reason } => write!(f, "GET {path}: {reason}"),
+            DiscoveryError::EngineAnswer {
+                path,
+                status,
+                message,
+            } => write!(f, "GET {path} answered {status}: {message}"),
+            DiscoveryError::NotSwarmManager { worker: true, .. } => f.write_str(
+                "docker.mode is swarm but this node is a swarm worker: only a manager answers \
+                 /services and /tasks; mount a manager's Docker socket (or a socket proxy to one), \
+                 or set docker.mode: containers to follow this node's containers",
+            ),
+            DiscoveryError::NotSwarmManager { node_state, .. } => write!(
+                f,
+                "docker.mode is swarm but this node is not in an active swarm (LocalNodeState \
+                 {node_state:?}); run docker swarm init or join, or set docker.mode: containers"
+            ),
         }
     }
 }

@@ -1,5 +1,5 @@
-//! Docker container events, reduced to what discovery does about each one. Pure: the stream
-//! itself is read in `watch`.
+//! Docker events, reduced to what discovery does about each one. Pure: the stream itself is
+//! read in `watch` (containers) and `swarm_watch` (swarm services).
 //!
 //! A `stop` or a `kill` with a signal that ends a process takes the container out of the table
 //! at once, before its process exits: that is what lets a backend with two or more instances
@@ -88,6 +88,56 @@ impl ContainerEvent {
             labels: attributes,
             change,
         })
+    }
+}
+
+/// The actions swarm discovery follows: a service's `create`, `update`, `remove`, and the
+/// actions of this node's task containers that change whether a task serves.
+pub(crate) const SWARM_FOLLOWED: &[&str] = &[
+    "create", "update", "remove", "start", "die", "stop", "kill", "destroy",
+];
+
+/// The label Docker puts on a task's container: the task's id.
+pub(crate) const LABEL_TASK_ID: &str = "com.docker.swarm.task.id";
+
+/// One event in swarm mode, decided. Docker sends no task events: besides the service
+/// events, only the containers of rgate's own node are seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum SwarmEvent {
+    /// A service was created, updated or removed: list the services again, poll the tasks.
+    ServicesChanged,
+    /// A task's container on this node is being stopped: out of the table now.
+    TaskStopping { task_id: String },
+    /// A task's container on this node started or ended: poll the tasks now.
+    TaskChanged,
+}
+
+impl SwarmEvent {
+    /// The decision for one event; `None` for events that change nothing of the table.
+    pub(crate) fn from_message(m: &EventMessage) -> Option<SwarmEvent> {
+        let action = m.action.as_deref()?;
+        match m.type_.as_deref()? {
+            "service" => ["create", "update", "remove"]
+                .contains(&action)
+                .then_some(SwarmEvent::ServicesChanged),
+            "container" => {
+                let attributes = m.actor.as_ref()?.attributes.as_ref()?;
+                let task_id = attributes.get(LABEL_TASK_ID).filter(|id| !id.is_empty())?;
+                match action {
+                    "stop" => Some(SwarmEvent::TaskStopping {
+                        task_id: task_id.clone(),
+                    }),
+                    "kill" if ends_process(attributes.get("signal").map(String::as_str)) => {
+                        Some(SwarmEvent::TaskStopping {
+                            task_id: task_id.clone(),
+                        })
+                    }
+                    "start" | "die" | "destroy" => Some(SwarmEvent::TaskChanged),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
     }
 }
 
@@ -193,6 +243,43 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(ContainerEvent::from_message(&m), None);
+    }
+
+    fn swarm(type_: &str, action: &str, attrs: serde_json::Value) -> Option<SwarmEvent> {
+        let m: EventMessage = serde_json::from_value(serde_json::json!({
+            "Type": type_, "Action": action, "Actor": {"ID": "x1", "Attributes": attrs}
+        }))
+        .unwrap();
+        SwarmEvent::from_message(&m)
+    }
+
+    #[test]
+    fn swarm_service_events_relist_and_task_container_stops_leave_at_once() {
+        let name = serde_json::json!({"name": "web"});
+        for action in ["create", "update", "remove"] {
+            assert_eq!(
+                swarm("service", action, name.clone()),
+                Some(SwarmEvent::ServicesChanged)
+            );
+        }
+        let task = serde_json::json!({"com.docker.swarm.task.id": "t1", "signal": "15"});
+        let stopping = Some(SwarmEvent::TaskStopping {
+            task_id: "t1".into(),
+        });
+        assert_eq!(swarm("container", "kill", task.clone()), stopping);
+        assert_eq!(swarm("container", "stop", task.clone()), stopping);
+        let hup = serde_json::json!({"com.docker.swarm.task.id": "t1", "signal": "1"});
+        assert_eq!(swarm("container", "kill", hup), None);
+        for action in ["start", "die", "destroy"] {
+            assert_eq!(
+                swarm("container", action, task.clone()),
+                Some(SwarmEvent::TaskChanged)
+            );
+        }
+        // Not a task's container; a container create; a network event.
+        assert_eq!(swarm("container", "stop", serde_json::json!({})), None);
+        assert_eq!(swarm("container", "create", task.clone()), None);
+        assert_eq!(swarm("network", "create", name), None);
     }
 
     #[test]

@@ -1,6 +1,12 @@
-//! Docker discovery: finds the containers that are instances of each `match_labels` backend
-//! and publishes them into the backend table, on a control-plane thread of its own (docker-api
-//! runs on a small tokio runtime there; nothing tokio runs on a core).
+//! Docker discovery: finds the containers (or, on a swarm manager, the swarm tasks) that are
+//! instances of each `match_labels` backend and publishes them into the backend table, on a
+//! control-plane thread of its own (docker-api runs on a small tokio runtime there; nothing
+//! tokio runs on a core).
+//!
+//! `docker.mode` chooses: `containers` (this host's containers, labels on the container),
+//! `swarm` (the running tasks of swarm services, labels on the service; see `swarm_facts`),
+//! or `auto`, the default: swarm when `/info` says this node is an active swarm manager, else
+//! containers.
 //!
 //! A container is an instance of a backend when it is running (not paused, not restarting),
 //! its healthcheck (if any) says healthy, and it carries every one of the backend's labels.
@@ -20,12 +26,21 @@
 //! * `events` — a Docker event → what to do about it (pure).
 //! * `state` — the tracked containers → the backend table (pure).
 //! * `watch` — the async loop: connect, list, follow events, reconnect with backoff.
+//! * `engine_api` — plain JSON `GET`s of the Engine API (`/info`, `/services`, `/tasks`).
+//! * `swarm_facts` — service and task JSON → whether a task serves, at which address (pure).
+//! * `swarm_state` — the followed services and tasks → the backend table (pure).
+//! * `swarm_watch` — the swarm loop: check the node is a manager, poll tasks, follow service
+//!   events and this node's task containers.
 
 mod container;
+mod engine_api;
 mod error;
 mod events;
 pub(crate) mod label_routes;
 mod state;
+mod swarm_facts;
+mod swarm_state;
+mod swarm_watch;
 mod version;
 mod watch;
 
@@ -34,7 +49,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backends::TablePublisher;
-use crate::config::Config;
+use crate::config::{Config, DockerMode};
 pub use label_routes::RouteKey;
 
 /// How long startup waits for the first discovery before serving anyway (the first attempt
@@ -103,13 +118,27 @@ pub(crate) fn start(config: &Config, publisher: Arc<TablePublisher>) {
     if state::label_backends(config).is_empty() && !config.docker.label_routes {
         return;
     }
+    let endpoint =
+        version::Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref());
+    let requested_version = std::env::var("DOCKER_API_VERSION").ok();
     let watch = watch::Watch {
-        endpoint: version::Endpoint::from_docker_host(std::env::var("DOCKER_HOST").ok().as_deref()),
-        requested_version: std::env::var("DOCKER_API_VERSION").ok(),
+        endpoint: endpoint.clone(),
+        requested_version: requested_version.clone(),
         containers: state::Containers::new(config),
-        publisher,
+        publisher: publisher.clone(),
         restart_asked: false,
     };
+    let swarm = (config.docker.mode != DockerMode::Containers).then(|| swarm_watch::SwarmWatch {
+        endpoint,
+        requested_version,
+        services: swarm_state::SwarmServices::new(config),
+        publisher,
+        poll: config.docker.swarm_poll,
+        mode: config.docker.mode,
+    });
+    if config.docker.label_routes && config.docker.mode == DockerMode::Swarm {
+        log::warn!("docker: label_routes declares routes from containers' labels only; in swarm mode the services' tasks are not read for them");
+    }
     let (first_tx, first_rx) = mpsc::channel();
     let spawned = std::thread::Builder::new()
         .name("rgate-discovery".into())
@@ -117,10 +146,21 @@ pub(crate) fn start(config: &Config, publisher: Arc<TablePublisher>) {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build();
-            match runtime {
-                Ok(rt) => rt.block_on(watch.run(first_tx)),
-                Err(e) => log::error!("docker: cannot start the discovery runtime: {e}"),
-            }
+            let rt = match runtime {
+                Ok(rt) => rt,
+                Err(e) => return log::error!("docker: cannot start the discovery runtime: {e}"),
+            };
+            let first_tx = match swarm {
+                None => Some(first_tx),
+                Some(swarm) => match rt.block_on(swarm.run(first_tx)) {
+                    swarm_watch::SwarmRun::FollowContainers(first) => first,
+                    swarm_watch::SwarmRun::Ended => return,
+                },
+            };
+            // After `auto` chose containers, the first discovery may already be reported
+            // (as failed, while Docker did not answer); a fresh channel nobody reads then.
+            let first_tx = first_tx.unwrap_or_else(|| mpsc::channel().0);
+            rt.block_on(watch.run(first_tx));
         });
     if let Err(e) = spawned {
         log::error!("docker: cannot start the discovery thread: {e}; Docker backends answer 503");

@@ -31,7 +31,7 @@ enum Wants {
 }
 
 impl LabelBackend {
-    fn takes(&self, labels: &HashMap<String, String>) -> bool {
+    pub(crate) fn takes(&self, labels: &HashMap<String, String>) -> bool {
         match &self.wants {
             Wants::Labels(wanted) => carries_labels(labels, wanted),
             Wants::Route(key) => route_key(labels).is_some_and(|k| k.as_ref() == Ok(key)),

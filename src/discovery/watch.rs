@@ -27,11 +27,11 @@ const SYNC_LIMIT: Duration = Duration::from_secs(10);
 /// How long inspecting one container may take.
 const INSPECT_LIMIT: Duration = Duration::from_secs(5);
 /// Reconnection delays: the first, and the ceiling of the doubling.
-const BACKOFF_FIRST: Duration = Duration::from_millis(200);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub(crate) const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+pub(crate) const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The event stream starts this far before the full list, so no change between the list and
 /// the subscription is missed (replayed events only cause a harmless re-inspect).
-const EVENTS_OVERLAP_SECS: i64 = 2;
+pub(crate) const EVENTS_OVERLAP_SECS: i64 = 2;
 
 /// The result of the first connection attempt, for `discovery::start`.
 pub(crate) type FirstSync = Result<(), DiscoveryError>;
@@ -60,9 +60,7 @@ impl Watch {
     pub(crate) async fn run(mut self, first: mpsc::Sender<FirstSync>) {
         let mut first = Some(first);
         let mut delay = BACKOFF_FIRST;
-        let mut last_failure: Option<String> = None;
-        // The same failure again is counted, and summed up at most once per interval.
-        let repeats = Throttle::new(WARNING_INTERVAL);
+        let mut failures = FailureLog::new();
         // Once a table was published, the cores keep it while Docker is away.
         let mut published = false;
         loop {
@@ -92,19 +90,7 @@ impl Watch {
                     e,
                 ),
             };
-            // Log each distinct failure once; the same one again only as a periodic count.
-            if last_failure.as_deref() != Some(message.as_str()) {
-                log::error!("{message}");
-                last_failure = Some(message.clone());
-                repeats.allow();
-            } else if let Some(more) = repeats.allow() {
-                log::warn!(
-                    "docker: still failing, {} attempts since the last line: {message}",
-                    more + 1
-                );
-            } else {
-                log::debug!("{message}");
-            }
+            failures.log(message);
             if let Some(tx) = first.take() {
                 let _ = tx.send(Err(error));
             }
@@ -278,6 +264,37 @@ impl Watch {
     }
 }
 
-fn is_not_found(e: &docker_api::Error) -> bool {
+/// Logs each distinct failure of a watch once; the same one again only as a count, at most
+/// once per interval.
+pub(crate) struct FailureLog {
+    last: Option<String>,
+    repeats: Throttle,
+}
+
+impl FailureLog {
+    pub(crate) fn new() -> FailureLog {
+        FailureLog {
+            last: None,
+            repeats: Throttle::new(WARNING_INTERVAL),
+        }
+    }
+
+    pub(crate) fn log(&mut self, message: String) {
+        if self.last.as_deref() != Some(message.as_str()) {
+            log::error!("{message}");
+            self.last = Some(message);
+            self.repeats.allow();
+        } else if let Some(more) = self.repeats.allow() {
+            log::warn!(
+                "docker: still failing, {} attempts since the last line: {message}",
+                more + 1
+            );
+        } else {
+            log::debug!("{message}");
+        }
+    }
+}
+
+pub(crate) fn is_not_found(e: &docker_api::Error) -> bool {
     matches!(e, docker_api::Error::Fault { code, .. } if code.as_u16() == 404)
 }

@@ -7,6 +7,7 @@
 //! * `store` — the SQLite database: additive deltas, totals, per-minute history.
 //! * `collector` — the stats thread: collect, write `live − flushed`, publish.
 //! * `render` — the `/stats` JSON and the `/metrics` Prometheus text.
+//! * `node` — the `node` label (this host's name) on every `/metrics` series, for a cluster.
 //! * `dashboard` — the `/stats` HTML page for browsers (chosen by `Accept`), which draws the
 //!   JSON.
 //!
@@ -26,6 +27,7 @@ mod connections;
 mod counters;
 mod dashboard;
 mod histogram;
+mod node;
 mod render;
 mod store;
 mod traffic;
@@ -161,6 +163,8 @@ pub struct StatsHub {
     max_in_flight: Vec<Option<u32>>,
     started_at: i64,
     started: Instant,
+    /// This host's name: the `node` label of every `/metrics` series.
+    node: String,
     /// When the database was created: counting began then.
     since: i64,
     published: PublishedSlot,
@@ -222,6 +226,7 @@ impl StatsHub {
                 .collect(),
             started_at: now,
             started: Instant::now(),
+            node: node::hostname(),
             since: store.created_at(),
             published: Mutex::new(Arc::new(Published {
                 base,
@@ -295,6 +300,7 @@ impl StatsHub {
             history,
             started_at: self.started_at,
             since: self.since,
+            node: &self.node,
             uptime: self.started.elapsed(),
             route_names: &self.route_names,
             route_sources: &self.route_sources,

@@ -33,6 +33,8 @@ pub(crate) struct View<'a> {
     /// Unix seconds: this process's start, and when counting began (database creation).
     pub(crate) started_at: i64,
     pub(crate) since: i64,
+    /// This host's name, the `node` label of every `/metrics` series.
+    pub(crate) node: &'a str,
     pub(crate) uptime: Duration,
     pub(crate) route_names: &'a [String],
     /// Where each of `route_names` was declared.
@@ -440,7 +442,7 @@ pub(crate) fn prometheus(view: &View<'_>) -> Vec<u8> {
         "When counting began: the statistics database's creation (unix seconds).",
         format!("rgate_stats_since_seconds {}\n", view.since),
     );
-    out.into_bytes()
+    super::node::with_node_label(&out, &label(view.node)).into_bytes()
 }
 
 /// The instances' states (one-hot) and the health counters, since this process started.

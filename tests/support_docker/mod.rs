@@ -13,6 +13,9 @@
 //!   the harness's one `GET`; `wait_answer` — polls a path until the answer is the one wanted;
 //!   `hostname` — which demo container answered.
 //!
+//! * `swarm` — a single-node swarm for one test (`TestSwarm`), its overlay network and
+//!   services, all removed on drop; the swarm test runs alone (`DockerTest::begin_swarm`).
+//!
 //! Each test has its own run label (`rgate.test.run=<unique>`) in every container and in its
 //! config's `match_labels`, so tests running in parallel never see each other's containers.
 //! Every command and every loop is bounded in time.
@@ -20,10 +23,12 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::common::{limits, poll, wait_child_exit, Gateway, Response};
+
+pub mod swarm;
 
 /// The label every test container carries; its value is the test's run id.
 pub const RUN_LABEL: &str = "rgate.test.run";
@@ -145,6 +150,26 @@ fn static_binaries() -> &'static Result<PathBuf, String> {
 /// tag can delete the cached intermediate images another test's build is using.
 static IMAGE_LOCK: Mutex<()> = Mutex::new(());
 
+/// Held by every Docker test (shared) and by the swarm test alone (exclusive): while this
+/// daemon is a swarm manager, rgate's `docker.mode: auto` follows swarm services, not
+/// containers, so no container test may run meanwhile.
+static SWARM_EXCLUSIVE: RwLock<()> = RwLock::new(());
+
+/// How a test holds the daemon.
+#[allow(dead_code)] // held for its drop
+enum DaemonUse {
+    Shared(RwLockReadGuard<'static, ()>),
+    Exclusive(RwLockWriteGuard<'static, ()>),
+}
+
+/// The directory of the static `rgate` and `demo-backend` (built once per test process).
+pub fn static_dir() -> PathBuf {
+    static_binaries()
+        .as_ref()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .clone()
+}
+
 /// A unique id for one test run: test name, process, time.
 fn run_id(test: &str) -> String {
     let nanos = SystemTime::now()
@@ -167,6 +192,8 @@ pub struct DockerTest {
     pub demo_image: String,
     images: Mutex<Vec<String>>,
     pub dir: PathBuf,
+    /// Released after the cleanup of `drop`.
+    _daemon: DaemonUse,
 }
 
 impl DockerTest {
@@ -174,6 +201,17 @@ impl DockerTest {
     /// (`make test` asks when Docker answers, or when `RGATE_REQUIRE_DOCKER=1`), so a daemon
     /// that does not answer fails the test: it never passes untried.
     pub fn begin(test: &str) -> DockerTest {
+        let shared = SWARM_EXCLUSIVE.read().unwrap_or_else(|p| p.into_inner());
+        DockerTest::begin_holding(test, DaemonUse::Shared(shared))
+    }
+
+    /// `begin` for the swarm test: no other Docker test of this process runs meanwhile.
+    pub fn begin_swarm(test: &str) -> DockerTest {
+        let exclusive = SWARM_EXCLUSIVE.write().unwrap_or_else(|p| p.into_inner());
+        DockerTest::begin_holding(test, DaemonUse::Exclusive(exclusive))
+    }
+
+    fn begin_holding(test: &str, daemon: DaemonUse) -> DockerTest {
         if let Err(why) = docker_reachable() {
             panic!("{test}: this test needs Docker, which does not answer: {why}");
         }
@@ -186,6 +224,7 @@ impl DockerTest {
             run,
             images: Mutex::new(Vec::new()),
             dir,
+            _daemon: daemon,
         };
         t.build_image(
             &t.demo_image,

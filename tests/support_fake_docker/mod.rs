@@ -1,6 +1,7 @@
 //! The suite's one fake Docker daemon: a small std-threads HTTP/1.1 server on a unix socket
 //! in a temp dir (given to rgate as `DOCKER_HOST=unix://…`). It answers only what discovery
-//! asks: `/version`, `/v1.xx/containers/json`, `/v1.xx/containers/{id}/json` (modelled on real
+//! asks: `/version`, `/v1.xx/info` (only once a test set it, `set_info`: 404 before, as a
+//! socket proxy that forbids it would answer), `/v1.xx/containers/json`, `/v1.xx/containers/{id}/json` (modelled on real
 //! Docker output: the inspect answer is the fixture `src/discovery/fixtures/inspect_published.json`
 //! with the id, name, labels and published port changed) and `/v1.xx/events`, which it holds
 //! open, chunked, sending only the events a test sends (`send_event`).
@@ -94,6 +95,8 @@ struct Shared {
     requests: Mutex<Vec<(Instant, String)>>,
     /// Answer every request 500.
     failing: AtomicBool,
+    /// The `/info` answer, once set.
+    info: Mutex<Option<serde_json::Value>>,
     stop: AtomicBool,
 }
 
@@ -124,6 +127,7 @@ impl FakeDocker {
             events: Mutex::new(Vec::new()),
             requests: Mutex::new(Vec::new()),
             failing: AtomicBool::new(false),
+            info: Mutex::new(None),
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
@@ -155,6 +159,11 @@ impl FakeDocker {
     pub fn come_back(&self, containers: Vec<FakeContainer>) {
         *self.shared.containers.lock().unwrap() = containers;
         *self.shared.listener.lock().unwrap() = Some(bind(&self.socket));
+    }
+
+    /// What `/info` answers from now on.
+    pub fn set_info(&self, info: serde_json::Value) {
+        *self.shared.info.lock().unwrap() = Some(info);
     }
 
     /// Whether every request is answered 500 (a daemon that answers but cannot serve).
@@ -318,6 +327,8 @@ fn serve(stream: UnixStream, shared: &Shared) {
                 "500 Internal Server Error",
                 r#"{"message":"the daemon is not ready"}"#.to_string(),
             )
+        } else if let (Some(info), "/info") = (&*shared.info.lock().unwrap(), endpoint) {
+            ("200 OK", info.to_string())
         } else {
             answer(endpoint, &shared.containers.lock().unwrap())
         };
