@@ -43,8 +43,9 @@ pub(crate) struct Clients {
 pub(crate) const MAX_REFUSING: usize = 64;
 
 /// The least time between two trims of one core: a client that opens and closes waves of
-/// connections on purpose cannot make the core trim more often.
-const TRIM_INTERVAL: Duration = Duration::from_secs(10);
+/// connections on purpose cannot make the core trim more often. A trim costs well under a
+/// millisecond (0.1 ms measured for a 95 MB heap of freed buffers among live objects).
+const TRIM_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A wave of closes this large (from a peak, down to a quarter of it) gives the memory of
 /// its connections back to the system.
@@ -302,7 +303,7 @@ mod tests {
         }
         // Within the interval of the last trim: one, deferred until the interval has passed.
         assert_eq!(trims.len(), 1);
-        assert!(trims[0] > TRIM_INTERVAL - Duration::from_secs(1) && trims[0] <= TRIM_INTERVAL);
+        assert!(trims[0] > TRIM_INTERVAL / 2 && trims[0] <= TRIM_INTERVAL);
         c.trimmed(Instant::now() - TRIM_INTERVAL);
         for _ in 0..TRIM_WHEN_EMPTY {
             c.opened(ip);
