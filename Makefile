@@ -41,7 +41,7 @@ fmt:
 # own Cargo project, built here into target/pingora; needs cmake) and the floors (byte relays
 # on epoll and on io_uring), on 127.0.0.1, plus micro-benchmarks and a run with every proxy
 # held to 50 % of a CPU by a cgroup; markdown on stdout, JSON in target/bench/. Installs
-# nothing: what is missing is named in the report. Bounded: about 11 minutes of measuring
+# nothing: what is missing is named in the report. Bounded: about 12 minutes of measuring
 # after the builds (Pingora's first build adds 5-8). See benches/bench.py.
 # BENCH_ARGS="--cores N": the scaling run instead (N + 1 CPUs or more; else it says so).
 BENCH_ARGS ?=
