@@ -829,6 +829,20 @@ fn containers_declare_routes_with_labels_and_the_file_wins_over_them() {
         let labels: Vec<String> = labels.iter().map(|l| l.to_string()).collect();
         t.start("labelled", &labels, &["--no-healthcheck"])
     };
+    // A container in a crash loop, declaring a route each time it runs for a moment: the
+    // change never holds a second, so it restarts nothing.
+    for _ in 0..3 {
+        let flapping = declare(&["rgate.route.path_prefix=/flap"]);
+        std::thread::sleep(Duration::from_millis(300));
+        docker(&["kill", &flapping.id]).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        !rgate.log().contains("restarting to serve them"),
+        "a route that never held restarted rgate:\n{}",
+        rgate.log()
+    );
+    assert_eq!(get(rgate.addr, "/flap").unwrap().status, 404);
     // A bad label: skipped (logged at the next start), never fatal.
     let _bad = declare(&["rgate.route.path_prefix=no-slash"]);
     // A route the file already has: the file's wins.

@@ -9,13 +9,17 @@
 //! a file route. Its instances then follow Docker events like any `match_labels` backend.
 //! When the *set* of declared routes changes (a new route appears, the last container of
 //! one goes), discovery asks for the zero-downtime restart that SIGHUP gives
-//! (`Containers::route_set_changed`), and the successor starts with the new set.
+//! (`Containers::route_set_changed`), and the successor starts with the new set — once the
+//! change has held for `ROUTES_SETTLE`, and not sooner than `ROUTES_MIN_UPTIME` after the
+//! process started (`RouteRestart`): a container in a crash loop, declaring a route each
+//! time it starts, would otherwise restart rgate each time.
 //!
 //! The config file's routes win over label routes for the same host and prefix (logged
 //! once). A bad label is logged with the container's name and the route skipped; it never
 //! stops rgate.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use crate::config::{
     check_path, host_pattern, BackendPolicy, BackendSpec, Config, Discovery, HostPattern, Rewrite,
@@ -25,6 +29,56 @@ use crate::config::{
 pub(crate) const LABEL_PREFIX: &str = "rgate.route.path_prefix";
 pub(crate) const LABEL_HOST: &str = "rgate.route.host";
 pub(crate) const LABEL_STRIP: &str = "rgate.route.strip_prefix";
+
+/// How long a change of the declared routes must hold before rgate restarts to serve it: a
+/// container that dies within it (a crash loop, a failed start) restarts nothing.
+pub(crate) const ROUTES_SETTLE: Duration = Duration::from_secs(1);
+/// A process restarts for declared routes no sooner than this after it started: however a
+/// container comes and goes, rgate restarts for it at most this often.
+pub(crate) const ROUTES_MIN_UPTIME: Duration = Duration::from_secs(5);
+
+/// When to restart for a changed set of declared routes.
+#[derive(Debug)]
+pub(crate) struct RouteRestart {
+    started: Instant,
+    /// Since when the declared set has differed from the one this process serves.
+    changed_since: Option<Instant>,
+}
+
+impl RouteRestart {
+    pub(crate) fn new(started: Instant) -> RouteRestart {
+        RouteRestart {
+            started,
+            changed_since: None,
+        }
+    }
+
+    /// Whether the declared set differs from the served one, as seen at `now`. True when it
+    /// just went back to the served set (a change that did not hold).
+    pub(crate) fn observe(&mut self, differs: bool, now: Instant) -> bool {
+        match (differs, self.changed_since) {
+            (true, None) => {
+                self.changed_since = Some(now);
+                false
+            }
+            (false, Some(_)) => {
+                self.changed_since = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When the restart is due, while a change holds.
+    pub(crate) fn due(&self) -> Option<Instant> {
+        self.changed_since
+            .map(|since| (since + ROUTES_SETTLE).max(self.started + ROUTES_MIN_UPTIME))
+    }
+
+    pub(crate) fn is_due(&self, now: Instant) -> bool {
+        self.due().is_some_and(|due| now >= due)
+    }
+}
 
 /// A route as containers declare it. Containers with equal keys are one backend.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -162,6 +216,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn a_route_change_restarts_once_it_has_held_and_the_process_is_old_enough() {
+        let t0 = Instant::now();
+        let mut r = RouteRestart::new(t0);
+        assert_eq!(r.due(), None);
+        // A container declares a route 10 s after the start: due a settle later.
+        let seen = t0 + Duration::from_secs(10);
+        assert!(!r.observe(true, seen));
+        assert_eq!(r.due(), Some(seen + ROUTES_SETTLE));
+        assert!(!r.is_due(seen + ROUTES_SETTLE / 2));
+        // Still changed at the next event: the first sighting counts.
+        assert!(!r.observe(true, seen + ROUTES_SETTLE / 2));
+        assert!(r.is_due(seen + ROUTES_SETTLE));
+        // It died before that: back to the served set, nothing due.
+        let mut r = RouteRestart::new(t0);
+        r.observe(true, seen);
+        assert!(
+            r.observe(false, seen + ROUTES_SETTLE / 2),
+            "the change did not hold"
+        );
+        assert_eq!(r.due(), None);
+        assert!(!r.is_due(seen + ROUTES_SETTLE * 10));
+        // Right after the start: not before the minimum uptime.
+        let mut r = RouteRestart::new(t0);
+        r.observe(true, t0);
+        assert_eq!(r.due(), Some(t0 + ROUTES_MIN_UPTIME));
     }
 
     #[test]

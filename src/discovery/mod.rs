@@ -127,6 +127,7 @@ pub(crate) fn start(config: &Config, publisher: Arc<TablePublisher>) {
         containers: state::Containers::new(config),
         publisher: publisher.clone(),
         restart_asked: false,
+        route_restart: label_routes::RouteRestart::new(std::time::Instant::now()),
     };
     let swarm = (config.docker.mode != DockerMode::Containers).then(|| swarm_watch::SwarmWatch {
         endpoint,

@@ -6,7 +6,7 @@
 
 use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use docker_api::opts::{ContainerListOpts, EventFilter, EventFilterType, EventsOpts};
 use docker_api::Docker;
@@ -19,6 +19,7 @@ use crate::throttle::{Throttle, WARNING_INTERVAL};
 use super::container::ContainerFacts;
 use super::error::DiscoveryError;
 use super::events::{Change, ContainerEvent, FOLLOWED, FOLLOWED_NETWORK};
+use super::label_routes::{RouteRestart, ROUTES_SETTLE};
 use super::state::{short, Containers};
 use super::version::{self, Endpoint};
 
@@ -53,6 +54,8 @@ pub(crate) struct Watch {
     pub(crate) publisher: Arc<TablePublisher>,
     /// A restart for a changed route set was asked already (asked once per process).
     pub(crate) restart_asked: bool,
+    /// When that restart is due (`label_routes::RouteRestart`).
+    pub(crate) route_restart: RouteRestart,
 }
 
 impl Watch {
@@ -154,7 +157,18 @@ impl Watch {
             )
             .build();
         let mut stream = docker.events(&opts);
-        while let Some(item) = stream.next().await {
+        loop {
+            let due = (!self.restart_asked)
+                .then(|| self.route_restart.due())
+                .flatten();
+            let item = tokio::select! {
+                item = stream.next() => item,
+                () = until(due) => {
+                    self.restart_if_due();
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
             match item {
                 Ok(message) => {
                     if let Some(event) = ContainerEvent::from_message(&message) {
@@ -244,6 +258,22 @@ impl Watch {
         if self.restart_asked {
             return;
         }
+        let differs = self.containers.route_set_changed().is_some();
+        if self.route_restart.observe(differs, Instant::now()) {
+            log::debug!(
+                "docker: the declared routes are back to those served (a change that did not \
+                 hold {ROUTES_SETTLE:?}); no restart"
+            );
+        }
+        self.restart_if_due();
+    }
+
+    /// Restarts (SIGHUP to this process) when a change of the declared routes has held long
+    /// enough (`RouteRestart`).
+    fn restart_if_due(&mut self) {
+        if self.restart_asked || !self.route_restart.is_due(Instant::now()) {
+            return;
+        }
         if let Some((added, removed)) = self.containers.route_set_changed() {
             let names = |keys: &[super::RouteKey]| -> String {
                 keys.iter().map(|k| k.name()).collect::<Vec<_>>().join(", ")
@@ -261,6 +291,14 @@ impl Watch {
                 libc::kill(libc::getpid(), libc::SIGHUP);
             }
         }
+    }
+}
+
+/// Until `due`, or for ever when nothing is due.
+async fn until(due: Option<Instant>) {
+    match due {
+        Some(due) => tokio::time::sleep_until(due.into()).await,
+        None => std::future::pending().await,
     }
 }
 
