@@ -1650,11 +1650,8 @@ def render_quota(report: dict) -> list[str]:
     ]
     for n in in_order(runs):
         r = runs[n]
-        throttled = r.get("throttled_share")
-        lines.append(
-            f"| {n} | {fmt(r['rps'])} | {fmt(cpu_per_req(r), 1)} | {split_cpu(r)} "
-            f"| {'—' if throttled is None else f'{throttled:.0%}'} | {bound_by(r, share)} "
-            f"| {r['other_cpu_share']:.0%} |")
+        lines.append(f"| {n} | {fmt(r['rps'])} | {capped_cells(r, share)} "
+                     f"| {r['other_cpu_share']:.0%} |")
     capped = [runs[n]["rps"] for n in runs if n != DIRECT]
     if DIRECT in runs and capped:
         headroom = runs[DIRECT]["rps"] / max(capped)
@@ -1676,6 +1673,14 @@ def render_quota(report: dict) -> list[str]:
     return lines + render_quota_new_connection(report)
 
 
+def capped_cells(r: dict, share: float) -> str:
+    """A capped run's CPU per request, its split, the throttled periods and the bound, as
+    table cells."""
+    throttled = r.get("throttled_share")
+    return (f"{fmt(cpu_per_req(r), 1)} | {split_cpu(r)} "
+            f"| {'—' if throttled is None else f'{throttled:.0%}'} | {bound_by(r, share)}")
+
+
 def render_quota_new_connection(report: dict) -> list[str]:
     runs = report["quota"].get("new_connection")
     if not runs:
@@ -1693,11 +1698,8 @@ def render_quota_new_connection(report: dict) -> list[str]:
     ]
     for n in in_order(runs):
         r = runs[n]
-        throttled = r.get("throttled_share")
-        lines.append(
-            f"| {n} | {fmt(r['rps'])} | {r['errors']} | {fmt(cpu_per_req(r), 1)} "
-            f"| {split_cpu(r)} | {'—' if throttled is None else f'{throttled:.0%}'} "
-            f"| {bound_by(r, q['percent'] / 100)} |")
+        lines.append(f"| {n} | {fmt(r['rps'])} | {r['errors']} "
+                     f"| {capped_cells(r, q['percent'] / 100)} |")
     if RGATE in runs:
         lines.append("")
         for peer in in_order(runs, PEERS):

@@ -401,12 +401,10 @@ struct ImageGateway {
     addr: std::net::SocketAddr,
 }
 
-fn run_rgate_image(t: &DockerTest, config: &str, extra: &[&str]) -> ImageGateway {
-    let bins = Path::new(env!("CARGO_BIN_EXE_rgate"))
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("x86_64-unknown-linux-gnu/release");
+/// This test's rgate image, built from the static binary, and a read-only mount of a
+/// directory holding `config` as `config.yml`, for `-v` at /etc/rgate.
+fn rgate_image_and_config(t: &DockerTest, config: &str) -> (String, String) {
+    let bins = support_docker::static_dir();
     let image = format!("rgate-test-rgate:{}", t.run);
     t.build_image(
         &image,
@@ -422,8 +420,12 @@ fn run_rgate_image(t: &DockerTest, config: &str, extra: &[&str]) -> ImageGateway
     let config_dir = t.dir.join("config");
     std::fs::create_dir_all(&config_dir).unwrap();
     std::fs::write(config_dir.join("config.yml"), config).unwrap();
+    (image, format!("{}:/etc/rgate:ro", config_dir.display()))
+}
+
+fn run_rgate_image(t: &DockerTest, config: &str, extra: &[&str]) -> ImageGateway {
+    let (image, mount) = rgate_image_and_config(t, config);
     let run_label = format!("{}={}", support_docker::RUN_LABEL, t.run);
-    let mount = format!("{}:/etc/rgate:ro", config_dir.display());
     let mut args = vec![
         "run",
         "-d",
@@ -1063,28 +1065,12 @@ fn swarm_service_tasks_are_instances_through_scale_rolling_update_and_removal() 
 /// rgate's image in a container on `network`, the Docker socket mounted, its port 8080
 /// published on a free 127.0.0.1 port (where the test reaches it).
 fn run_rgate_on_network(t: &DockerTest, config: &str, network: &str) -> ImageGateway {
-    let bins = support_docker::static_dir();
-    let image = format!("rgate-test-rgate:{}", t.run);
-    t.build_image(
-        &image,
-        "rgate.Dockerfile",
-        &[
-            (bins.join("rgate"), "rgate"),
-            (
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("config.yml"),
-                "config.yml",
-            ),
-        ],
-    );
-    let config_dir = t.dir.join("config");
-    std::fs::create_dir_all(&config_dir).unwrap();
-    std::fs::write(config_dir.join("config.yml"), config).unwrap();
+    let (image, config_mount) = rgate_image_and_config(t, config);
     let socket = match std::env::var("DOCKER_HOST") {
         Ok(h) if h.starts_with("unix://") => h.trim_start_matches("unix://").to_string(),
         _ => "/var/run/docker.sock".to_string(),
     };
     let run_label = format!("{}={}", support_docker::RUN_LABEL, t.run);
-    let config_mount = format!("{}:/etc/rgate:ro", config_dir.display());
     let socket_mount = format!("{socket}:/var/run/docker.sock");
     let id = docker(&[
         "run",
