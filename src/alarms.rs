@@ -78,6 +78,11 @@ impl Alarms {
         }
     }
 
+    /// Whether the clock has reached `deadline`.
+    pub(crate) fn is_due(&self, deadline: Deadline) -> bool {
+        deadline.0 <= self.ticks.get()
+    }
+
     pub(crate) fn is_draining(&self) -> bool {
         self.draining.get()
     }

@@ -2,8 +2,9 @@
 //! open, how many each address holds, and which are idle (resting between keep-alive
 //! requests) — oldest first — so that a core at its cap (`limits`) can close idle ones to
 //! serve new clients, and can wait for a connection to close instead of spinning — and
-//! when a wave of connections has closed, so that the memory they used goes back to the
-//! system (`memory_to_give_back`). Single-threaded: it lives in the core's `Worker`.
+//! when a wave of connections has closed or parked (`parking`: given up its task), so
+//! that the memory they used goes back to the system (`memory_to_give_back`).
+//! Single-threaded: it lives in the core's `Worker`.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -17,6 +18,8 @@ use std::time::{Duration, Instant};
 #[derive(Default)]
 pub(crate) struct Clients {
     open: Cell<usize>,
+    /// Of the open ones, those parked without a task (`parking`).
+    parked: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, u32>>,
     /// Resting connections by when they began to rest (a sequence number): oldest first.
     resting: RefCell<BTreeMap<u64, Rc<RestSlot>>>,
@@ -25,10 +28,11 @@ pub(crate) struct Clients {
     changes: Cell<u64>,
     /// Accept loops waiting for a change.
     waiting: RefCell<Vec<Waker>>,
-    /// The most connections open since memory was last given back, and the closes since.
+    /// The most connections with a task since memory was last given back, and the closes
+    /// and parkings since (each frees a task's memory).
     peak_since_trim: Cell<usize>,
     closes_since_trim: Cell<usize>,
-    /// Every close so far (a pending trim watches it to see a wave end).
+    /// Every close and parking so far (a pending trim watches it to see a wave end).
     closes: Cell<u64>,
     /// When memory was last given back (at most once per `TRIM_INTERVAL`).
     last_trim: Cell<Option<Instant>>,
@@ -75,19 +79,51 @@ impl Clients {
         self.per_ip.borrow().get(&ip).copied().unwrap_or(0)
     }
 
+    /// Open connections parked without a task.
+    pub(crate) fn parked_now(&self) -> usize {
+        self.parked.get()
+    }
+
+    /// Open connections that have a task (not parked).
+    fn with_task(&self) -> usize {
+        self.open.get() - self.parked.get()
+    }
+
     /// A connection from `ip` opened.
     pub(crate) fn opened(&self, ip: IpAddr) {
         self.open.set(self.open.get() + 1);
-        self.peak_since_trim
-            .set(self.peak_since_trim.get().max(self.open.get()));
         *self.per_ip.borrow_mut().entry(ip).or_default() += 1;
+        self.peak_since_trim
+            .set(self.peak_since_trim.get().max(self.with_task()));
+    }
+
+    /// A connection gave up its task and parked: its memory is free, and the core could
+    /// close it to make room.
+    pub(crate) fn parked(&self) {
+        self.parked.set(self.parked.get() + 1);
+        self.released();
+        if !self.waiting.borrow().is_empty() {
+            self.changed();
+        }
+    }
+
+    /// A parked connection left the lot (to get a task again, or to be closed).
+    pub(crate) fn unparked(&self) {
+        self.parked.set(self.parked.get() - 1);
+        self.peak_since_trim
+            .set(self.peak_since_trim.get().max(self.with_task()));
+    }
+
+    /// A connection's task ended (closed or parked).
+    fn released(&self) {
+        self.closes_since_trim.set(self.closes_since_trim.get() + 1);
+        self.closes.set(self.closes.get() + 1);
     }
 
     /// A connection from `ip` closed: wakes the accept loops waiting for room.
     pub(crate) fn closed(&self, ip: IpAddr) {
         self.open.set(self.open.get() - 1);
-        self.closes_since_trim.set(self.closes_since_trim.get() + 1);
-        self.closes.set(self.closes.get() + 1);
+        self.released();
         let mut per_ip = self.per_ip.borrow_mut();
         if let Some(n) = per_ip.get_mut(&ip) {
             *n -= 1;
@@ -106,13 +142,14 @@ impl Clients {
         }
     }
 
-    /// Whether enough connections closed that their memory should go back to the system
-    /// (after an attack, the allocator would otherwise keep it): a wave down to a quarter of
-    /// the peak, or the core empty after a few dozen closes. The trim is deferred (run it
-    /// with `trim_when_settled`): until the wave has ended, and at least `TRIM_INTERVAL`
-    /// after the last one. One trim is pending at a time, however many waves meanwhile.
+    /// Whether enough connections closed or parked that their memory should go back to
+    /// the system (after an attack, or a burst of clients now idle, the allocator would
+    /// otherwise keep it): a wave down to a quarter of the peak of connections with a task,
+    /// or none left with one after a few dozen. The trim is deferred (run it with
+    /// `trim_when_settled`): until the wave has ended, and at least `TRIM_INTERVAL` after
+    /// the last one. One trim is pending at a time, however many waves meanwhile.
     pub(crate) fn memory_to_give_back(&self) -> Trim {
-        let (open, peak) = (self.open.get(), self.peak_since_trim.get());
+        let (open, peak) = (self.with_task(), self.peak_since_trim.get());
         let wave = peak - open >= TRIM_WAVE && open <= peak / 4;
         let emptied = open == 0 && self.closes_since_trim.get() >= TRIM_WHEN_EMPTY;
         if !(wave || emptied) || self.trim_pending.get() {
@@ -145,7 +182,7 @@ impl Clients {
 
     /// A trim ran at `at`.
     fn trimmed(&self, at: Instant) {
-        self.peak_since_trim.set(self.open.get());
+        self.peak_since_trim.set(self.with_task());
         self.closes_since_trim.set(0);
         self.last_trim.set(Some(at));
         self.trim_pending.set(false);
@@ -258,15 +295,49 @@ impl Future for ClosedByCore<'_> {
     }
 }
 
+/// Above this size an allocation is its own mapping, returned to the system when freed.
+const MMAP_THRESHOLD: i32 = 256 * 1024;
+/// Free memory at the top of an allocator heap beyond this goes back to the system when it
+/// is freed.
+const TRIM_THRESHOLD: i32 = 256 * 1024;
+
+/// Fixes glibc's two size thresholds (call before any thread starts). glibc otherwise
+/// raises both whenever any thread frees a large mapping (to as much as 32 and 64 MiB) —
+/// and `malloc_trim` does not shrink the top of a thread's heap, so after such a free the
+/// memory of a wave of connections at a core's heap top stayed with the process, or not,
+/// depending on what another thread had freed before.
+pub(crate) fn fix_allocator_thresholds() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets the allocator's parameters; no thread allocates yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD);
+    }
+}
+
 /// Returns the allocator's free memory to the system (glibc keeps it otherwise); a few
 /// milliseconds at most, and only after a wave of closes.
 pub(crate) fn give_memory_back() {
     #[cfg(target_env = "gnu")]
-    // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
-    unsafe {
-        libc::malloc_trim(0);
+    {
+        // SAFETY: malloc_trim only releases free memory of the allocator's own heaps.
+        unsafe {
+            libc::malloc_trim(0);
+        }
+        // malloc_trim gives back free pages inside a heap, and merges the small free
+        // chunks at a heap's end into its top — but shrinks that top only for the main
+        // heap, not for a thread's (each core's). glibc shrinks a thread's heap top when
+        // that thread frees a chunk of 64 KiB or more: one is made and freed here.
+        drop(std::hint::black_box(Vec::<u8>::with_capacity(
+            HEAP_TOP_NUDGE,
+        )));
     }
 }
+
+/// A free of this size (glibc's `FASTBIN_CONSOLIDATION_THRESHOLD`, 64 KiB, or more; under
+/// `MMAP_THRESHOLD`, so that it comes from the heap) makes glibc trim the heap's top.
+#[cfg(target_env = "gnu")]
+const HEAP_TOP_NUDGE: usize = 128 * 1024;
 
 #[cfg(test)]
 mod tests {
@@ -321,6 +392,31 @@ mod tests {
             c.closed(ip);
             assert_eq!(c.memory_to_give_back(), Trim::No);
         }
+    }
+
+    #[test]
+    fn a_wave_of_connections_parking_gives_their_memory_back_too() {
+        let c = Clients::default();
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        for _ in 0..1000 {
+            c.opened(ip);
+        }
+        let mut trims = Vec::new();
+        for n in 0..1000 {
+            c.parked();
+            if let Trim::After(d) = c.memory_to_give_back() {
+                trims.push((999 - n, d));
+            }
+        }
+        // Their tasks are gone, the connections stay open and counted.
+        assert_eq!(trims, [(250, Duration::ZERO)]);
+        assert_eq!((c.open(), c.parked_now(), c.from(ip)), (1000, 1000, 1000));
+        c.trimmed(Instant::now());
+        // Coming back out of the lot raises the peak of tasks the next wave counts from.
+        for _ in 0..300 {
+            c.unparked();
+        }
+        assert_eq!(c.peak_since_trim.get(), 300);
     }
 
     #[test]

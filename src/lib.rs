@@ -68,6 +68,7 @@ pub mod limits;
 pub mod listener;
 pub mod logging;
 pub(crate) mod mailbox;
+pub(crate) mod parking;
 pub(crate) mod proxy;
 pub(crate) mod retry_budget;
 pub mod router;

@@ -56,6 +56,7 @@ pub fn run(args: Args) -> i32 {
     }
     // Whatever a predecessor (or systemd) passed us is taken now, before any thread starts.
     let handover = Handover::take();
+    crate::clients::fix_allocator_thresholds();
     match start_and_serve(&args, handover) {
         Ok(()) => 0,
         Err(e) => e.report(""),

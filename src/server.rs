@@ -23,7 +23,7 @@ use monoio::net::TcpListener;
 use crate::alarms::TICK;
 use crate::backends::{CommandFeed, CoreCommand};
 use crate::http::gateway::{self, ErrorCode, Reply};
-use crate::proxy::serve_client;
+use crate::proxy::{self, serve_client};
 use crate::throttle::{and_more, Throttle, WARNING_INTERVAL};
 use crate::wire::stream::write_all;
 use crate::worker::{Settings, Worker};
@@ -188,6 +188,7 @@ async fn core_main(
     let _ = ready.send(Ok(driver));
     drop(ready);
     let ticking = monoio::spawn(tick(worker.clone()));
+    let watching_parked = monoio::spawn(proxy::parked::watch(worker.clone()));
     let accepting = obey(&worker, &feed.rx, sockets).await;
     // Drained: the accept loops end (each serves what it had just accepted), idle pooled
     // connections close, and the core waits for its open client connections.
@@ -200,6 +201,8 @@ async fn core_main(
         task.await;
     }
     worker.pool.borrow_mut().clear();
+    // Parked connections close after their drain grace, when the watcher ends.
+    watching_parked.await;
     while worker.clients.open() > 0 {
         monoio::time::sleep(TICK).await;
     }
@@ -305,7 +308,7 @@ async fn accept_loop(core: Rc<Worker>, listener: TcpListener) {
                     );
                 }
                 // Out of descriptors: an idle client gives one back.
-                if out_of_descriptors && core.clients.close_oldest_idle() {
+                if out_of_descriptors && close_oldest_idle(&core) {
                     core.counters.connections.idle_closed_at_cap();
                 }
                 monoio::time::sleep(ACCEPT_ERROR_BACKOFF).await;
@@ -317,10 +320,10 @@ async fn accept_loop(core: Rc<Worker>, listener: TcpListener) {
 /// Waits until the core is under its share of `max_connections`: closes its idle
 /// connections, oldest first, one at a time, else waits until one closes or begins to rest.
 /// False when the core drains meanwhile.
-async fn room_for_one_more(core: &Worker) -> bool {
+async fn room_for_one_more(core: &Rc<Worker>) -> bool {
     let cap = core.settings.limits.per_core;
     while core.clients.open() as u64 >= cap {
-        if core.clients.close_oldest_idle() {
+        if close_oldest_idle(core) {
             core.counters.connections.idle_closed_at_cap();
         } else {
             core.counters.connections.accept_paused();
@@ -331,6 +334,11 @@ async fn room_for_one_more(core: &Worker) -> bool {
         }
     }
     true
+}
+
+/// Closes the connection idle longest: a parked one, else one resting with its task.
+fn close_oldest_idle(core: &Rc<Worker>) -> bool {
+    proxy::parked::close_oldest(core) || core.clients.close_oldest_idle()
 }
 
 /// Answers a connection over its address's cap with 503 and closes it, without reading;

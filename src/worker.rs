@@ -16,6 +16,7 @@ use crate::clients::Clients;
 use crate::config::{Config, Route};
 use crate::http::request_id::{self, RequestIds};
 use crate::limits::ConnectionLimits;
+use crate::parking::Parking;
 use crate::retry_budget::RetryBudget;
 use crate::router::RouteTable;
 use crate::stats::{CoreCounters, StatsHub};
@@ -59,6 +60,8 @@ pub(crate) struct Worker {
     pub(crate) alarms: Alarms,
     /// Client connections of this core: how many, from where, which rest.
     pub(crate) clients: Clients,
+    /// Keep-alive connections parked without a task (by their peer's address).
+    pub(crate) parking: Parking<std::net::SocketAddr>,
     /// This core's retry budget per backend (index of `Config::backends`).
     pub(crate) retry_budgets: Vec<RetryBudget>,
     /// Makes this core's request IDs.
@@ -76,6 +79,7 @@ impl Worker {
             pool: RefCell::new(IdlePool::new(settings.config.timeouts.pool_idle)),
             alarms: Alarms::default(),
             clients: Clients::default(),
+            parking: Parking::new(),
             retry_budgets: settings
                 .config
                 .backends

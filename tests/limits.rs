@@ -7,7 +7,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::time::Duration;
 
-use common::{config, get, get_request, limits, wait_until, Backend, Client, Gateway};
+use common::{config, get, get_request, limits, wait_for, wait_until, Backend, Client, Gateway};
 
 fn gateway(b: &Backend, extra: &str) -> common::Launch {
     Gateway::options(&config(&[("/", "b")], &[("b", &[b.addr])], extra))
@@ -164,6 +164,67 @@ fn the_memory_a_burst_of_connections_took_goes_back_soon_after_they_close() {
         format!("RSS back under {limit} KiB (before {before}, with the burst {held})"),
         || gw.memory_kib("VmRSS") < limit,
     );
+}
+
+#[test]
+fn idle_keep_alive_connections_park_without_their_tasks_and_come_back_when_they_send() {
+    raise_own_open_files(BURST as u64 + 500);
+    let b = Backend::start("b");
+    let gw = gateway(&b, "").cores(1).start();
+    // A warm-up through every step (park, come back, park, close): the code and tables
+    // those steps touch the first time are in the baseline.
+    let mut warm = idle_clients(&gw, 20);
+    for _ in 0..2 {
+        wait_until(limits::CONDITION, "the warm-up connections parked", || {
+            connections(&gw)["parked"].as_u64() == Some(20)
+        });
+        warm[0].send(&get_request("/warm"));
+        assert_eq!(warm[0].read_response(false).status, 200);
+    }
+    drop(warm);
+    wait_until(limits::CONDITION, "the warm-up connections closed", || {
+        connections(&gw)["open"].as_u64() <= Some(1)
+    });
+    let before = gw.memory_kib("VmRSS");
+    let mut idle = idle_clients(&gw, BURST);
+    // Idle for 200 ms, each gives up its task, buffers and alarm: what stays is a slot in
+    // the core's lot (and the kernel's epoll entry). RSS then holds a fraction of a KiB per
+    // connection (nginx's own figure is ~0.5; with their tasks they took over 2).
+    wait_until(limits::CONDITION, "the idle connections parked", || {
+        connections(&gw)["parked"].as_u64() == Some(BURST as u64)
+    });
+    let limit = before + BURST as u64 / 2;
+    wait_for(
+        Duration::from_secs(3),
+        format!("RSS under {limit} KiB with {BURST} parked connections (before {before})"),
+        || match gw.memory_kib("VmRSS") {
+            rss if rss < limit => Ok(()),
+            rss => Err(format!("{rss} KiB")),
+        },
+    );
+    // Every one of them is a keep-alive connection still: each sends again and is answered
+    // on the same connection (those that say nothing stay parked).
+    for (i, c) in idle.iter_mut().enumerate().step_by(7) {
+        c.send(&get_request(&format!("/again/{i}")));
+        let r = c.read_response(false);
+        assert_eq!(r.status, 200, "connection {i}");
+        assert_eq!(r.echo().target(), format!("/again/{i}"));
+    }
+    // The warm-up's 22, the burst's first requests, and these.
+    assert_eq!(b.requests(), 22 + BURST + BURST.div_ceil(7));
+    let c = connections(&gw);
+    assert_eq!(c["open"].as_u64(), Some(BURST as u64 + 1), "{c}");
+    wait_until(
+        limits::CONDITION,
+        "the answered connections parked again",
+        || connections(&gw)["parked"].as_u64() == Some(BURST as u64),
+    );
+    // Clients leaving close their parked connections without waking a task each.
+    drop(idle);
+    wait_until(limits::CONDITION, "the parked connections closed", || {
+        let c = connections(&gw);
+        c["open"].as_u64() <= Some(1) && c["parked"].as_u64() == Some(0)
+    });
 }
 
 /// Raises this test process's soft open-files limit to at least `want` (or the hard one).

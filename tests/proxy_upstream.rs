@@ -383,6 +383,42 @@ fn sigint_drains_like_sigterm_and_exits_0() {
     assert_eq!(status.code(), Some(0), "{}", gw.log());
 }
 
+/// Keep-alive connections idle long enough to have parked without their tasks when the core
+/// drains: one that sends a request within the drain's grace (a second) is answered, with
+/// `Connection: close`; one that stays silent is closed after the grace; rgate exits 0.
+#[test]
+fn parked_connections_get_the_drain_grace_and_then_close() {
+    let b = Backend::start("b");
+    let mut gw = one_core_gateway(&b);
+    let mut talker = gw.client();
+    let mut silent = gw.client();
+    for c in [&mut talker, &mut silent] {
+        c.send(b"GET /first HTTP/1.1\r\nHost: a\r\n\r\n");
+        assert_eq!(c.read_response(false).status, 200);
+    }
+    wait_until(limits::CONDITION, "both connections parked", || {
+        gw.get("/stats").json()["connections"]["parked"] == 2
+    });
+    gw.signal(libc::SIGTERM);
+    std::thread::sleep(Duration::from_millis(300));
+    talker.send(b"GET /during-drain HTTP/1.1\r\nHost: a\r\n\r\n");
+    let r = talker.read_response(false);
+    assert_eq!(r.echo().target(), "/during-drain");
+    assert_eq!(r.header("Connection"), Some("close"));
+    talker.expect_closed();
+    let silent_since = std::time::Instant::now();
+    silent.expect_closed();
+    assert!(
+        silent_since.elapsed() < Duration::from_secs(3),
+        "the silent one was closed only after {:?}",
+        silent_since.elapsed()
+    );
+    let status = gw
+        .wait_exit(limits::EXIT)
+        .expect("rgate exits after draining");
+    assert_eq!(status.code(), Some(0), "{}", gw.log());
+}
+
 /// A request still in flight when `--drain-timeout` runs out is cut; rgate exits 0 then, not
 /// before the drain time and not long after.
 #[test]

@@ -556,11 +556,12 @@ fn metrics_parse_as_prometheus_text() {
     let last = latency.buckets.last().expect("histogram buckets");
     assert_eq!(last.upper_bound, f64::INFINITY, "the last bucket is +Inf");
     assert_eq!(last.count.as_f64(), 24.0);
-    // 8 traffic families and the times, 6 of instance and backend health, 9 of
+    // 8 traffic families and the times, 6 of instance and backend health, 10 of
     // connections and descriptors.
-    assert_eq!(metrics.families.len(), 23, "{text}");
+    assert_eq!(metrics.families.len(), 24, "{text}");
     for (name, kind) in [
         ("rgate_connections_open", PrometheusType::Gauge),
+        ("rgate_connections_parked", PrometheusType::Gauge),
         ("rgate_connections_max", PrometheusType::Gauge),
         ("rgate_connections_refused_total", PrometheusType::Counter),
         (

@@ -15,6 +15,7 @@ mod attempt;
 mod decide;
 mod exchange;
 mod own;
+pub(crate) mod parked;
 mod record;
 pub(crate) mod tunnel;
 
@@ -67,6 +68,8 @@ enum Next {
     Upgrade(Buffered),
     /// No request yet: give back the buffers and wait for readability until the deadline.
     Rest(Deadline),
+    /// Parked in the core's lot (`parked`): the task ends, the connection stays open.
+    Parked,
 }
 
 /// Serves one client connection until it closes: the task spawned for each accepted one.
@@ -80,7 +83,7 @@ pub(crate) fn serve_client(
 ) -> impl std::future::Future<Output = ()> {
     // TCP_NODELAY comes from the listening socket (`listener::set_nodelay_for_accepted`).
     ClientConn {
-        _open: OpenConnection::count(&core, peer),
+        open: OpenConnection::count(&core, peer),
         core,
         client: Buffered::new(io, CLIENT_BUFFER_BYTES),
         peer,
@@ -88,28 +91,67 @@ pub(crate) fn serve_client(
         out: Vec::new(),
         canceller: None,
     }
-    .run()
+    .run(false)
 }
 
-/// Counts a connection in the core's `Clients` while it lives.
-struct OpenConnection(Rc<Worker>, IpAddr);
+/// Counts a connection in the core's `Clients` while it lives: while its task lives, or
+/// from the moment it leaves the lot (`parked`) until it closes.
+struct OpenConnection {
+    /// `None` once the connection has parked (the lot then keeps it counted).
+    core: Option<Rc<Worker>>,
+    ip: IpAddr,
+}
 
 impl OpenConnection {
     fn count(core: &Rc<Worker>, peer: SocketAddr) -> OpenConnection {
         core.clients.opened(peer.ip());
         core.counters.connections.set_open(core.clients.open());
-        OpenConnection(core.clone(), peer.ip())
+        OpenConnection {
+            core: Some(core.clone()),
+            ip: peer.ip(),
+        }
+    }
+
+    /// The connection parked: it stays open, counted without this guard.
+    fn park(&mut self) {
+        if let Some(core) = self.core.take() {
+            core.clients.parked();
+            core.counters
+                .connections
+                .set_parked(core.clients.parked_now());
+            give_memory_back_after_a_wave(&core);
+        }
+    }
+
+    /// A parked connection left the lot: counted by a guard again.
+    fn unpark(core: &Rc<Worker>, peer: SocketAddr) -> OpenConnection {
+        core.clients.unparked();
+        core.counters
+            .connections
+            .set_parked(core.clients.parked_now());
+        OpenConnection {
+            core: Some(core.clone()),
+            ip: peer.ip(),
+        }
     }
 }
 
 impl Drop for OpenConnection {
     fn drop(&mut self) {
-        self.0.clients.closed(self.1);
-        self.0.counters.connections.set_open(self.0.clients.open());
-        if let Trim::After(wait) = self.0.clients.memory_to_give_back() {
-            let core = self.0.clone();
-            monoio::spawn(async move { core.clients.trim_when_settled(wait).await });
+        if let Some(core) = self.core.take() {
+            core.clients.closed(self.ip);
+            core.counters.connections.set_open(core.clients.open());
+            give_memory_back_after_a_wave(&core);
         }
+    }
+}
+
+/// Schedules a trim when connections closing or parking have made a wave
+/// (`Clients::memory_to_give_back`).
+fn give_memory_back_after_a_wave(core: &Rc<Worker>) {
+    if let Trim::After(wait) = core.clients.memory_to_give_back() {
+        let core = core.clone();
+        monoio::spawn(async move { core.clients.trim_when_settled(wait).await });
     }
 }
 
@@ -123,30 +165,30 @@ struct ClientConn {
     out: Vec<u8>,
     /// Cancels the keep-alive read; kept while the connection is busy, dropped when it rests.
     canceller: Option<Canceller>,
-    _open: OpenConnection,
+    open: OpenConnection,
 }
 
 impl ClientConn {
     /// The connection's whole life. Written as a plain `async` block that uses `self` in
     /// place: an `async fn` taking `self` by value would store it twice.
     #[allow(clippy::manual_async_fn)]
-    fn run(mut self) -> impl std::future::Future<Output = ()> {
+    fn run(mut self, served: bool) -> impl std::future::Future<Output = ()> {
         async move {
-            let next = self.serve().await;
+            let next = self.serve(served).await;
             // Boxed: ending may need more state than serving (a tunnel, a linger).
             Box::pin(self.finish(next)).await
         }
     }
 
-    /// Serves requests until the connection is to end; says how.
-    async fn serve(&mut self) -> Next {
+    /// Serves requests until the connection is to end (or park); says how. `served`: the
+    /// connection has made a request before (it comes out of the lot).
+    async fn serve(&mut self, mut served: bool) -> Next {
         // A new connection reads at once, as a keep-alive one waits for its next request:
         // a client's first bytes usually follow the handshake at once, and a read already
         // queued takes them without a readiness wait first.
         let mut rest_until = None;
         // A connection that has made a request counts as idle as soon as it rests (a core
         // at its cap may close it); a new one only after `NEW_CONNECTION_GRACE`.
-        let mut served = false;
         loop {
             if let Some(deadline) = rest_until.take() {
                 if let Err(next) = self.rest(deadline, served).await {
@@ -166,6 +208,11 @@ impl ClientConn {
                     self.head = Vec::new();
                     self.out = Vec::new();
                     self.canceller = None;
+                    // A keep-alive connection parks without its task; a new one, that has
+                    // not said a word yet, rests with it (see `rest`).
+                    if served && self.park(deadline) {
+                        return Next::Parked;
+                    }
                     rest_until = Some(deadline);
                 }
                 next => return next,
@@ -181,7 +228,7 @@ impl ClientConn {
             // Closing the socket sends the FIN after the response (a shutdown first would
             // only cost another operation): nothing unread is expected, and what a client
             // sent anyway would reset the connection either way.
-            Next::Close | Next::Abort | Next::KeepAlive | Next::Rest(_) => {}
+            Next::Close | Next::Abort | Next::KeepAlive | Next::Rest(_) | Next::Parked => {}
         }
     }
 

@@ -13,6 +13,8 @@ use crate::limits::ConnectionLimits;
 pub(crate) struct ConnectionCounters {
     /// Client connections open now.
     open: AtomicU64,
+    /// Of them, keep-alive connections parked without a task.
+    parked: AtomicU64,
     /// New connections answered 503 and closed: their address had its cap.
     refused_per_ip: AtomicU64,
     /// Idle keep-alive connections closed to make room under the core's cap.
@@ -31,6 +33,7 @@ pub(crate) struct ConnectionCounters {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConnectionCounts {
     pub(crate) open: u64,
+    pub(crate) parked: u64,
     pub(crate) refused_per_ip: u64,
     pub(crate) idle_closed_at_cap: u64,
     pub(crate) accept_paused: u64,
@@ -42,6 +45,10 @@ pub(crate) struct ConnectionCounts {
 impl ConnectionCounters {
     pub(crate) fn set_open(&self, n: usize) {
         self.open.store(n as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_parked(&self, n: usize) {
+        self.parked.store(n as u64, Ordering::Relaxed);
     }
 
     pub(crate) fn refused_per_ip(&self) {
@@ -72,6 +79,7 @@ impl ConnectionCounters {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         ConnectionCounts {
             open: get(&self.open),
+            parked: get(&self.parked),
             refused_per_ip: get(&self.refused_per_ip),
             idle_closed_at_cap: get(&self.idle_closed_at_cap),
             accept_paused: get(&self.accept_paused),
@@ -109,6 +117,7 @@ impl ConnectionsView {
         json!({
             "open": self.sum(|c| c.open),
             "open_per_core": self.per_core.iter().map(|c| c.open).collect::<Vec<_>>(),
+            "parked": self.sum(|c| c.parked),
             "max": l.max_connections,
             "max_per_core": l.per_core,
             "max_per_ip_per_core": l.per_ip,
@@ -138,6 +147,20 @@ impl ConnectionsView {
             "gauge",
             "Client connections open, by core.",
             &open,
+        );
+        let mut parked = String::new();
+        for (core, c) in self.per_core.iter().enumerate() {
+            let _ = writeln!(
+                parked,
+                "rgate_connections_parked{{core=\"{core}\"}} {}",
+                c.parked
+            );
+        }
+        family(
+            "rgate_connections_parked",
+            "gauge",
+            "Of the open client connections, idle keep-alive ones parked without a task, by core.",
+            &parked,
         );
         family(
             "rgate_connections_max",
