@@ -108,7 +108,7 @@ impl RouteTable {
     /// The route for a normalised target (its query is ignored) sent to `host` (the
     /// request's Host, any case, with or without a port; None for HTTP/1.0 without one).
     pub fn route(&self, host: Option<&[u8]>, target: &str) -> Option<RouteMatch> {
-        let path = target.split_once('?').map_or(target, |(p, _)| p).as_bytes();
+        let path = path_of(target).as_bytes();
         if !(self.exact.is_empty() && self.wildcard.is_empty()) {
             let mut buf = [0u8; MAX_HOST_BYTES];
             if let Some(name) = host.and_then(|h| host_name(h, &mut buf)) {
@@ -168,6 +168,16 @@ pub fn rewrite<'t>(route: &Route, target: &'t str) -> Cow<'t, str> {
     }
 }
 
+/// The path of a request-target: up to its query's `?` (a byte loop: targets are short, and
+/// a `char` search costs more to set up than this costs to run).
+pub fn path_of(target: &str) -> &str {
+    let end = target
+        .bytes()
+        .position(|b| b == b'?')
+        .unwrap_or(target.len());
+    &target[..end]
+}
+
 /// A request-target that cannot be routed safely.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TargetError {
@@ -203,10 +213,8 @@ pub fn normalize_target(target: &str) -> Result<Cow<'_, str>, TargetError> {
     } else {
         return Err(TargetError::UnsupportedForm);
     };
-    let (path, query) = match origin.find('?') {
-        Some(i) => (&origin[..i], Some(&origin[i..])),
-        None => (origin, None),
-    };
+    let path = path_of(origin);
+    let query = origin.get(path.len()..).filter(|q| !q.is_empty());
     // A dot segment needs a '.' (or its encoding, "%2e"): most paths have neither, and one
     // pass over the bytes settles it before any splitting.
     let may_have_dots = path.bytes().any(|b| b == b'.' || b == b'%');

@@ -200,3 +200,11 @@ fn rewriting_strips_or_replaces_the_prefix_after_normalisation() {
     let target = normalize_target("/api/a/../b").unwrap();
     assert_eq!(rewrite(&strip("/api"), &target), "/b");
 }
+
+#[test]
+fn the_path_ends_at_the_first_question_mark() {
+    assert_eq!(path_of("/a/b?x=1?y"), "/a/b");
+    assert_eq!(path_of("/a/b"), "/a/b");
+    assert_eq!(path_of("/?"), "/");
+    assert_eq!(path_of(""), "");
+}

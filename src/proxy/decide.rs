@@ -100,7 +100,7 @@ impl ClientConn {
                 }))
             }
         };
-        let path = target.split_once('?').map_or(&*target, |(p, _)| p);
+        let path = crate::router::path_of(&target);
         if path == settings.config.stats.path {
             return Ok(Some(Decided {
                 info,

@@ -197,12 +197,9 @@ impl ClientConn {
             }
             // Boxed: waiting for a request with a buffer and answering it need far more
             // state than resting, and a future is as large as its largest state. Boxed,
-            // a resting connection's task stays small (one allocation per request).
-            match Box::pin(self.serve_one(served)).await {
-                Next::KeepAlive => {
-                    served = true;
-                    self.client.shrink_when_idle();
-                }
+            // a resting connection's task stays small — at one allocation (and one copy of
+            // that state) per spell of requests, not per request.
+            match Box::pin(self.serve_while_busy(&mut served)).await {
                 Next::Rest(deadline) => {
                     self.client.release_buffer();
                     self.head = Vec::new();
@@ -214,6 +211,19 @@ impl ClientConn {
                         return Next::Parked;
                     }
                     rest_until = Some(deadline);
+                }
+                next => return next,
+            }
+        }
+    }
+
+    /// Serves requests one after another until the connection is to rest or end.
+    async fn serve_while_busy(&mut self, served: &mut bool) -> Next {
+        loop {
+            match self.serve_one(*served).await {
+                Next::KeepAlive => {
+                    *served = true;
+                    self.client.shrink_when_idle();
                 }
                 next => return next,
             }
