@@ -19,7 +19,9 @@
 //!   * `wire` — a buffered stream with owned-buffer I/O, and body relays in any framing.
 //!   * `upstream` — the backend session (`Exchange`: phases, retry safety, reusability)
 //!     and the per-core keep-alive pool.
-//!   * `worker` — one core's state: backend table, pool, counters, alarms.
+//!   * `parking` — a core's lot of idle keep-alive sockets parked without a task (a slot
+//!     and an entry in the core's own epoll set), oldest first.
+//!   * `worker` — one core's state: backend table, pool, counters, alarms, lot.
 //!   * `proxy` — the per-connection loop: read a head, decide (route, or rgate's own
 //!     `/stats`, `/metrics`, default response), forward through an `Exchange` or answer,
 //!     count the request just before its last byte, keep the connection or close it.
