@@ -1,3 +1,6 @@
+//! Tests of `parking.rs` on real loopback sockets: what comes out of the lot when a client
+//! sends or hangs up, oldest-first order, deadlines, and a lot without its epoll set.
+
 use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
