@@ -554,6 +554,59 @@ fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
     );
 }
 
+/// A keep-alive connection idle past the parking delay (200 ms) gives up its task; when it
+/// comes back with a head sent in pieces, each pause again longer than that delay, the
+/// pieces already read must stay with it (not parked away) and the head timeout must run
+/// from the first of them, not start over at each piece.
+#[test]
+fn a_head_trickled_in_after_parking_is_read_whole_and_its_timeout_is_not_reset() {
+    use std::time::{Duration, Instant};
+    let b = Backend::start("b");
+    let gw = Gateway::start(&config(
+        &[("/api", "b")],
+        &[("b", &[b.addr])],
+        "timeouts: {client_head_ms: 900}\n",
+    ));
+    let pause = Duration::from_millis(300);
+    // Whole, though in three pieces with pauses past the parking delay between them.
+    let mut c = gw.client();
+    c.send(b"GET /api/first HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.read_response(false).status, 200);
+    std::thread::sleep(pause);
+    let parked = &gw.get("/stats").json()["connections"]["parked"];
+    assert_eq!(parked.as_u64(), Some(1), "the idle connection parked");
+    for piece in [
+        &b"GET /api/pie"[..],
+        b"ces HTTP/1.1\r\nHo",
+        b"st: a\r\n\r\n",
+    ] {
+        c.send(piece);
+        std::thread::sleep(pause);
+    }
+    assert_eq!(c.read_response(false).echo().target(), "/api/pieces");
+    // Never complete: 408 once 900 ms have passed since its first byte, though no pause
+    // between pieces reaches the timeout.
+    std::thread::sleep(pause);
+    let first_byte = Instant::now();
+    c.send(b"GET /api/never HTTP/1.1\r\n");
+    // Two more pieces, the last at 600 ms; nothing is written after that, so that no write
+    // meets the closed connection and resets the answer away.
+    for _ in 0..2 {
+        std::thread::sleep(pause);
+        c.send(b"X-Slow: 1\r\n");
+    }
+    let r = c.read_response(false);
+    let waited = first_byte.elapsed();
+    assert_eq!(r.gateway_error(408)["error"], "request_timeout");
+    c.expect_closed();
+    // The 408 came 900 ms from the head's first byte (a core tick, 50 ms, early or late for
+    // the coarse clock; the rest is slack for a loaded machine), not 900 ms from its last
+    // piece (1,500 ms).
+    assert!(waited >= Duration::from_millis(850), "408 after {waited:?}");
+    assert!(waited < Duration::from_millis(1400), "408 after {waited:?}");
+    assert_eq!(b.requests(), 2);
+}
+
 #[test]
 fn a_connection_that_rested_serves_its_next_request() {
     let (gw, b) = gateway();
