@@ -607,6 +607,25 @@ fn a_head_trickled_in_after_parking_is_read_whole_and_its_timeout_is_not_reset()
     assert_eq!(b.requests(), 2);
 }
 
+/// A parked connection whose client sends its last request and half-closes at once: the
+/// core sees the hang-up and the bytes together, and must answer the request, not take the
+/// hang-up for a client that left.
+#[test]
+fn a_parked_connection_that_sends_a_request_and_half_closes_gets_its_answer() {
+    let (gw, b) = gateway();
+    let mut c = gw.client();
+    c.send(b"GET /api/first HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.read_response(false).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let parked = &gw.get("/stats").json()["connections"]["parked"];
+    assert_eq!(parked.as_u64(), Some(1), "the idle connection parked");
+    c.send(b"GET /api/last HTTP/1.1\r\nHost: a\r\n\r\n");
+    c.stream.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(c.read_response(false).echo().target(), "/api/last");
+    c.expect_closed();
+    assert_eq!(b.requests(), 2);
+}
+
 #[test]
 fn a_connection_that_rested_serves_its_next_request() {
     let (gw, b) = gateway();
