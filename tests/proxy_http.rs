@@ -554,6 +554,20 @@ fn an_idle_keep_alive_connection_is_closed_after_the_keepalive_timeout() {
     );
 }
 
+/// A keep-alive connection that has served one request and then parked (idle past the
+/// parking delay: no task of its own, only its descriptor in the core's lot).
+fn served_and_parked(gw: &Gateway) -> Client {
+    let mut c = gw.client();
+    c.send(b"GET /api/first HTTP/1.1\r\nHost: a\r\n\r\n");
+    assert_eq!(c.read_response(false).status, 200);
+    common::wait_until(
+        common::limits::CONDITION,
+        "the idle connection parked",
+        || gw.get("/stats").json()["connections"]["parked"].as_u64() == Some(1),
+    );
+    c
+}
+
 /// A keep-alive connection idle past the parking delay (200 ms) gives up its task; when it
 /// comes back with a head sent in pieces, each pause again longer than that delay, the
 /// pieces already read must stay with it (not parked away) and the head timeout must run
@@ -569,12 +583,7 @@ fn a_head_trickled_in_after_parking_is_read_whole_and_its_timeout_is_not_reset()
     ));
     let pause = Duration::from_millis(300);
     // Whole, though in three pieces with pauses past the parking delay between them.
-    let mut c = gw.client();
-    c.send(b"GET /api/first HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!(c.read_response(false).status, 200);
-    std::thread::sleep(pause);
-    let parked = &gw.get("/stats").json()["connections"]["parked"];
-    assert_eq!(parked.as_u64(), Some(1), "the idle connection parked");
+    let mut c = served_and_parked(&gw);
     for piece in [
         &b"GET /api/pie"[..],
         b"ces HTTP/1.1\r\nHo",
@@ -613,12 +622,7 @@ fn a_head_trickled_in_after_parking_is_read_whole_and_its_timeout_is_not_reset()
 #[test]
 fn a_parked_connection_that_sends_a_request_and_half_closes_gets_its_answer() {
     let (gw, b) = gateway();
-    let mut c = gw.client();
-    c.send(b"GET /api/first HTTP/1.1\r\nHost: a\r\n\r\n");
-    assert_eq!(c.read_response(false).status, 200);
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let parked = &gw.get("/stats").json()["connections"]["parked"];
-    assert_eq!(parked.as_u64(), Some(1), "the idle connection parked");
+    let mut c = served_and_parked(&gw);
     c.send(b"GET /api/last HTTP/1.1\r\nHost: a\r\n\r\n");
     c.stream.shutdown(std::net::Shutdown::Write).unwrap();
     assert_eq!(c.read_response(false).echo().target(), "/api/last");
