@@ -7,13 +7,15 @@
 //! Single-threaded: it lives in the core's `Worker`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
+
+use crate::rest_list::{Place, RestList};
 
 #[derive(Default)]
 pub(crate) struct Clients {
@@ -21,9 +23,8 @@ pub(crate) struct Clients {
     /// Of the open ones, those parked without a task (`parking`).
     parked: Cell<usize>,
     per_ip: RefCell<HashMap<IpAddr, u32>>,
-    /// Resting connections by when they began to rest (a sequence number): oldest first.
-    resting: RefCell<BTreeMap<u64, Rc<RestSlot>>>,
-    next_rest: Cell<u64>,
+    /// Resting connections, oldest first.
+    resting: RefCell<RestList>,
     /// Counts closes and connections beginning to rest: what a full core waits for.
     changes: Cell<u64>,
     /// Accept loops waiting for a change.
@@ -61,13 +62,6 @@ const TRIM_SETTLE: Duration = Duration::from_millis(50);
 const TRIM_SETTLE_MAX: Duration = Duration::from_secs(2);
 /// Closes after which a core left with no connection gives their memory back.
 const TRIM_WHEN_EMPTY: usize = 64;
-
-/// A resting connection's mark: set when the core closes it to make room.
-#[derive(Default)]
-pub(crate) struct RestSlot {
-    closed: Cell<bool>,
-    waker: Cell<Option<Waker>>,
-}
 
 impl Clients {
     pub(crate) fn open(&self) -> usize {
@@ -124,14 +118,13 @@ impl Clients {
     pub(crate) fn closed(&self, ip: IpAddr) {
         self.open.set(self.open.get() - 1);
         self.released();
-        let mut per_ip = self.per_ip.borrow_mut();
-        if let Some(n) = per_ip.get_mut(&ip) {
-            *n -= 1;
-            if *n == 0 {
-                per_ip.remove(&ip);
+        // One lookup (one hash of the address), whether the count drops or goes.
+        if let Entry::Occupied(mut n) = self.per_ip.borrow_mut().entry(ip) {
+            *n.get_mut() -= 1;
+            if *n.get() == 0 {
+                n.remove();
             }
         }
-        drop(per_ip);
         self.changed();
     }
 
@@ -212,30 +205,28 @@ impl Clients {
 
     /// Marks a connection as resting until the returned guard is dropped.
     pub(crate) fn rest(&self) -> Resting<'_> {
-        let id = self.next_rest.get();
-        self.next_rest.set(id + 1);
-        let slot = Rc::new(RestSlot::default());
-        self.resting.borrow_mut().insert(id, slot.clone());
+        let place = self.resting.borrow_mut().join();
         if !self.waiting.borrow().is_empty() {
             self.changed();
         }
         Resting {
             clients: self,
-            id,
-            slot,
+            place,
         }
     }
 
     /// Closes the connection that has rested longest; false when none rests.
     pub(crate) fn close_oldest_idle(&self) -> bool {
-        let Some((_, slot)) = self.resting.borrow_mut().pop_first() else {
-            return false;
-        };
-        slot.closed.set(true);
-        if let Some(w) = slot.waker.take() {
-            w.wake();
+        let closed = self.resting.borrow_mut().close_oldest();
+        match closed {
+            Some(waker) => {
+                if let Some(w) = waker {
+                    w.wake();
+                }
+                true
+            }
+            None => false,
         }
-        true
     }
 }
 
@@ -259,37 +250,37 @@ impl Drop for Refusing<'_> {
 /// A connection at rest; see `Clients::rest`.
 pub(crate) struct Resting<'a> {
     clients: &'a Clients,
-    id: u64,
-    slot: Rc<RestSlot>,
+    place: Place,
 }
 
 impl Resting<'_> {
     /// Until the core closes this connection to make room.
     pub(crate) fn closed_by_core(&self) -> ClosedByCore<'_> {
-        ClosedByCore(&self.slot)
+        ClosedByCore(self)
     }
 
     pub(crate) fn was_closed_by_core(&self) -> bool {
-        self.slot.closed.get()
+        self.clients.resting.borrow().is_closed(self.place)
     }
 }
 
 impl Drop for Resting<'_> {
     fn drop(&mut self) {
-        self.clients.resting.borrow_mut().remove(&self.id);
+        self.clients.resting.borrow_mut().leave(self.place);
     }
 }
 
-pub(crate) struct ClosedByCore<'a>(&'a RestSlot);
+pub(crate) struct ClosedByCore<'a>(&'a Resting<'a>);
 
 impl Future for ClosedByCore<'_> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if self.0.closed.get() {
+        let mut list = self.0.clients.resting.borrow_mut();
+        if list.is_closed(self.0.place) {
             Poll::Ready(())
         } else {
-            self.0.waker.set(Some(cx.waker().clone()));
+            list.set_waker(self.0.place, cx.waker());
             Poll::Pending
         }
     }
@@ -342,6 +333,7 @@ const HEAP_TOP_NUDGE: usize = 128 * 1024;
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::rc::Rc;
 
     #[test]
     fn memory_goes_back_after_a_wave_of_closes_or_when_empty() {
@@ -473,10 +465,10 @@ mod tests {
             drop(gone);
         }
         assert!(c.close_oldest_idle());
-        assert!(first.slot.closed.get());
-        assert!(!second.slot.closed.get());
+        assert!(first.was_closed_by_core());
+        assert!(!second.was_closed_by_core());
         assert!(c.close_oldest_idle());
-        assert!(second.slot.closed.get());
+        assert!(second.was_closed_by_core());
         assert!(
             !c.close_oldest_idle(),
             "a connection that stopped resting is not closed"

@@ -72,6 +72,7 @@ pub mod logging;
 pub(crate) mod mailbox;
 pub(crate) mod parking;
 pub(crate) mod proxy;
+pub(crate) mod rest_list;
 pub(crate) mod retry_budget;
 pub mod router;
 pub(crate) mod server;

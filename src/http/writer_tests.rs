@@ -22,6 +22,13 @@ fn numbers_and_addresses_are_written_as_display_writes_them() {
         put_ip(&mut out, ip);
         assert_eq!(out, ip.to_string().into_bytes());
     }
+    // Every octet value, in every position.
+    for n in 0..=255u8 {
+        let ip = IpAddr::from([n, 255 - n, n / 3, n.wrapping_mul(7)]);
+        let mut out = Vec::new();
+        put_ip(&mut out, ip);
+        assert_eq!(out, ip.to_string().into_bytes());
+    }
 }
 use crate::http::request::parse_request;
 use crate::http::request_id::RequestIds;

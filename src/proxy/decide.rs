@@ -158,7 +158,7 @@ impl ClientConn {
         let stripped = (routed.rewrite != Rewrite::Keep)
             .then(|| routed.prefix.trim_end_matches('/'))
             .filter(|p| !p.is_empty());
-        self.head.clear();
+        super::fresh_head(&mut self.head);
         write_request_head(
             &mut self.head,
             &head,

@@ -261,7 +261,7 @@ impl ClientConn {
 
     /// The backend is reachable: tell the client to send its body.
     async fn send_continue(&mut self, rec: &mut RequestRecorder) -> Result<(), Next> {
-        self.out.clear();
+        super::fresh_head(&mut self.out);
         self.out.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
         if self.write_out().await.is_err() {
             rec.fail(ErrorKind::Client);
@@ -378,7 +378,7 @@ impl ClientConn {
                 .map_or(&NO_EDITS, |i| &routes[i].response_headers);
             let heard = exchange
                 .read_head(alarms, timeout, info.is_head, |resp| {
-                    out.clear();
+                    super::fresh_head(out);
                     if resp.is_interim() {
                         let relay = info.version == Version::Http11
                             && !(resp.status == 100 && sent_continue);

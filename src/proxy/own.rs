@@ -91,7 +91,7 @@ impl ClientConn {
 
     /// Writes a response rgate made, counting the request first. False if the client is gone.
     async fn send_own(&mut self, reply: Reply<'_>, rec: &mut RequestRecorder) -> bool {
-        self.out.clear();
+        super::fresh_head(&mut self.out);
         let id = rec.id;
         let reply = Reply {
             request_id: Some(&id),

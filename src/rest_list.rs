@@ -1,0 +1,174 @@
+//! A core's resting connections, oldest first, for `Clients`: a connection joins when it
+//! begins to wait for its next request and leaves when the wait ends, the core takes out
+//! the oldest to close it at its cap. A keep-alive connection joins and leaves once per
+//! request, so each is O(1) with no allocation: the entries live in a slab (a `Vec` with
+//! a free list, grown to the most connections that ever rested at once) and are linked
+//! in the order they joined. Knows nothing about sockets; single-threaded.
+
+use std::task::Waker;
+
+/// Marks the end of a link.
+const NONE: usize = usize::MAX;
+
+/// Where a resting connection's entry is; given back by `leave`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Place(usize);
+
+#[derive(Default)]
+pub(crate) struct RestList {
+    entries: Vec<Entry>,
+    /// Entries not in use.
+    free: Vec<usize>,
+    oldest: Option<usize>,
+    newest: Option<usize>,
+}
+
+struct Entry {
+    prev: usize,
+    next: usize,
+    /// In the oldest-first chain (false once taken out to be closed, and when free).
+    linked: bool,
+    /// The core closed it to make room.
+    closed: bool,
+    waker: Option<Waker>,
+}
+
+impl Entry {
+    const FRESH: Entry = Entry {
+        prev: NONE,
+        next: NONE,
+        linked: false,
+        closed: false,
+        waker: None,
+    };
+}
+
+impl RestList {
+    /// Adds a connection as the newest resting one.
+    pub(crate) fn join(&mut self) -> Place {
+        let i = match self.free.pop() {
+            Some(i) => i,
+            None => {
+                self.entries.push(Entry::FRESH);
+                self.entries.len() - 1
+            }
+        };
+        let newest = self.newest.unwrap_or(NONE);
+        self.entries[i] = Entry {
+            prev: newest,
+            linked: true,
+            ..Entry::FRESH
+        };
+        match self.newest {
+            Some(n) => self.entries[n].next = i,
+            None => self.oldest = Some(i),
+        }
+        self.newest = Some(i);
+        Place(i)
+    }
+
+    /// The connection stopped resting (or was closed and saw it): its entry is free.
+    pub(crate) fn leave(&mut self, place: Place) {
+        self.unlink(place.0);
+        self.entries[place.0] = Entry::FRESH;
+        self.free.push(place.0);
+    }
+
+    /// Takes out the connection that has rested longest and marks it closed; its waker,
+    /// to be woken once the list is no longer borrowed. `None` when none rests.
+    pub(crate) fn close_oldest(&mut self) -> Option<Option<Waker>> {
+        let i = self.oldest?;
+        self.unlink(i);
+        let entry = &mut self.entries[i];
+        entry.closed = true;
+        Some(entry.waker.take())
+    }
+
+    pub(crate) fn is_closed(&self, place: Place) -> bool {
+        self.entries[place.0].closed
+    }
+
+    /// Whom to wake when the connection at `place` is closed.
+    pub(crate) fn set_waker(&mut self, place: Place, waker: &Waker) {
+        let slot = &mut self.entries[place.0].waker;
+        match slot {
+            Some(w) if w.will_wake(waker) => {}
+            _ => *slot = Some(waker.clone()),
+        }
+    }
+
+    /// How many rest (not counting those taken out to be closed).
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        let mut n = 0;
+        let mut at = self.oldest.unwrap_or(NONE);
+        while at != NONE {
+            n += 1;
+            at = self.entries[at].next;
+        }
+        n
+    }
+
+    fn unlink(&mut self, i: usize) {
+        let Entry {
+            prev, next, linked, ..
+        } = self.entries[i];
+        if !linked {
+            return;
+        }
+        match prev {
+            NONE => self.oldest = (next != NONE).then_some(next),
+            p => self.entries[p].next = next,
+        }
+        match next {
+            NONE => self.newest = (prev != NONE).then_some(prev),
+            n => self.entries[n].prev = prev,
+        }
+        let entry = &mut self.entries[i];
+        entry.linked = false;
+        entry.prev = NONE;
+        entry.next = NONE;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_oldest_is_closed_first_whatever_left_in_between() {
+        let mut list = RestList::default();
+        let a = list.join();
+        let b = list.join();
+        let c = list.join();
+        let d = list.join();
+        list.leave(b); // from the middle
+        list.leave(d); // the newest
+        let e = list.join(); // takes a freed entry
+        assert_eq!(list.len(), 3);
+        assert!(list.close_oldest().is_some());
+        assert!(list.is_closed(a) && !list.is_closed(c) && !list.is_closed(e));
+        assert!(list.close_oldest().is_some());
+        assert!(list.is_closed(c) && !list.is_closed(e));
+        list.leave(a);
+        list.leave(c);
+        list.leave(e); // the last one: the list is empty
+        assert_eq!(list.len(), 0);
+        assert!(list.close_oldest().is_none());
+        assert_eq!(list.entries.len(), 4, "entries are reused, not grown");
+        let f = list.join();
+        assert!(!list.is_closed(f), "a reused entry starts afresh");
+        assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn a_closed_connection_is_closed_once() {
+        let mut list = RestList::default();
+        let a = list.join();
+        assert!(list.close_oldest().is_some());
+        assert!(list.close_oldest().is_none(), "taken out of the chain");
+        assert!(list.is_closed(a));
+        list.leave(a);
+        assert_eq!(list.free, vec![a.0]);
+    }
+}
