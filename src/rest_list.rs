@@ -2,13 +2,17 @@
 //! begins to wait for its next request and leaves when the wait ends, the core takes out
 //! the oldest to close it at its cap. A keep-alive connection joins and leaves once per
 //! request, so each is O(1) with no allocation: the entries live in a slab (a `Vec` with
-//! a free list, grown to the most connections that ever rested at once) and are linked
-//! in the order they joined. Knows nothing about sockets; single-threaded.
+//! a free list, grown to the most connections resting at once, and given back when a large
+//! wave has left) and are linked in the order they joined. Knows nothing about sockets;
+//! single-threaded.
 
 use std::task::Waker;
 
 /// Marks the end of a link.
 const NONE: usize = usize::MAX;
+/// Entries kept once none is in use: a wave of connections larger than this gives its
+/// entries back when the last of it stops resting.
+const KEEP_ENTRIES: usize = 256;
 
 /// Where a resting connection's entry is; given back by `leave`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +76,10 @@ impl RestList {
         self.unlink(place.0);
         self.entries[place.0] = Entry::FRESH;
         self.free.push(place.0);
+        if self.free.len() == self.entries.len() && self.entries.len() > KEEP_ENTRIES {
+            self.entries = Vec::new();
+            self.free = Vec::new();
+        }
     }
 
     /// Takes out the connection that has rested longest and marks it closed; its waker,
@@ -159,6 +167,22 @@ mod tests {
         let f = list.join();
         assert!(!list.is_closed(f), "a reused entry starts afresh");
         assert_eq!(list.len(), 1);
+    }
+
+    #[test]
+    fn a_wave_larger_than_kept_gives_its_entries_back_when_it_has_left() {
+        let mut list = RestList::default();
+        let wave: Vec<Place> = (0..KEEP_ENTRIES + 1).map(|_| list.join()).collect();
+        assert!(list.close_oldest().is_some());
+        for &p in &wave[..KEEP_ENTRIES] {
+            list.leave(p);
+        }
+        assert_eq!(list.entries.len(), KEEP_ENTRIES + 1, "one still rests");
+        list.leave(wave[KEEP_ENTRIES]);
+        assert_eq!((list.entries.capacity(), list.free.capacity()), (0, 0));
+        let p = list.join();
+        assert_eq!(list.len(), 1);
+        assert!(list.close_oldest().is_some() && list.is_closed(p));
     }
 
     #[test]

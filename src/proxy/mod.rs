@@ -178,12 +178,16 @@ impl ClientConn {
     #[allow(clippy::manual_async_fn)]
     fn run(mut self, served: bool) -> impl std::future::Future<Output = ()> {
         async move {
-            let next = self.serve(served).await;
-            // Most connections just close. A linger or a tunnel needs more state than
-            // serving (and a runtime timer, 128-byte aligned): boxed, so that only those
-            // pay for it, and no connection's task grows by it.
-            if matches!(next, Next::Linger | Next::Upgrade(_)) {
-                Box::pin(self.finish(next)).await
+            match self.serve(served).await {
+                // A linger or a tunnel needs more state than serving (and a runtime timer,
+                // 128-byte aligned): boxed, so that only those pay for it, and no
+                // connection's task grows by it.
+                next @ (Next::Linger | Next::Upgrade(_)) => Box::pin(self.finish(next)).await,
+                // Closing the socket (dropping `self`) sends the FIN after the response (a
+                // shutdown first would only cost another operation): nothing unread is
+                // expected, and what a client sent anyway would reset the connection
+                // either way.
+                Next::Close | Next::Abort | Next::KeepAlive | Next::Rest(_) | Next::Parked => {}
             }
         }
     }
@@ -238,15 +242,12 @@ impl ClientConn {
         }
     }
 
-    /// Ends the connection the way `next` says.
+    /// Ends a connection that lingers or becomes a tunnel (`run` closes the others).
     async fn finish(self, next: Next) {
         match next {
             Next::Linger => linger(self.client).await,
             Next::Upgrade(backend) => tunnel::run(self.client, backend).await,
-            // Closing the socket sends the FIN after the response (a shutdown first would
-            // only cost another operation): nothing unread is expected, and what a client
-            // sent anyway would reset the connection either way.
-            Next::Close | Next::Abort | Next::KeepAlive | Next::Rest(_) | Next::Parked => {}
+            _ => {}
         }
     }
 
