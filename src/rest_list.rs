@@ -18,13 +18,24 @@ const KEEP_ENTRIES: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Place(usize);
 
-#[derive(Default)]
 pub(crate) struct RestList {
     entries: Vec<Entry>,
     /// Entries not in use.
     free: Vec<usize>,
-    oldest: Option<usize>,
-    newest: Option<usize>,
+    /// The ends of the chain (`NONE` when none rests).
+    oldest: usize,
+    newest: usize,
+}
+
+impl Default for RestList {
+    fn default() -> RestList {
+        RestList {
+            entries: Vec::new(),
+            free: Vec::new(),
+            oldest: NONE,
+            newest: NONE,
+        }
+    }
 }
 
 struct Entry {
@@ -57,17 +68,16 @@ impl RestList {
                 self.entries.len() - 1
             }
         };
-        let newest = self.newest.unwrap_or(NONE);
         self.entries[i] = Entry {
-            prev: newest,
+            prev: self.newest,
             linked: true,
             ..Entry::FRESH
         };
         match self.newest {
-            Some(n) => self.entries[n].next = i,
-            None => self.oldest = Some(i),
+            NONE => self.oldest = i,
+            n => self.entries[n].next = i,
         }
-        self.newest = Some(i);
+        self.newest = i;
         Place(i)
     }
 
@@ -85,7 +95,10 @@ impl RestList {
     /// Takes out the connection that has rested longest and marks it closed; its waker,
     /// to be woken once the list is no longer borrowed. `None` when none rests.
     pub(crate) fn close_oldest(&mut self) -> Option<Option<Waker>> {
-        let i = self.oldest?;
+        let i = self.oldest;
+        if i == NONE {
+            return None;
+        }
         self.unlink(i);
         let entry = &mut self.entries[i];
         entry.closed = true;
@@ -109,7 +122,7 @@ impl RestList {
     #[cfg(test)]
     fn len(&self) -> usize {
         let mut n = 0;
-        let mut at = self.oldest.unwrap_or(NONE);
+        let mut at = self.oldest;
         while at != NONE {
             n += 1;
             at = self.entries[at].next;
@@ -125,11 +138,11 @@ impl RestList {
             return;
         }
         match prev {
-            NONE => self.oldest = (next != NONE).then_some(next),
+            NONE => self.oldest = next,
             p => self.entries[p].next = next,
         }
         match next {
-            NONE => self.newest = (prev != NONE).then_some(prev),
+            NONE => self.newest = prev,
             n => self.entries[n].prev = prev,
         }
         let entry = &mut self.entries[i];
